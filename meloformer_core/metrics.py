@@ -38,12 +38,14 @@ class RoundTripReport:
 
 
 def effective_tempo_changes(song: Song) -> int:
-    """Tempo events that change the tempo (the default 120 counts as the start value)."""
-    count, current = 0, TempoChange(0, 500_000).us_per_quarter
-    for tempo in song.tempos:
-        if tempo.us_per_quarter != current:
+    """Tempo events that change the tempo: the last event at a tick counts, and the
+    default of 120 quarters per minute is the value before the first."""
+    last_at_tick = {tempo.tick: tempo.us_per_quarter for tempo in song.tempos}  # later events win
+    count, current = 0, 500_000
+    for tick in sorted(last_at_tick):
+        if last_at_tick[tick] != current:
             count += 1
-            current = tempo.us_per_quarter
+            current = last_at_tick[tick]
     return count
 
 

@@ -108,6 +108,7 @@ def to_grid(song: Song, vocab: Vocabulary = DEFAULT_VOCAB) -> GridSong:
         if not tempos or tempos[-1][1] != tempo_by_step[step]:
             tempos.append((step, tempo_by_step[step]))
     last_step = max(last_step, tempos[-1][0])
+    content_last = last_step  # notes and kept tempo changes
 
     signature_events = [(int(step_of(ts.tick)), ts.numerator, ts.denominator) for ts in song.time_signatures]
     keys_in = [(int(step_of(key.tick)), key.sharps, key.minor) for key in song.key_signatures]
@@ -154,7 +155,14 @@ def to_grid(song: Song, vocab: Vocabulary = DEFAULT_VOCAB) -> GridSong:
     for bar in sorted(key_by_bar):
         if not keys or keys[-1][1:] != key_by_bar[bar]:
             keys.append((bar, *key_by_bar[bar]))
-    return GridSong(starts, cleaned, tempos, keys, tracks)
+    # The song ends with the last bar that holds something q keeps: an event dropped as
+    # a repeat must not leave empty bars behind (q would not be idempotent).
+    last_bar = max(
+        int(np.searchsorted(starts, content_last, side="right") - 1),
+        cleaned[-1][0],
+        keys[-1][0] if keys else 0,
+    )
+    return GridSong(starts[: last_bar + 2], cleaned, tempos, keys, tracks)
 
 
 def _grid_notes(data: np.ndarray, resolution: int, step_of, config: EncodingConfig) -> np.ndarray:  # noqa: ANN001

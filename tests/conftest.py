@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FAILURES = ROOT / "output" / "test-failures"
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+# CI and a quick local run use the same number of examples; deadlines are meaningless
+# on a shared 2-core machine.
+settings.register_profile("default", deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+def fixture_files() -> list[Path]:
+    return sorted(FIXTURES.glob("*.mid"))

@@ -1,0 +1,36 @@
+"""Hypothesis strategies for random songs: several tracks, drums, metre and tempo changes, gaps."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from meloformer_core.music import KeySignature, Note, Song, TempoChange, TimeSignature, Track
+
+RESOLUTIONS = st.sampled_from([96, 120, 192, 384, 480, 1000])
+METRES = st.sampled_from([(4, 4), (3, 4), (6, 8), (2, 4), (5, 4), (7, 8), (12, 8), (2, 2), (9, 16), (6, 32), (13, 8)])
+
+
+@st.composite
+def songs(draw: st.DrawFn, max_tracks: int = 5, max_quarters: int = 64, max_notes: int = 40) -> Song:
+    resolution = draw(RESOLUTIONS)
+    span = max_quarters * resolution
+    tick = st.integers(0, span)
+    tempos = draw(st.lists(st.builds(TempoChange, tick, st.integers(150_000, 3_000_000)), max_size=5))
+    metres = draw(st.lists(st.tuples(tick, METRES), max_size=4))
+    signatures = [TimeSignature(t, n, d) for t, (n, d) in metres]
+    keys = draw(st.lists(st.builds(KeySignature, tick, st.integers(-7, 7), st.booleans()), max_size=3))
+    tracks = []
+    for index in range(draw(st.integers(0, max_tracks))):
+        is_drum = draw(st.booleans()) if index else False
+        # Short pitch ranges and few onsets make chords, repeats and same-pitch overlaps likely.
+        low = draw(st.integers(0, 120))
+        note = st.builds(
+            Note,
+            start=st.one_of(tick, st.integers(0, 8).map(lambda q, r=resolution: q * r // 2)),
+            pitch=st.integers(low, low + 7),
+            duration=st.one_of(st.integers(1, 4 * resolution), st.integers(1, 40 * resolution)),
+            velocity=st.integers(1, 127),
+        )
+        notes = draw(st.lists(note, max_size=max_notes))
+        tracks.append(Track(f"track {index}", draw(st.integers(0, 127)), is_drum, notes))
+    return Song(resolution, tuple(tempos), tuple(signatures), tuple(keys), tuple(tracks))
