@@ -124,7 +124,9 @@ def _read_with_symusic(data: bytes, label: str) -> Song:
     return Song(
         resolution=int(score.ticks_per_quarter),
         tempos=tuple(TempoChange(int(t.time), int(t.mspq)) for t in score.tempos),
-        time_signatures=tuple(TimeSignature(int(t.time), int(t.numerator), int(t.denominator)) for t in score.time_signatures),
+        time_signatures=tuple(
+            TimeSignature(int(t.time), int(t.numerator), int(t.denominator)) for t in score.time_signatures
+        ),
         key_signatures=tuple(KeySignature(int(k.time), int(k.key), bool(k.tonality)) for k in score.key_signatures),
         tracks=tuple(tracks),
     )
@@ -285,7 +287,7 @@ def _cut_same_pitch_overlaps(notes: NoteArray) -> list[tuple[int, int, int, int]
     return [tuple(row) for row in rows]
 
 
-def _delta_track(events: list, name: str):  # noqa: ANN202 - mido types are untyped
+def _delta_track(events: list, name: str):
     import mido
 
     events.sort(key=lambda event: (event[0], event[1]))

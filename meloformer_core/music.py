@@ -64,7 +64,9 @@ class NoteArray(Sequence[Note]):
         self._data = _sorted_readonly(data)
 
     @classmethod
-    def from_columns(cls, start: np.ndarray, pitch: np.ndarray, duration: np.ndarray, velocity: np.ndarray) -> NoteArray:
+    def from_columns(
+        cls, start: np.ndarray, pitch: np.ndarray, duration: np.ndarray, velocity: np.ndarray
+    ) -> NoteArray:
         """Build from four equally long integer columns (the fast path for readers)."""
         data = np.empty((len(start), _NOTE_COLUMNS), dtype=np.int64)
         data[:, 0] = start

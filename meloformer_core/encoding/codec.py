@@ -61,9 +61,7 @@ def encode_grid(grid: GridSong, vocab: Vocabulary = DEFAULT_VOCAB) -> np.ndarray
     drum_slot = np.array([t.is_drum for t in grid.tracks] + [False], dtype=bool)
     is_drum = drum_slot[slot]
 
-    chords = bar_chords(
-        bar[~is_drum], onset[~is_drum], pitch[~is_drum], duration[~is_drum], bar_starts[1:], bar_count
-    )
+    chords = bar_chords(bar[~is_drum], onset[~is_drum], pitch[~is_drum], duration[~is_drum], bar_starts[1:], bar_count)
 
     count = len(onset)
     new_segment = np.ones(count, dtype=bool)

@@ -32,7 +32,14 @@ HEADER = -1
 PADDING = -2
 NO_POSITION = -1
 
-_NOTE_FIELDS = (TokenType.POSITION, TokenType.PITCH, TokenType.DRUM, TokenType.DURATION, TokenType.VELOCITY, TokenType.TEMPO)
+_NOTE_FIELDS = (
+    TokenType.POSITION,
+    TokenType.PITCH,
+    TokenType.DRUM,
+    TokenType.DURATION,
+    TokenType.VELOCITY,
+    TokenType.TEMPO,
+)
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ def token_metadata(tokens: np.ndarray, vocab: Vocabulary = DEFAULT_VOCAB) -> dic
 class MetadataTracker:
     """The incremental twin of `token_metadata`: feed tokens one by one."""
 
-    __slots__ = ("vocab", "bar", "segment", "slot", "position")
+    __slots__ = ("bar", "position", "segment", "slot", "vocab")
 
     def __init__(self, vocab: Vocabulary = DEFAULT_VOCAB) -> None:
         self.vocab = vocab

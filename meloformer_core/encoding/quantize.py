@@ -28,11 +28,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from meloformer_core.encoding.vocab import DEFAULT_VOCAB, TICKS_PER_STEP, EncodingConfig, Vocabulary
+from meloformer_core.encoding.vocab import (
+    CANONICAL_RESOLUTION,
+    DEFAULT_VOCAB,
+    TICKS_PER_STEP,
+    EncodingConfig,
+    Vocabulary,
+)
 from meloformer_core.errors import EncodingError
 from meloformer_core.gm import instrument_name
 from meloformer_core.music import KeySignature, NoteArray, Song, TempoChange, TimeSignature, Track
-from meloformer_core.encoding.vocab import CANONICAL_RESOLUTION
 
 DEFAULT_BPM = 120
 
@@ -165,7 +170,7 @@ def to_grid(song: Song, vocab: Vocabulary = DEFAULT_VOCAB) -> GridSong:
     return GridSong(starts[: last_bar + 2], cleaned, tempos, keys, tracks)
 
 
-def _grid_notes(data: np.ndarray, resolution: int, step_of, config: EncodingConfig) -> np.ndarray:  # noqa: ANN001
+def _grid_notes(data: np.ndarray, resolution: int, step_of, config: EncodingConfig) -> np.ndarray:
     if not len(data):
         return np.zeros((0, 4), dtype=np.int64)
     bins = np.array(config.duration_bins, dtype=np.int64)
@@ -223,7 +228,9 @@ def from_grid(grid: GridSong) -> Song:
     return Song(
         resolution=CANONICAL_RESOLUTION,
         tempos=tuple(TempoChange(step * TICKS_PER_STEP, us_per_quarter(bpm)) for step, bpm in grid.tempos),
-        time_signatures=tuple(TimeSignature(int(starts[bar]) * TICKS_PER_STEP, n, d) for bar, n, d in grid.time_signatures),
+        time_signatures=tuple(
+            TimeSignature(int(starts[bar]) * TICKS_PER_STEP, n, d) for bar, n, d in grid.time_signatures
+        ),
         key_signatures=tuple(KeySignature(int(starts[bar]) * TICKS_PER_STEP, s, m) for bar, s, m in grid.keys),
         tracks=tuple(tracks),
     )

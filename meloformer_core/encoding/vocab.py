@@ -1,9 +1,11 @@
 """The HID v2 vocabulary: token types, value tables and the JSON form with its hash.
 
-Layout of a sequence (see DESIGN.md §3 and docs in `encoder.py`)::
+Layout of a sequence (see DESIGN.md §3 and `codec.py`)::
 
-    BOS INSTRUMENT* | BAR CHORD [TIME_SIG] [KEY] (POSITION TEMPO)* | (TRACK ([POSITION] PITCH|DRUM DURATION VELOCITY)+)* | … EOS
-    header (global)   conductor segment of bar n                      one segment per sounding track of bar n
+    BOS INSTRUMENT*                                   header (global, no segment)
+    BAR CHORD [TIME_SIG] [KEY] (POSITION TEMPO)*      conductor segment of bar n
+    (TRACK ([POSITION] PITCH|DRUM DURATION VELOCITY)+)*   one segment per sounding track of bar n
+    … EOS
 
 Every table here is fixed by `EncodingConfig`; the vocabulary hash covers both, so a
 model trained with one vocabulary refuses data or prompts encoded with another.
@@ -181,7 +183,7 @@ class Vocabulary:
     def name(self, token: int) -> str:
         return self._names[token]
 
-    def names(self, tokens) -> list[str]:  # noqa: ANN001 - any int iterable
+    def names(self, tokens) -> list[str]:
         return [self._names[int(t)] for t in tokens]
 
     def id(self, name: str) -> int:

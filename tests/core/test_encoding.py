@@ -175,7 +175,11 @@ def test_two_tracks_with_the_same_program_stay_two_tracks() -> None:
     notes = [Note(0, 60, 480, 80)]
     song = Song(tracks=(Track("a", 0, False, notes), Track("b", 0, False, notes), Track("d", 0, True, notes)))
     decoded = decode(encode(song))
-    assert [(t.program, t.is_drum, len(t.notes)) for t in decoded.tracks] == [(0, False, 1), (0, False, 1), (0, True, 1)]
+    assert [(t.program, t.is_drum, len(t.notes)) for t in decoded.tracks] == [
+        (0, False, 1),
+        (0, False, 1),
+        (0, True, 1),
+    ]
 
 
 def test_chord_labels() -> None:
@@ -208,7 +212,7 @@ def test_decode_rejects_ungrammatical_sequences_with_the_token_index() -> None:
     with pytest.raises(EncodingError, match="token 0"):
         decode([vocab.bar_id])
     tokens = encode(Song(tracks=(Track("t", 0, False, [Note(0, 60, 480, 80)]),))).tolist()
-    broken = tokens[:-2] + [vocab.id("PITCH_10")]  # a pitch where a velocity must come
+    broken = [*tokens[:-2], vocab.id("PITCH_10")]  # a pitch where a velocity must come
     with pytest.raises(EncodingError, match=f"token {len(tokens) - 2}"):
         decode(broken)
 

@@ -1,0 +1,35 @@
+"""The import rules of DESIGN.md §1 and the code style, checked on every run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def test_import_contracts_hold() -> None:
+    result = subprocess.run([BIN / "lint-imports"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "broken" not in result.stdout.lower().replace("0 broken", "")
+
+
+def test_reading_and_encoding_a_song_loads_neither_torch_nor_qt() -> None:
+    code = (
+        "import sys\n"
+        "from meloformer_core.midi_io import read_midi\n"
+        "from meloformer_core.encoding import encode, decode\n"
+        "decode(encode(read_midi('resources/examples/bach_chorale.mid')))\n"
+        "print(sorted(m for m in ('torch', 'PySide6') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_ruff_lint_and_format() -> None:
+    lint = subprocess.run([BIN / "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout
+    formatting = subprocess.run([BIN / "ruff", "format", "--check", "."], cwd=ROOT, capture_output=True, text=True)
+    assert formatting.returncode == 0, formatting.stdout
