@@ -152,8 +152,13 @@ class NoteArray(Sequence[Note]):
 
 def _sorted_readonly(data: np.ndarray) -> np.ndarray:
     if len(data) > 1:
-        order = np.lexsort((data[:, 3], data[:, 2], data[:, 1], data[:, 0]))
-        if not np.array_equal(order, np.arange(len(order))):
+        # Fast path: one int64 key for (start, pitch); the full four-column sort is needed
+        # only when two notes share a start and a pitch (rare).
+        key = data[:, 0] * 128 + data[:, 1]
+        if not (np.diff(key) > 0).all():
+            order = np.argsort(key, kind="stable")
+            if not (np.diff(key[order]) > 0).all():
+                order = np.lexsort((data[:, 3], data[:, 2], data[:, 1], data[:, 0]))
             data = data[order]
     data = np.ascontiguousarray(data)
     data.flags.writeable = False

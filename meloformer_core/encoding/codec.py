@@ -21,7 +21,7 @@ import numpy as np
 
 from meloformer_core.encoding.chords import bar_chords
 from meloformer_core.encoding.grammar import GrammarState
-from meloformer_core.encoding.quantize import GridSong, GridTrack, from_grid, to_grid
+from meloformer_core.encoding.quantize import GridSong, from_grid, to_grid
 from meloformer_core.encoding.vocab import DEFAULT_VOCAB, TokenType, Vocabulary
 from meloformer_core.errors import EncodingError
 from meloformer_core.music import Song
@@ -42,26 +42,25 @@ def decode(tokens: np.ndarray | list[int], vocab: Vocabulary = DEFAULT_VOCAB) ->
 
 def encode_grid(grid: GridSong, vocab: Vocabulary = DEFAULT_VOCAB) -> np.ndarray:
     config = vocab.config
-    if len(grid.tracks) > config.max_tracks:
-        raise EncodingError(f"song has {len(grid.tracks)} tracks; the encoding holds at most {config.max_tracks}")
-    header = [vocab.bos_id] + [vocab.instrument(t.program, t.is_drum) for t in grid.tracks]
+    if len(grid.instruments) > config.max_tracks:
+        raise EncodingError(f"song has {len(grid.instruments)} tracks; the encoding holds at most {config.max_tracks}")
+    header = [vocab.bos_id] + [vocab.instrument(program, is_drum) for program, is_drum in grid.instruments]
     bar_starts = grid.bar_starts
     bar_count = grid.bar_count
 
     # --- notes of every track, ordered by (bar, slot, onset, pitch) ------------------------
-    columns = [np.column_stack([t.notes, np.full(len(t.notes), slot)]) for slot, t in enumerate(grid.tracks)]
-    notes = np.concatenate(columns) if columns else np.zeros((0, 5), dtype=np.int64)
-    onset, pitch, duration, velocity, slot = (notes[:, i] for i in range(5))
+    slot, onset, pitch, duration, velocity = grid.notes.T
     bar = np.searchsorted(bar_starts, onset, side="right") - 1
     position = onset - bar_starts[bar]
-    order = np.lexsort((pitch, onset, slot, bar))
+    # One int64 key: slots < 2**6, positions < 2**8 and pitches < 2**7 (checked by the config).
+    order = np.argsort((((bar * 64 + slot) << 8) + position) * 128 + pitch)
     onset, pitch, duration, velocity, slot, bar, position = (
         a[order] for a in (onset, pitch, duration, velocity, slot, bar, position)
     )
-    drum_slot = np.array([t.is_drum for t in grid.tracks] + [False], dtype=bool)
+    drum_slot = np.array([is_drum for _, is_drum in grid.instruments] + [False], dtype=bool)
     is_drum = drum_slot[slot]
-
-    chords = bar_chords(bar[~is_drum], onset[~is_drum], pitch[~is_drum], duration[~is_drum], bar_starts[1:], bar_count)
+    melodic = ~is_drum
+    chords = bar_chords(bar[melodic], onset[melodic], pitch[melodic], duration[melodic], bar_starts[1:], bar_count)
 
     count = len(onset)
     new_segment = np.ones(count, dtype=bool)
@@ -77,8 +76,7 @@ def encode_grid(grid: GridSong, vocab: Vocabulary = DEFAULT_VOCAB) -> np.ndarray
     at_pitch = at_position + new_onset
     pitch_offset = np.where(is_drum, vocab.offset[TokenType.DRUM], vocab.offset[TokenType.PITCH])
     note_tokens[at_pitch] = pitch_offset + pitch
-    bins = np.array(config.duration_bins)
-    note_tokens[at_pitch + 1] = vocab.offset[TokenType.DURATION] + np.searchsorted(bins, duration)
+    note_tokens[at_pitch + 1] = vocab.offset[TokenType.DURATION] + np.searchsorted(config.duration_bin_array, duration)
     note_tokens[at_pitch + 2] = vocab.offset[TokenType.VELOCITY] + velocity
     note_bar = np.repeat(bar, per_note)
 
@@ -119,8 +117,8 @@ def decode_grid(tokens: np.ndarray | list[int], vocab: Vocabulary = DEFAULT_VOCA
     signatures: list[tuple[int, int, int]] = []
     keys: list[tuple[int, int, bool]] = []
     tempos: list[tuple[int, int]] = []
-    notes: list[list[list[int]]] = []  # per slot: [onset, pitch, duration, velocity] rows
-    pending: list[int] = []  # the note being read: onset, pitch, duration
+    rows: list[list[int]] = []  # slot, onset, pitch, duration, velocity
+    pending: list[int] = []  # the note being read: slot, onset, pitch, duration
     values = vocab.value_index
     types = vocab.type_of
     bins = config.duration_bins
@@ -128,9 +126,7 @@ def decode_grid(tokens: np.ndarray | list[int], vocab: Vocabulary = DEFAULT_VOCA
         meta = state.feed(token)
         kind = types[token]
         value = int(values[token])
-        if kind == TokenType.INSTRUMENT:
-            notes.append([])
-        elif kind == TokenType.BAR:
+        if kind == TokenType.BAR:
             bar_starts.append(bar_starts[-1] + bar_length if bar_starts else 0)
         elif kind == TokenType.TIME_SIG:
             numerator, denominator = vocab.value(token)  # type: ignore[misc]
@@ -142,18 +138,17 @@ def decode_grid(tokens: np.ndarray | list[int], vocab: Vocabulary = DEFAULT_VOCA
         elif kind == TokenType.TEMPO:
             tempos.append((bar_starts[-1] + meta.position, int(vocab.value(token))))  # type: ignore[arg-type]
         elif kind in (TokenType.PITCH, TokenType.DRUM):
-            pending = [bar_starts[-1] + meta.position, value]
+            pending = [meta.slot - 1, bar_starts[-1] + meta.position, value]
         elif kind == TokenType.DURATION:
             pending.append(bins[value])
         elif kind == TokenType.VELOCITY:
-            notes[meta.slot - 1].append([*pending, value])
+            rows.append([*pending, value])
         elif kind == TokenType.EOS:
             break
     if not bar_starts:
         raise EncodingError("token sequence holds no bar")
     bar_starts.append(bar_starts[-1] + bar_length)
-    tracks = [
-        GridTrack(program, is_drum, np.array(rows, dtype=np.int64).reshape(-1, 4))
-        for (program, is_drum), rows in zip(state.instruments, notes, strict=True)
-    ]
-    return GridSong(np.array(bar_starts, dtype=np.int64), signatures, tempos, keys, tracks)
+    notes = np.array(rows, dtype=np.int64).reshape(-1, 5)
+    notes = notes[np.lexsort((notes[:, 2], notes[:, 1], notes[:, 0]))]
+    bars = np.array(bar_starts, dtype=np.int64)
+    return GridSong(bars, signatures, tempos, keys, list(state.instruments), notes)

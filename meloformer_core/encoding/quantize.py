@@ -43,13 +43,6 @@ DEFAULT_BPM = 120
 
 
 @dataclass(frozen=True)
-class GridTrack:
-    program: int
-    is_drum: bool
-    notes: np.ndarray  # (n, 4) int64: onset step, pitch, duration steps, velocity bin; sorted
-
-
-@dataclass(frozen=True)
 class GridSong:
     """A song on the grid: what the tokens say, before ticks are put back."""
 
@@ -57,7 +50,10 @@ class GridSong:
     time_signatures: list[tuple[int, int, int]]  # (bar, numerator, denominator)
     tempos: list[tuple[int, int]]  # (step, bpm)
     keys: list[tuple[int, int, bool]]  # (bar, sharps, minor)
-    tracks: list[GridTrack]
+    instruments: list[tuple[int, bool]]  # (program, is_drum) of each track slot
+    # (n, 5) int64: slot, onset step, pitch, duration steps, velocity bin;
+    # sorted by (slot, onset, pitch), which is unique
+    notes: np.ndarray
 
     @property
     def bar_count(self) -> int:
@@ -65,7 +61,7 @@ class GridSong:
 
 
 def velocity_bin(velocity: np.ndarray) -> np.ndarray:
-    return np.clip((np.asarray(velocity) - 1) // 4, 0, DEFAULT_VOCAB.config.velocity_bins - 1)
+    return np.minimum(np.maximum(velocity - 1, 0) >> 2, DEFAULT_VOCAB.config.velocity_bins - 1)
 
 
 def velocity_value(bin_index: np.ndarray | int) -> np.ndarray:
@@ -79,7 +75,7 @@ def us_per_quarter(bpm: int) -> int:
 def supported_time_signature(numerator: int, denominator: int, config: EncodingConfig) -> tuple[int, int]:
     while denominator > max(config.denominators) and numerator % 2 == 0:
         numerator, denominator = numerator // 2, denominator // 2
-    if (numerator, denominator) in set(config.time_signatures):
+    if (numerator, denominator) in config.time_signature_set:
         return numerator, denominator
     return 4, 4
 
@@ -94,13 +90,16 @@ def to_grid(song: Song, vocab: Vocabulary = DEFAULT_VOCAB) -> GridSong:
         # round(ticks * spq / resolution), halves up, in exact integer arithmetic
         return (np.asarray(ticks, dtype=np.int64) * 2 * spq + resolution) // (2 * resolution)
 
-    tracks: list[GridTrack] = []
-    last_step = 0
-    for track in song.tracks:
-        notes = _grid_notes(track.notes.array, resolution, step_of, config)
-        if len(notes):
-            last_step = max(last_step, int(notes[:, 0].max()))
-        tracks.append(GridTrack(track.program, track.is_drum, notes))
+    total = sum(len(track.notes) for track in song.tracks)
+    raw = np.empty((total, 5), dtype=np.int64)  # slot, start, pitch, duration, velocity in ticks
+    filled = 0
+    for slot, track in enumerate(song.tracks):
+        count = len(track.notes)
+        raw[filled : filled + count, 0] = slot
+        raw[filled : filled + count, 1:] = track.notes.array
+        filled += count
+    notes = _grid_notes(raw, resolution, step_of, config)
+    last_step = int(notes[:, 1].max()) if len(notes) else 0
 
     tempo_by_step: dict[int, int] = {}
     for tempo in song.tempos:
@@ -122,8 +121,7 @@ def to_grid(song: Song, vocab: Vocabulary = DEFAULT_VOCAB) -> GridSong:
 
     # Metre: walk the bars, applying each change at the first bar line at or after it.
     max_bars = config.max_bars
-    min_bar = min(config.bar_steps(n, d) for n, d in config.time_signatures)
-    if last_step // min_bar > 4 * max_bars:  # cheap guard before walking absurd lengths
+    if last_step // config.min_bar_steps > 4 * max_bars:  # cheap guard before walking absurd lengths
         raise EncodingError(f"song is too long to encode (more than {max_bars} bars)")
     current = (4, 4)
     signatures: list[tuple[int, int, int]] = [(0, 4, 4)]
@@ -167,64 +165,60 @@ def to_grid(song: Song, vocab: Vocabulary = DEFAULT_VOCAB) -> GridSong:
         cleaned[-1][0],
         keys[-1][0] if keys else 0,
     )
-    return GridSong(starts[: last_bar + 2], cleaned, tempos, keys, tracks)
+    instruments = [(track.program, track.is_drum) for track in song.tracks]
+    return GridSong(starts[: last_bar + 2], cleaned, tempos, keys, instruments, notes)
 
 
 def _grid_notes(data: np.ndarray, resolution: int, step_of, config: EncodingConfig) -> np.ndarray:
+    """Quantise notes of all tracks at once: rows of (slot, start, pitch, duration, velocity)."""
     if not len(data):
-        return np.zeros((0, 4), dtype=np.int64)
-    bins = np.array(config.duration_bins, dtype=np.int64)
-    onset = step_of(data[:, 0])
-    raw_duration = data[:, 2].astype(np.float64) * config.steps_per_quarter / resolution
-    midpoints = (bins[:-1] + bins[1:]) / 2
-    duration = bins[np.searchsorted(midpoints, raw_duration, side="left")]
-    velocity = velocity_bin(data[:, 3])
-    pitch = data[:, 1]
-    # One note per (onset, pitch): the longest and the loudest.
-    order = np.lexsort((velocity, duration, pitch, onset))
-    onset, pitch, duration, velocity = onset[order], pitch[order], duration[order], velocity[order]
-    same = np.empty(len(onset), dtype=bool)
-    same[0] = False
-    same[1:] = (onset[1:] == onset[:-1]) & (pitch[1:] == pitch[:-1])
-    if same.any():
-        group = np.cumsum(~same) - 1
-        keep_last = np.append(group[1:] != group[:-1], True)
-        loudest = np.zeros(group[-1] + 1, dtype=np.int64)
-        np.maximum.at(loudest, group, velocity)
-        onset, pitch, duration = onset[keep_last], pitch[keep_last], duration[keep_last]
-        velocity = loudest
-    # Shorten a note that still sounds when the next note of its pitch starts.
-    by_pitch = np.lexsort((onset, pitch))
-    next_same = np.append(pitch[by_pitch][1:] == pitch[by_pitch][:-1], False)
-    gap = np.append(onset[by_pitch][1:] - onset[by_pitch][:-1], 0)
-    overlapping = next_same & (duration[by_pitch] > gap)
+        return np.zeros((0, 5), dtype=np.int64)
+    bins = config.duration_bin_array
+    slot = data[:, 0]
+    onset = step_of(data[:, 1])
+    raw_duration = data[:, 3] * (config.steps_per_quarter / resolution)
+    duration = bins[np.searchsorted(config.duration_bin_midpoints, raw_duration, side="left")]
+    velocity = velocity_bin(data[:, 4])
+    pitch = data[:, 2]
+    # Sort by (slot, onset, pitch) with one int64 key: slot < 2**6, onset < 2**40.
+    key = ((slot << 40) + onset) * 128 + pitch
+    order = np.argsort(key, kind="stable")
+    key, slot, onset, pitch = key[order], slot[order], onset[order], pitch[order]
+    duration, velocity = duration[order], velocity[order]
+    # One note per (slot, onset, pitch): the longest and the loudest.
+    first_of_group = np.empty(len(key), dtype=bool)
+    first_of_group[0] = True
+    np.not_equal(key[1:], key[:-1], out=first_of_group[1:])
+    if not first_of_group.all():
+        starts = np.flatnonzero(first_of_group)
+        duration = np.maximum.reduceat(duration, starts)
+        velocity = np.maximum.reduceat(velocity, starts)
+        slot, onset, pitch = slot[starts], onset[starts], pitch[starts]
+    # Shorten a note that still sounds when the next note of its pitch in its track starts.
+    by_pitch = np.argsort(((slot << 7) + pitch) * (1 << 40) + onset)
+    voice = ((slot << 7) + pitch)[by_pitch]
+    onset_by_pitch = onset[by_pitch]
+    gap = onset_by_pitch[1:] - onset_by_pitch[:-1]
+    overlapping = (voice[1:] == voice[:-1]) & (duration[by_pitch[:-1]] > gap)
     if overlapping.any():
-        rows = by_pitch[overlapping]
+        rows = by_pitch[:-1][overlapping]
         duration = duration.copy()
         duration[rows] = bins[np.searchsorted(bins, gap[overlapping], side="right") - 1]
-    notes = np.stack([onset, pitch, duration, velocity], axis=1)
-    return notes[np.lexsort((notes[:, 3], notes[:, 2], notes[:, 1], notes[:, 0]))]
+    return np.stack([slot, onset, pitch, duration, velocity], axis=1)
 
 
 def from_grid(grid: GridSong) -> Song:
     """Put ticks back (480 per quarter) and name tracks after their instruments."""
     starts = grid.bar_starts
+    notes = grid.notes
+    bounds = np.searchsorted(notes[:, 0], np.arange(len(grid.instruments) + 1))
     tracks = []
-    for track in grid.tracks:
-        notes = track.notes
-        tracks.append(
-            Track(
-                name=instrument_name(track.program, track.is_drum),
-                program=track.program,
-                is_drum=track.is_drum,
-                notes=NoteArray.from_columns(
-                    notes[:, 0] * TICKS_PER_STEP,
-                    notes[:, 1],
-                    notes[:, 2] * TICKS_PER_STEP,
-                    velocity_value(notes[:, 3]),
-                ),
-            )
+    for slot, (program, is_drum) in enumerate(grid.instruments):
+        rows = notes[bounds[slot] : bounds[slot + 1]]
+        track_notes = NoteArray.from_columns(
+            rows[:, 1] * TICKS_PER_STEP, rows[:, 2], rows[:, 3] * TICKS_PER_STEP, velocity_value(rows[:, 4])
         )
+        tracks.append(Track(instrument_name(program, is_drum), program, is_drum, track_notes))
     return Song(
         resolution=CANONICAL_RESOLUTION,
         tempos=tuple(TempoChange(step * TICKS_PER_STEP, us_per_quarter(bpm)) for step, bpm in grid.tempos),

@@ -84,8 +84,10 @@ class EncodingConfig:
             raise EncodingError(f"steps_per_quarter must be {STEPS_PER_QUARTER}")
         if list(self.duration_bins) != sorted(set(self.duration_bins)) or self.duration_bins[0] != 1:
             raise EncodingError("duration_bins must be strictly increasing and start at 1")
-        if not 1 <= self.max_tracks <= 64:
+        if not 1 <= self.max_tracks <= 64:  # the encoder packs slots into 6 bits
             raise EncodingError("max_tracks must be between 1 and 64")
+        if not 1 <= self.max_bar_steps <= 256:  # … and positions into 8 bits
+            raise EncodingError("max_bar_steps must be between 1 and 256")
 
     @property
     def time_signatures(self) -> tuple[tuple[int, int], ...]:
@@ -98,6 +100,23 @@ class EncodingConfig:
             if (numerator * 4 * quarter_steps) % denominator == 0
             and numerator * 4 * quarter_steps // denominator <= self.max_bar_steps
         )
+
+    @cached_property
+    def time_signature_set(self) -> frozenset[tuple[int, int]]:
+        return frozenset(self.time_signatures)
+
+    @cached_property
+    def min_bar_steps(self) -> int:
+        return min(self.bar_steps(n, d) for n, d in self.time_signatures)
+
+    @cached_property
+    def duration_bin_array(self) -> np.ndarray:
+        return np.array(self.duration_bins, dtype=np.int64)
+
+    @cached_property
+    def duration_bin_midpoints(self) -> np.ndarray:
+        bins = self.duration_bin_array
+        return (bins[:-1] + bins[1:]) / 2
 
     def bar_steps(self, numerator: int, denominator: int) -> int:
         return numerator * 4 * self.steps_per_quarter // denominator
