@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from meloformer_core.encoding.chords import bar_chords
-from meloformer_core.encoding.grammar import GrammarState
+from meloformer_core.encoding.grammar import _T, GrammarState
 from meloformer_core.encoding.quantize import GridSong, from_grid, to_grid
 from meloformer_core.encoding.vocab import DEFAULT_VOCAB, TokenType, Vocabulary
 from meloformer_core.errors import EncodingError
@@ -124,26 +124,26 @@ def decode_grid(tokens: np.ndarray | list[int], vocab: Vocabulary = DEFAULT_VOCA
     bins = config.duration_bins
     for token in np.asarray(tokens, dtype=np.int64).tolist():
         meta = state.feed(token)
-        kind = types[token]
+        kind = int(types[token])
         value = int(values[token])
-        if kind == TokenType.BAR:
+        if kind == _T.BAR:
             bar_starts.append(bar_starts[-1] + bar_length if bar_starts else 0)
-        elif kind == TokenType.TIME_SIG:
+        elif kind == _T.TIME_SIG:
             numerator, denominator = vocab.value(token)  # type: ignore[misc]
             bar_length = config.bar_steps(numerator, denominator)
             signatures.append((meta.bar, numerator, denominator))
-        elif kind == TokenType.KEY:
+        elif kind == _T.KEY:
             sharps, minor = vocab.value(token)  # type: ignore[misc]
             keys.append((meta.bar, sharps, minor))
-        elif kind == TokenType.TEMPO:
+        elif kind == _T.TEMPO:
             tempos.append((bar_starts[-1] + meta.position, int(vocab.value(token))))  # type: ignore[arg-type]
-        elif kind in (TokenType.PITCH, TokenType.DRUM):
+        elif kind == _T.PITCH or kind == _T.DRUM:
             pending = [meta.slot - 1, bar_starts[-1] + meta.position, value]
-        elif kind == TokenType.DURATION:
+        elif kind == _T.DURATION:
             pending.append(bins[value])
-        elif kind == TokenType.VELOCITY:
+        elif kind == _T.VELOCITY:
             rows.append([*pending, value])
-        elif kind == TokenType.EOS:
+        elif kind == _T.EOS:
             break
     if not bar_starts:
         raise EncodingError("token sequence holds no bar")

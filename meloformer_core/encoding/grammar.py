@@ -21,7 +21,6 @@ constrained sampling only ever produces sequences that decode to a valid song.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum, auto
 
 import numpy as np
 
@@ -40,6 +39,7 @@ _NOTE_FIELDS = (
     TokenType.VELOCITY,
     TokenType.TEMPO,
 )
+_NOTE_FIELD_INTS = frozenset(int(t) for t in _NOTE_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,17 @@ class TokenMeta:
     slot: int
     segment: int
     position: int
+
+
+class _T:
+    """`TokenType` values as plain ints: Enum attribute access is slow in Python 3.11's hot loops."""
+
+    PAD, BOS, EOS, INSTRUMENT, BAR, CHORD, TIME_SIG, KEY, TEMPO, TRACK, POSITION, PITCH, DRUM, DURATION, VELOCITY = (
+        range(15)
+    )
+
+
+assert [getattr(_T, t.name) for t in TokenType] == [int(t) for t in TokenType]
 
 
 def token_metadata(tokens: np.ndarray, vocab: Vocabulary = DEFAULT_VOCAB) -> dict[str, np.ndarray]:
@@ -92,32 +103,36 @@ class MetadataTracker:
 
     def feed(self, token: int) -> TokenMeta:
         kind = int(self.vocab.type_of[token])
-        if kind == TokenType.PAD:
+        if kind == _T.PAD:
             return TokenMeta(kind, PADDING, PADDING, PADDING, PADDING)
-        if kind in (TokenType.BAR, TokenType.EOS, TokenType.TRACK):
-            if kind != TokenType.TRACK:
+        if kind == _T.BAR or kind == _T.EOS or kind == _T.TRACK:
+            if kind != _T.TRACK:
                 self.bar += 1
             self.segment += 1
-            self.slot = int(self.vocab.value_index[token]) + 1 if kind == TokenType.TRACK else 0
+            self.slot = int(self.vocab.value_index[token]) + 1 if kind == _T.TRACK else 0
             self.position = NO_POSITION
-        elif kind == TokenType.POSITION:
+        elif kind == _T.POSITION:
             self.position = int(self.vocab.value_index[token])
-        position = self.position if kind in _NOTE_FIELDS else NO_POSITION
+        position = self.position if kind in _NOTE_FIELD_INTS else NO_POSITION
         return TokenMeta(kind, self.bar, self.slot, self.segment, position)
 
 
-class Expect(Enum):
-    BOS = auto()
-    HEADER = auto()  # INSTRUMENT or the first BAR
-    CHORD = auto()
-    CONDUCTOR = auto()  # TIME_SIG / KEY / tempo POSITION, or the end of the conductor segment
-    TEMPO = auto()
-    NOTE_POSITION = auto()  # first POSITION after TRACK
-    PITCH = auto()
-    DURATION = auto()
-    VELOCITY = auto()
-    AFTER_NOTE = auto()  # POSITION / PITCH of a chord / end of the track segment
-    END = auto()  # after EOS: padding only
+class Expect:
+    """What the grammar expects next (plain ints, for speed)."""
+
+    BOS = 0
+    HEADER = 1  # INSTRUMENT or the first BAR
+    CHORD = 2
+    CONDUCTOR = 3  # TIME_SIG / KEY / tempo POSITION, or the end of the conductor segment
+    TEMPO = 4
+    NOTE_POSITION = 5  # first POSITION after TRACK
+    PITCH = 6
+    DURATION = 7
+    VELOCITY = 8
+    AFTER_NOTE = 9  # POSITION / PITCH of a chord / end of the track segment
+    END = 10  # after EOS: padding only
+    NAMES = ("BOS", "HEADER", "CHORD", "CONDUCTOR", "TEMPO", "NOTE_POSITION", "PITCH", "DURATION", "VELOCITY",
+             "AFTER_NOTE", "END")  # fmt: skip
 
 
 class GrammarState:
@@ -145,11 +160,13 @@ class GrammarState:
         self.used_slots: set[int] = set()
         self.last_pitch = -1
         self.tokens_fed = 0
+        # (offset, count) of every token type, indexed by type
+        self._span = [(vocab.offset[t], vocab.count[t]) for t in TokenType]
 
     # --- queries -----------------------------------------------------------------------
     @property
     def finished(self) -> bool:
-        return self.expect is Expect.END
+        return self.expect == Expect.END
 
     @property
     def at_segment_boundary(self) -> bool:
@@ -157,63 +174,60 @@ class GrammarState:
         return self._may_close_segment()
 
     def _may_close_segment(self) -> bool:
-        if self.expect is Expect.AFTER_NOTE:
-            return True
-        return self.expect is Expect.CONDUCTOR and self.tempo_defined
+        return self.expect == Expect.AFTER_NOTE or (self.expect == Expect.CONDUCTOR and self.tempo_defined)
 
     def allowed_ranges(self) -> list[tuple[int, int]]:
         """Half-open id ranges ``[start, stop)`` of the tokens that may come next."""
-        vocab = self.vocab
+        span = self._span
         ranges: list[tuple[int, int]] = []
 
-        def allow(token_type: TokenType, start: int = 0, stop: int | None = None) -> None:
-            count = vocab.count[token_type]
-            stop = count if stop is None else min(stop, count)
+        def allow(token_type: int, start: int = 0, stop: int = 1 << 30) -> None:
+            offset, count = span[token_type]
+            stop = min(stop, count)
             if start < stop:
-                offset = vocab.offset[token_type]
                 ranges.append((offset + start, offset + stop))
 
         expect = self.expect
-        if expect is Expect.BOS:
-            allow(TokenType.BOS)
-        elif expect is Expect.HEADER:
-            if len(self.instruments) < vocab.config.max_tracks:
-                allow(TokenType.INSTRUMENT)
-            allow(TokenType.BAR)
-        elif expect is Expect.CHORD:
-            allow(TokenType.CHORD)
-        elif expect is Expect.CONDUCTOR:
+        if expect == Expect.BOS:
+            allow(_T.BOS)
+        elif expect == Expect.HEADER:
+            if len(self.instruments) < self.vocab.config.max_tracks:
+                allow(_T.INSTRUMENT)
+            allow(_T.BAR)
+        elif expect == Expect.CHORD:
+            allow(_T.CHORD)
+        elif expect == Expect.CONDUCTOR:
             stage = self.conductor_stage
             if stage == 0:
-                allow(TokenType.TIME_SIG)
+                allow(_T.TIME_SIG)
             if stage <= 1 and (self.bars > 1 or stage == 1):
-                allow(TokenType.KEY)
+                allow(_T.KEY)
             if self.tempo_defined:
-                allow(TokenType.POSITION, self.meta.position + 1, self.bar_steps)
+                allow(_T.POSITION, self.meta.position + 1, self.bar_steps)
             elif stage >= 1:
-                allow(TokenType.POSITION, 0, 1)  # the first bar states a tempo at its start
-        elif expect is Expect.TEMPO:
-            allow(TokenType.TEMPO)
-        elif expect is Expect.NOTE_POSITION:
-            allow(TokenType.POSITION, 0, self.bar_steps)
-        elif expect is Expect.PITCH:
+                allow(_T.POSITION, 0, 1)  # the first bar states a tempo at its start
+        elif expect == Expect.TEMPO:
+            allow(_T.TEMPO)
+        elif expect == Expect.NOTE_POSITION:
+            allow(_T.POSITION, 0, self.bar_steps)
+        elif expect == Expect.PITCH:
             allow(self._pitch_type(), self.last_pitch + 1)
-        elif expect is Expect.DURATION:
-            allow(TokenType.DURATION)
-        elif expect is Expect.VELOCITY:
-            allow(TokenType.VELOCITY)
-        elif expect is Expect.AFTER_NOTE:
-            allow(TokenType.POSITION, self.meta.position + 1, self.bar_steps)
+        elif expect == Expect.DURATION:
+            allow(_T.DURATION)
+        elif expect == Expect.VELOCITY:
+            allow(_T.VELOCITY)
+        elif expect == Expect.AFTER_NOTE:
+            allow(_T.POSITION, self.meta.position + 1, self.bar_steps)
             allow(self._pitch_type(), self.last_pitch + 1)
-        elif expect is Expect.END:
-            allow(TokenType.PAD)
+        elif expect == Expect.END:
+            allow(_T.PAD)
         if self._may_close_segment():
             for slot in range(len(self.instruments)):
                 if slot not in self.used_slots:
-                    allow(TokenType.TRACK, slot, slot + 1)
-            if self.bars < vocab.config.max_bars:
-                allow(TokenType.BAR)
-            allow(TokenType.EOS)
+                    allow(_T.TRACK, slot, slot + 1)
+            if self.bars < self.vocab.config.max_bars:
+                allow(_T.BAR)
+            allow(_T.EOS)
         return ranges
 
     def allowed(self) -> np.ndarray:
@@ -226,8 +240,8 @@ class GrammarState:
     def is_allowed(self, token: int) -> bool:
         return any(start <= token < stop for start, stop in self.allowed_ranges())
 
-    def _pitch_type(self) -> TokenType:
-        return TokenType.DRUM if self.instruments[self.meta.slot - 1][1] else TokenType.PITCH
+    def _pitch_type(self) -> int:
+        return _T.DRUM if self.instruments[self.meta.slot - 1][1] else _T.PITCH
 
     # --- transitions -------------------------------------------------------------------
     def feed(self, token: int) -> TokenMeta:
@@ -235,51 +249,52 @@ class GrammarState:
         token = int(token)
         if not self.is_allowed(token):
             name = self.vocab.name(token) if 0 <= token < len(self.vocab) else str(token)
-            raise EncodingError(f"token {self.tokens_fed} ({name}) is not allowed here (expected {self.expect.name})")
-        kind = TokenType(int(self.vocab.type_of[token]))
+            expected = Expect.NAMES[self.expect]
+            raise EncodingError(f"token {self.tokens_fed} ({name}) is not allowed here (expected {expected})")
+        kind = int(self.vocab.type_of[token])
         value = int(self.vocab.value_index[token])
         previous_position = self.meta.position
         meta = self.meta.feed(token)
         self.tokens_fed += 1
-        if kind is TokenType.BOS:
-            self.expect = Expect.HEADER
-        elif kind is TokenType.INSTRUMENT:
-            self.instruments.append(self.vocab.value(token))  # type: ignore[arg-type]
-        elif kind is TokenType.BAR:
-            self.bars += 1
-            self.used_slots = set()
-            self.expect = Expect.CHORD
-        elif kind is TokenType.CHORD:
-            self.conductor_stage = 0
-            self.expect = Expect.CONDUCTOR
-        elif kind is TokenType.TIME_SIG:
-            self.bar_steps = self.vocab.config.bar_steps(*self.vocab.value(token))  # type: ignore[misc]
-            self.conductor_stage = 1
-        elif kind is TokenType.KEY:
-            self.conductor_stage = 2
-        elif kind is TokenType.POSITION:
-            if self.expect is Expect.CONDUCTOR:
+        if kind == _T.POSITION:
+            if self.expect == Expect.CONDUCTOR:
                 self.expect = Expect.TEMPO
             else:
                 if value != previous_position:
                     self.last_pitch = -1
                 self.expect = Expect.PITCH
-        elif kind is TokenType.TEMPO:
-            self.tempo_defined = True
-            self.conductor_stage = 3
-            self.expect = Expect.CONDUCTOR
-        elif kind is TokenType.TRACK:
+        elif kind == _T.PITCH or kind == _T.DRUM:
+            self.last_pitch = value
+            self.expect = Expect.DURATION
+        elif kind == _T.DURATION:
+            self.expect = Expect.VELOCITY
+        elif kind == _T.VELOCITY:
+            self.expect = Expect.AFTER_NOTE
+        elif kind == _T.TRACK:
             self.used_slots.add(value)
             self.last_pitch = -1
             self.expect = Expect.NOTE_POSITION
-        elif kind in (TokenType.PITCH, TokenType.DRUM):
-            self.last_pitch = value
-            self.expect = Expect.DURATION
-        elif kind is TokenType.DURATION:
-            self.expect = Expect.VELOCITY
-        elif kind is TokenType.VELOCITY:
-            self.expect = Expect.AFTER_NOTE
-        elif kind is TokenType.EOS:
+        elif kind == _T.BAR:
+            self.bars += 1
+            self.used_slots = set()
+            self.expect = Expect.CHORD
+        elif kind == _T.CHORD:
+            self.conductor_stage = 0
+            self.expect = Expect.CONDUCTOR
+        elif kind == _T.TIME_SIG:
+            self.bar_steps = self.vocab.config.bar_steps(*self.vocab.value(token))  # type: ignore[misc]
+            self.conductor_stage = 1
+        elif kind == _T.KEY:
+            self.conductor_stage = 2
+        elif kind == _T.TEMPO:
+            self.tempo_defined = True
+            self.conductor_stage = 3
+            self.expect = Expect.CONDUCTOR
+        elif kind == _T.INSTRUMENT:
+            self.instruments.append(self.vocab.value(token))  # type: ignore[arg-type]
+        elif kind == _T.BOS:
+            self.expect = Expect.HEADER
+        elif kind == _T.EOS:
             self.expect = Expect.END
         return meta
 
