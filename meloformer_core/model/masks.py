@@ -1,0 +1,202 @@
+"""Who attends to whom: the layout of a batch and the mask predicates built from it.
+
+Legend: B batch, T regular tokens, S summaries (one per (bar, track) segment).
+
+Keys of both attention phases are the concatenation ``[regular tokens (T); summaries (S)]``,
+so a key index ``kv < T`` is a regular token and ``kv >= T`` is summary ``kv - T``.
+
+- *summarise* (queries: summaries). Summary ``k`` sees the regular tokens of its own
+  segment (SR), the summaries of earlier segments of its document (SS), and itself.
+- *update* (queries: regular tokens). Token ``t`` sees (RR) earlier tokens of its document
+  that are header tokens, in its own bar (any track), or in a structure-related earlier
+  bar (``bar distance in related_bar_offsets``) of its own track or the conductor; and
+  (RS) the summaries of segments *closed* before it (last token strictly before ``t``).
+
+Design choices (tested in tests/core/test_model.py):
+- a summary attends to itself; a segment's own tokens never see its summary;
+- the last segment of every row is treated as still open (its summary is seen by no
+  token), which makes a full forward pass, a prefill and step-by-step decoding agree;
+- a summary sits at the rotary position of its segment's last token.
+
+The same predicate feeds FlexAttention (``create_block_mask`` with one mask per sequence
+of the batch) and the dense boolean masks of the reference path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from meloformer_core.encoding.grammar import HEADER, PADDING, token_metadata
+from meloformer_core.encoding.vocab import Vocabulary
+
+OPEN = 1 << 30  # seg_end of a segment that is not closed
+
+
+@dataclass
+class Layout:
+    """Per-token and per-summary metadata of a batch, as tensors on the model's device."""
+
+    tokens: torch.Tensor  # (B, T) long
+    bar: torch.Tensor  # (B, T) long; HEADER / PADDING as in `token_metadata`
+    slot: torch.Tensor  # (B, T) long; 0 conductor, k + 1 track slot k
+    segment: torch.Tensor  # (B, T) long; unique within a row, also across packed documents
+    document: torch.Tensor  # (B, T) long; padding is document -1
+    is_pad: torch.Tensor  # (B, T) bool
+    positions: torch.Tensor  # (B, T) long rotary positions (restart at 0 for each document)
+    seg_end: torch.Tensor  # (B, S) long index of the segment's last token, OPEN if not closed
+    seg_document: torch.Tensor  # (B, S) long
+    seg_opener: torch.Tensor  # (B, S) long token that opened the segment (BAR, TRACK_k, EOS)
+    seg_valid: torch.Tensor  # (B, S) bool
+    seg_positions: torch.Tensor  # (B, S) long rotary positions of the summaries
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        batch, length = self.tokens.shape
+        return batch, length, self.seg_end.shape[1]
+
+    def to(self, device: torch.device | str) -> Layout:
+        return Layout(**{name: getattr(self, name).to(device) for name in self.__dataclass_fields__})
+
+
+def build_layout(
+    rows: Sequence[Sequence[np.ndarray]] | Sequence[np.ndarray],
+    vocab: Vocabulary,
+    *,
+    pad_to: int | None = None,
+    summaries_to: int | None = None,
+) -> Layout:
+    """Layout of a batch. Each row is one token sequence, or a list of packed documents.
+
+    Metadata comes from `token_metadata`, the one function training and generation share.
+    """
+    packed = [[np.asarray(r)] if isinstance(r, np.ndarray) else [np.asarray(d) for d in r] for r in rows]
+    lengths = [sum(len(d) for d in docs) for docs in packed]
+    length = max(lengths + [pad_to or 0, 1])
+    per_row = []
+    for docs in packed:
+        columns = {key: [] for key in ("tokens", "bar", "slot", "segment", "document", "positions")}
+        seg_end, seg_doc, seg_opener = [], [], []
+        offset = segments = 0
+        for doc_index, doc in enumerate(docs):
+            meta = token_metadata(doc, vocab)
+            segment = meta["segment"].astype(np.int64)
+            in_segment = segment >= 0
+            columns["tokens"].append(doc.astype(np.int64))
+            columns["bar"].append(meta["bar"])
+            columns["slot"].append(meta["slot"])
+            columns["segment"].append(np.where(in_segment, segment + segments, segment))
+            columns["document"].append(np.full(len(doc), doc_index))
+            columns["positions"].append(np.arange(len(doc)))
+            count = int(segment.max()) + 1 if len(doc) and in_segment.any() else 0
+            if count:
+                ends = np.full(count, -1, dtype=np.int64)
+                np.maximum.at(ends, segment[in_segment], np.flatnonzero(in_segment) + offset)
+                starts = np.full(count, len(doc), dtype=np.int64)
+                np.minimum.at(starts, segment[in_segment], np.flatnonzero(in_segment))
+                ends[-1] = OPEN  # the last segment of a document is still open
+                seg_end.append(ends)
+                seg_doc.append(np.full(count, doc_index))
+                seg_opener.append(doc[starts].astype(np.int64))
+            offset += len(doc)
+            segments += count
+        per_row.append((columns, seg_end, seg_doc, seg_opener, segments))
+    n_summaries = max([row[4] for row in per_row] + [summaries_to or 0, 1])
+
+    batch = len(packed)
+    out = {
+        "tokens": np.full((batch, length), vocab.pad_id, dtype=np.int64),
+        "bar": np.full((batch, length), PADDING, dtype=np.int64),
+        "slot": np.full((batch, length), PADDING, dtype=np.int64),
+        "segment": np.full((batch, length), PADDING, dtype=np.int64),
+        "document": np.full((batch, length), -1, dtype=np.int64),
+        "positions": np.zeros((batch, length), dtype=np.int64),
+        "seg_end": np.full((batch, n_summaries), OPEN, dtype=np.int64),
+        "seg_document": np.full((batch, n_summaries), -1, dtype=np.int64),
+        "seg_opener": np.full((batch, n_summaries), vocab.pad_id, dtype=np.int64),
+        "seg_valid": np.zeros((batch, n_summaries), dtype=bool),
+    }
+    for row, (columns, seg_end, seg_doc, seg_opener, segments) in enumerate(per_row):
+        used = lengths[row]
+        for key, parts in columns.items():
+            if parts:
+                out[key][row, :used] = np.concatenate(parts)
+        if segments:
+            out["seg_end"][row, :segments] = np.concatenate(seg_end)
+            out["seg_document"][row, :segments] = np.concatenate(seg_doc)
+            out["seg_opener"][row, :segments] = np.concatenate(seg_opener)
+            out["seg_valid"][row, :segments] = True
+    # Padding tokens are their own document (-1) and never a key for anyone else.
+    out["document"][out["tokens"] == vocab.pad_id] = -1
+    seg_positions = np.where(out["seg_end"] >= OPEN, 0, out["seg_end"])
+    # rotary position of a summary: the position of its segment's last token
+    seg_positions = np.take_along_axis(out["positions"], np.clip(seg_positions, 0, length - 1), axis=1)
+    tensors = {key: torch.from_numpy(value) for key, value in out.items()}
+    return Layout(
+        is_pad=tensors["tokens"] == vocab.pad_id,
+        seg_positions=torch.from_numpy(seg_positions),
+        **tensors,
+    )
+
+
+MaskMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def summarise_mask_mod(layout: Layout) -> MaskMod:
+    """Summary ``q`` may attend key ``kv`` (SR: own segment's tokens; SS: earlier summaries; itself)."""
+    length = layout.tokens.shape[1]
+    segment, seg_valid, seg_document = layout.segment, layout.seg_valid, layout.seg_document
+
+    def mask_mod(b: torch.Tensor, h: torch.Tensor, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        regular = kv.clamp(max=length - 1)
+        summary = (kv - length).clamp(min=0)
+        own_segment = segment[b, regular] == q
+        earlier = (summary < q) & seg_valid[b, summary] & (seg_document[b, summary] == seg_document[b, q])
+        return torch.where(kv < length, own_segment, earlier | (summary == q))
+
+    return mask_mod
+
+
+def update_mask_mod(layout: Layout, related_bar_offsets: Sequence[int]) -> MaskMod:
+    """Regular token ``q`` may attend key ``kv`` (RR: header, own bar, related bars; RS: closed summaries)."""
+    length = layout.tokens.shape[1]
+    bar, slot, segment, document, is_pad = layout.bar, layout.slot, layout.segment, layout.document, layout.is_pad
+    seg_end, seg_valid, seg_document = layout.seg_end, layout.seg_valid, layout.seg_document
+
+    def mask_mod(b: torch.Tensor, h: torch.Tensor, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        regular = kv.clamp(max=length - 1)
+        summary = (kv - length).clamp(min=0)
+        query_bar = bar[b, q]
+        key_bar = bar[b, regular]
+        distance = query_bar - key_bar
+        related = torch.zeros_like(distance, dtype=torch.bool)
+        for offset in related_bar_offsets:
+            related = related | (distance == offset)
+        key_slot = slot[b, regular]
+        related = related & ((key_slot == slot[b, q]) | (key_slot == 0))
+        visible = (segment[b, regular] == HEADER) | (key_bar == query_bar) | related
+        rr = (regular <= q) & (document[b, regular] == document[b, q]) & ~is_pad[b, regular] & visible
+        rr = rr | (regular == q)  # every token sees itself (padding too: no empty rows)
+        rs = (seg_end[b, summary] < q) & seg_valid[b, summary] & (seg_document[b, summary] == document[b, q])
+        return torch.where(kv < length, rr, rs)
+
+    return mask_mod
+
+
+def dense_mask(mask_mod: MaskMod, batch: int, queries: int, keys: int, device: torch.device) -> torch.Tensor:
+    """The predicate materialised as a (B, 1, Q, K) boolean mask for scaled_dot_product_attention."""
+    b = torch.arange(batch, device=device)[:, None, None]
+    q = torch.arange(queries, device=device)[None, :, None]
+    kv = torch.arange(keys, device=device)[None, None, :]
+    h = torch.zeros((), dtype=torch.long, device=device)
+    return mask_mod(b, h, q, kv).expand(batch, queries, keys)[:, None]
+
+
+def block_mask(mask_mod: MaskMod, batch: int, queries: int, keys: int, device: torch.device):  # noqa: ANN201
+    """The predicate as a FlexAttention block mask, one per sequence of the batch."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    return create_block_mask(mask_mod, batch, None, queries, keys, device=str(device))
