@@ -45,7 +45,7 @@ class ModelConfig:
 
     @property
     def mlp_hidden(self) -> int:
-        return int(round(self.mlp_ratio * self.d_model / 64)) * 64
+        return round(self.mlp_ratio * self.d_model / 64) * 64
 
     def to_dict(self) -> dict:
         data = asdict(self)

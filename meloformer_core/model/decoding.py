@@ -104,7 +104,7 @@ class DecodingCache:
             self.tracker.feed(token)
         return logits
 
-    def _store(self, keys, values, layer: int, k, v, prompt: int, summaries: int) -> None:  # noqa: ANN001
+    def _store(self, keys, values, layer: int, k, v, prompt: int, summaries: int) -> None:
         keys[layer, :, :prompt] = k[0, :, :prompt]
         values[layer, :, :prompt] = v[0, :, :prompt]
         keys[layer, :, self.capacity : self.capacity + summaries] = k[0, :, prompt:]
@@ -177,7 +177,7 @@ class DecodingCache:
             self.upd_k[index, :, slot] = k[0, :, 0]
             self.upd_v[index, :, slot] = v[0, :, 0]
 
-    def _attend(self, attention, q_1HQE, keys_HKE, values_HKE, mask_K) -> torch.Tensor:  # noqa: ANN001
+    def _attend(self, attention, q_1HQE, keys_HKE, values_HKE, mask_K) -> torch.Tensor:
         """Single-query attention over the filled regular keys and the computed summaries."""
         regular = slice(0, self.length)
         summary = slice(self.capacity, self.capacity + max(self.closed, 1))

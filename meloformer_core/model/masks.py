@@ -75,7 +75,7 @@ def build_layout(
     """
     packed = [[np.asarray(r)] if isinstance(r, np.ndarray) else [np.asarray(d) for d in r] for r in rows]
     lengths = [sum(len(d) for d in docs) for docs in packed]
-    length = max(lengths + [pad_to or 0, 1])
+    length = max([*lengths, pad_to or 0, 1])
     per_row = []
     for docs in packed:
         columns = {key: [] for key in ("tokens", "bar", "slot", "segment", "document", "positions")}
@@ -195,7 +195,7 @@ def dense_mask(mask_mod: MaskMod, batch: int, queries: int, keys: int, device: t
     return mask_mod(b, h, q, kv).expand(batch, queries, keys)[:, None]
 
 
-def block_mask(mask_mod: MaskMod, batch: int, queries: int, keys: int, device: torch.device):  # noqa: ANN201
+def block_mask(mask_mod: MaskMod, batch: int, queries: int, keys: int, device: torch.device):
     """The predicate as a FlexAttention block mask, one per sequence of the batch."""
     from torch.nn.attention.flex_attention import create_block_mask
 

@@ -90,7 +90,7 @@ class Attention(nn.Module):
         key, value = self.kv_proj(x_BLD).chunk(2, dim=-1)
         return rotary(self._heads(key), positions), self._heads(value)
 
-    def attend(self, q_BHQE: torch.Tensor, k_BHKE: torch.Tensor, v_BHKE: torch.Tensor, mask) -> torch.Tensor:  # noqa: ANN001
+    def attend(self, q_BHQE: torch.Tensor, k_BHKE: torch.Tensor, v_BHKE: torch.Tensor, mask) -> torch.Tensor:
         """Attention output projected back to (B, Q, D); ``mask`` is a dense bool mask or a BlockMask."""
         if isinstance(mask, torch.Tensor):
             dropout = self.dropout if self.training else 0.0
@@ -101,7 +101,7 @@ class Attention(nn.Module):
         return self.out_proj(out.transpose(1, 2).reshape(batch, queries, -1))
 
 
-def _flex_attention(q, k, v, block_mask):  # noqa: ANN001, ANN202
+def _flex_attention(q, k, v, block_mask):
     from torch.nn.attention.flex_attention import flex_attention
 
     if q.device.type == "cuda":
@@ -112,7 +112,7 @@ def _flex_attention(q, k, v, block_mask):  # noqa: ANN001, ANN202
 _COMPILED_FLEX = None
 
 
-def _compiled_flex():  # noqa: ANN202
+def _compiled_flex():
     global _COMPILED_FLEX
     if _COMPILED_FLEX is None:
         from torch.nn.attention.flex_attention import flex_attention
@@ -143,7 +143,7 @@ class Block(nn.Module):
         self.update = Attention(config)
         self.mlp = SwiGLU(config)
 
-    def forward(self, x_BTD, s_BSD, layout: Layout, masks: tuple, rotary: Rotary, capture: list | None = None):  # noqa: ANN001, ANN201
+    def forward(self, x_BTD, s_BSD, layout: Layout, masks: tuple, rotary: Rotary, capture: list | None = None):
         """One block; ``capture`` (decoding prefill) receives the keys/values of both phases."""
         positions = layout.positions
         seg_positions = layout.seg_positions
