@@ -13,19 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from meloformer_core.encoding import encode
+from meloformer_core.midi_io import read_midi, write_midi
+from meloformer_core.music import Note, NoteArray, Song, TempoChange, TimeSignature, Track
 
-from meloformer_core.encoding import encode  # noqa: E402
-from meloformer_core.midi_io import read_midi, write_midi  # noqa: E402
-from meloformer_core.music import Note, NoteArray, Song, TempoChange, TimeSignature, Track  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def generated_corpus(directory: Path, count: int, seed: int) -> list[Path]:

@@ -110,7 +110,10 @@ def _read_with_symusic(data: bytes, label: str) -> Song:
     try:
         score = symusic.Score.from_midi(data)
     except Exception as error:  # symusic raises RuntimeError with a parser message
-        raise MidiReadError(f"{label}: corrupt MIDI data ({_first_line(error)})") from None
+        try:  # data bytes above 127 (seen in real files) are clamped, as other readers do
+            score = symusic.Score.from_midi(data, sanitize_data=True)
+        except Exception:
+            raise MidiReadError(f"{label}: corrupt MIDI data ({_first_line(error)})") from None
     tracks = []
     for track in score.tracks:
         columns = track.notes.numpy()

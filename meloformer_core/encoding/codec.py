@@ -3,7 +3,7 @@
 Bar-major order: bar *n* is complete for every track before bar *n + 1* starts::
 
     BOS INSTRUMENT_a INSTRUMENT_b …                      header: one token per track, in order
-    BAR CHORD_C:maj TIME_SIG_3/4 KEY_+2_major POSITION_0 TEMPO_96     conductor segment, bar 0
+    BAR CHORD_C:maj TIME_SIG_3/4 KEY_+2_major POSITION_0 TEMPO_96 TEMPO_FINE_0   conductor segment, bar 0
     TRACK_0 POSITION_0 PITCH_62 DURATION_12 VELOCITY_19 PITCH_66 DURATION_12 VELOCITY_19 …
     TRACK_1 POSITION_0 DRUM_36 DURATION_3 VELOCITY_24 …  one segment per track that sounds
     BAR CHORD_G:7 …                                      bar 1; metre/key/tempo only where they change
@@ -98,7 +98,7 @@ def encode_grid(grid: GridSong, vocab: Vocabulary = DEFAULT_VOCAB) -> np.ndarray
         if bar_index in keys:
             segment.append(vocab.key(*keys[bar_index]))
         for tempo_position, bpm in tempos_by_bar.get(bar_index, ()):
-            segment += [position_offset + tempo_position, vocab.tempo(bpm)]
+            segment += [position_offset + tempo_position, *vocab.tempo(bpm)]
         conductor += segment
         conductor_bar += [bar_index] * len(segment)
 
@@ -110,45 +110,90 @@ def encode_grid(grid: GridSong, vocab: Vocabulary = DEFAULT_VOCAB) -> np.ndarray
 
 
 def decode_grid(tokens: np.ndarray | list[int], vocab: Vocabulary = DEFAULT_VOCAB) -> GridSong:
-    state = GrammarState(vocab)
-    config = vocab.config
-    bar_starts: list[int] = []
-    bar_length = 0
-    signatures: list[tuple[int, int, int]] = []
-    keys: list[tuple[int, int, bool]] = []
-    tempos: list[tuple[int, int]] = []
-    rows: list[list[int]] = []  # slot, onset, pitch, duration, velocity
-    pending: list[int] = []  # the note being read: slot, onset, pitch, duration
-    values = vocab.value_index
-    types = vocab.type_of
-    bins = config.duration_bins
+    decoder = StreamingDecoder(vocab)
     for token in np.asarray(tokens, dtype=np.int64).tolist():
-        meta = state.feed(token)
-        kind = int(types[token])
-        value = int(values[token])
+        decoder.feed(token)
+        if decoder.state.finished:
+            break
+    return decoder.grid()
+
+
+class StreamingDecoder:
+    """Decode token by token (generation streams bars through this); validates the grammar."""
+
+    def __init__(self, vocab: Vocabulary = DEFAULT_VOCAB) -> None:
+        self.vocab = vocab
+        self.state = GrammarState(vocab)
+        self.bar_starts: list[int] = []
+        self.bar_length = 0
+        self.signatures: list[tuple[int, int, int]] = []
+        self.keys: list[tuple[int, int, bool]] = []
+        self.tempos: list[tuple[int, int]] = []
+        self.rows: list[list[int]] = []  # slot, onset, pitch, duration, velocity
+        self._pending: list[int] = []  # the note being read: slot, onset, pitch, duration
+        self._bins = vocab.config.duration_bins
+
+    def feed(self, token: int) -> None:
+        vocab = self.vocab
+        meta = self.state.feed(token)
+        kind = meta.token_type
+        value = int(vocab.value_index[token])
         if kind == _T.BAR:
-            bar_starts.append(bar_starts[-1] + bar_length if bar_starts else 0)
+            self.bar_starts.append(self.bar_starts[-1] + self.bar_length if self.bar_starts else 0)
         elif kind == _T.TIME_SIG:
             numerator, denominator = vocab.value(token)  # type: ignore[misc]
-            bar_length = config.bar_steps(numerator, denominator)
-            signatures.append((meta.bar, numerator, denominator))
+            self.bar_length = vocab.config.bar_steps(numerator, denominator)
+            self.signatures.append((meta.bar, numerator, denominator))
         elif kind == _T.KEY:
             sharps, minor = vocab.value(token)  # type: ignore[misc]
-            keys.append((meta.bar, sharps, minor))
+            self.keys.append((meta.bar, sharps, minor))
         elif kind == _T.TEMPO:
-            tempos.append((bar_starts[-1] + meta.position, int(vocab.value(token))))  # type: ignore[arg-type]
+            self._pending = [self.bar_starts[-1] + meta.position, int(vocab.value(token)) * 10]  # type: ignore[call-overload]
+        elif kind == _T.TEMPO_FINE:
+            self.tempos.append((self._pending[0], self._pending[1] + value))
         elif kind == _T.PITCH or kind == _T.DRUM:
-            pending = [meta.slot - 1, bar_starts[-1] + meta.position, value]
+            self._pending = [meta.slot - 1, self.bar_starts[-1] + meta.position, value]
         elif kind == _T.DURATION:
-            pending.append(bins[value])
+            self._pending.append(self._bins[value])
         elif kind == _T.VELOCITY:
-            rows.append([*pending, value])
-        elif kind == _T.EOS:
-            break
-    if not bar_starts:
-        raise EncodingError("token sequence holds no bar")
-    bar_starts.append(bar_starts[-1] + bar_length)
-    notes = np.array(rows, dtype=np.int64).reshape(-1, 5)
-    notes = notes[np.lexsort((notes[:, 2], notes[:, 1], notes[:, 0]))]
-    bars = np.array(bar_starts, dtype=np.int64)
-    return GridSong(bars, signatures, tempos, keys, list(state.instruments), notes)
+            self.rows.append([*self._pending, value])
+
+    def grid(self) -> GridSong:
+        """Everything decoded so far (an unfinished note is left out)."""
+        if not self.bar_starts:
+            raise EncodingError("token sequence holds no bar")
+        bars = np.array([*self.bar_starts, self.bar_starts[-1] + self.bar_length], dtype=np.int64)
+        notes = np.array(self.rows, dtype=np.int64).reshape(-1, 5)
+        notes = notes[np.lexsort((notes[:, 2], notes[:, 1], notes[:, 0]))]
+        return GridSong(
+            bars, list(self.signatures), list(self.tempos), list(self.keys), list(self.state.instruments), notes
+        )
+
+
+def slice_grid(grid: GridSong, first_bar: int, stop_bar: int | None = None) -> GridSong:
+    """Bars ``[first_bar, stop_bar)`` as a song of their own, starting at step 0.
+
+    The metre, tempo and key in force at ``first_bar`` are restated there, so the slice
+    encodes to a grammatical sequence (the context window of training and generation).
+    Notes keep their full duration even if they sound past ``stop_bar``.
+    """
+    stop_bar = grid.bar_count if stop_bar is None else min(stop_bar, grid.bar_count)
+    if not 0 <= first_bar < stop_bar:
+        raise EncodingError(f"empty bar range [{first_bar}, {stop_bar})")
+    origin = int(grid.bar_starts[first_bar])
+    end = int(grid.bar_starts[stop_bar])
+    signatures = [sig for sig in grid.time_signatures if sig[0] <= first_bar][-1:]
+    signatures = [(0, *signatures[0][1:])] + [
+        (b - first_bar, n, d) for b, n, d in grid.time_signatures if first_bar < b < stop_bar
+    ]
+    tempos_before = [t for t in grid.tempos if t[0] <= origin][-1:]
+    tempos = [(0, tempos_before[0][1])] + [(step - origin, bpm) for step, bpm in grid.tempos if origin < step < end]
+    keys_before = [k for k in grid.keys if k[0] <= first_bar][-1:]
+    keys = [(0, *keys_before[0][1:])] if keys_before else []
+    keys += [(b - first_bar, s, m) for b, s, m in grid.keys if first_bar < b < stop_bar]
+    onset = grid.notes[:, 1]
+    notes = grid.notes[(onset >= origin) & (onset < end)].copy()
+    notes[:, 1] -= origin
+    return GridSong(
+        grid.bar_starts[first_bar : stop_bar + 1] - origin, signatures, tempos, keys, list(grid.instruments), notes
+    )

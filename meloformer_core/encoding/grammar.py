@@ -38,6 +38,7 @@ _NOTE_FIELDS = (
     TokenType.DURATION,
     TokenType.VELOCITY,
     TokenType.TEMPO,
+    TokenType.TEMPO_FINE,
 )
 _NOTE_FIELD_INTS = frozenset(int(t) for t in _NOTE_FIELDS)
 
@@ -57,6 +58,7 @@ class _T:
     PAD, BOS, EOS, INSTRUMENT, BAR, CHORD, TIME_SIG, KEY, TEMPO, TRACK, POSITION, PITCH, DRUM, DURATION, VELOCITY = (
         range(15)
     )
+    TEMPO_FINE = 15
 
 
 assert [getattr(_T, t.name) for t in TokenType] == [int(t) for t in TokenType]
@@ -131,8 +133,9 @@ class Expect:
     VELOCITY = 8
     AFTER_NOTE = 9  # POSITION / PITCH of a chord / end of the track segment
     END = 10  # after EOS: padding only
+    TEMPO_FINE = 11
     NAMES = ("BOS", "HEADER", "CHORD", "CONDUCTOR", "TEMPO", "NOTE_POSITION", "PITCH", "DURATION", "VELOCITY",
-             "AFTER_NOTE", "END")  # fmt: skip
+             "AFTER_NOTE", "END", "TEMPO_FINE")  # fmt: skip
 
 
 class GrammarState:
@@ -140,7 +143,7 @@ class GrammarState:
 
     Rules (one bar)::
 
-        BAR CHORD [TIME_SIG] [KEY] (POSITION TEMPO)*  (TRACK ([POSITION] PITCH|DRUM DURATION VELOCITY)+)*
+        BAR CHORD [TIME_SIG] [KEY] (POSITION TEMPO TEMPO_FINE)*  (TRACK ([POSITION] PITCH|DRUM DURATION VELOCITY)+)*
 
     The first bar must state its metre and a tempo at position 0; positions increase
     strictly within a segment and stay inside the bar; pitches of one onset increase
@@ -208,6 +211,8 @@ class GrammarState:
                 allow(_T.POSITION, 0, 1)  # the first bar states a tempo at its start
         elif expect == Expect.TEMPO:
             allow(_T.TEMPO)
+        elif expect == Expect.TEMPO_FINE:
+            allow(_T.TEMPO_FINE)
         elif expect == Expect.NOTE_POSITION:
             allow(_T.POSITION, 0, self.bar_steps)
         elif expect == Expect.PITCH:
@@ -287,6 +292,8 @@ class GrammarState:
         elif kind == _T.KEY:
             self.conductor_stage = 2
         elif kind == _T.TEMPO:
+            self.expect = Expect.TEMPO_FINE
+        elif kind == _T.TEMPO_FINE:
             self.tempo_defined = True
             self.conductor_stage = 3
             self.expect = Expect.CONDUCTOR

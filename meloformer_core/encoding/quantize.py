@@ -9,9 +9,9 @@ What ``q`` does, in order:
 2. **Metre.** Time signatures outside the vocabulary are reduced (6/32 → 3/16) or fall
    back to 4/4. A change that falls inside a bar moves to the next bar line; changes to
    the metre already in force are dropped; 4/4 holds from bar 1 when the file sets none.
-3. **Tempo.** Rounded to whole quarter notes per minute in [20, 300], snapped to the
-   grid; the last change at one step wins; repeats are dropped; 120 holds from the start
-   when the file sets no tempo there.
+3. **Tempo.** Rounded to tenths of a quarter note per minute in [20, 300.9], snapped
+   to the grid; the last change at one step wins; repeats are dropped; 120 holds from
+   the start when the file sets no tempo there.
 4. **Key.** Snapped back to the start of its bar; the last change in a bar wins;
    repeats are dropped.
 5. **Notes.** Durations to the nearest duration bin (at least one step, at most 32
@@ -39,7 +39,7 @@ from meloformer_core.errors import EncodingError
 from meloformer_core.gm import instrument_name
 from meloformer_core.music import KeySignature, NoteArray, Song, TempoChange, TimeSignature, Track
 
-DEFAULT_BPM = 120
+DEFAULT_TENTHS_BPM = 1200
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class GridSong:
 
     bar_starts: np.ndarray  # (bars + 1,) int64 steps; the last entry is the end of the last bar
     time_signatures: list[tuple[int, int, int]]  # (bar, numerator, denominator)
-    tempos: list[tuple[int, int]]  # (step, bpm)
+    tempos: list[tuple[int, int]]  # (step, tenths of a quarter note per minute)
     keys: list[tuple[int, int, bool]]  # (bar, sharps, minor)
     instruments: list[tuple[int, bool]]  # (program, is_drum) of each track slot
     # (n, 5) int64: slot, onset step, pitch, duration steps, velocity bin;
@@ -68,8 +68,8 @@ def velocity_value(bin_index: np.ndarray | int) -> np.ndarray:
     return np.minimum((np.asarray(bin_index) + 1) * 4, 127)
 
 
-def us_per_quarter(bpm: int) -> int:
-    return round(60_000_000 / bpm)
+def us_per_quarter(tenths_bpm: int) -> int:
+    return round(600_000_000 / tenths_bpm)
 
 
 def supported_time_signature(numerator: int, denominator: int, config: EncodingConfig) -> tuple[int, int]:
@@ -103,10 +103,10 @@ def to_grid(song: Song, vocab: Vocabulary = DEFAULT_VOCAB) -> GridSong:
 
     tempo_by_step: dict[int, int] = {}
     for tempo in song.tempos:
-        bpm = int(np.clip(round(tempo.qpm), config.tempo_bpm_min, config.tempo_bpm_max))
-        tempo_by_step[int(step_of(tempo.tick))] = bpm
+        tenths = int(np.clip(round(tempo.qpm * 10), config.tempo_bpm_min * 10, config.tempo_bpm_max * 10 + 9))
+        tempo_by_step[int(step_of(tempo.tick))] = tenths
     if 0 not in tempo_by_step:
-        tempo_by_step[0] = DEFAULT_BPM
+        tempo_by_step[0] = DEFAULT_TENTHS_BPM
     tempos: list[tuple[int, int]] = []
     for step in sorted(tempo_by_step):
         if not tempos or tempos[-1][1] != tempo_by_step[step]:

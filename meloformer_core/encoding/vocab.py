@@ -3,7 +3,7 @@
 Layout of a sequence (see DESIGN.md §3 and `codec.py`)::
 
     BOS INSTRUMENT*                                   header (global, no segment)
-    BAR CHORD [TIME_SIG] [KEY] (POSITION TEMPO)*      conductor segment of bar n
+    BAR CHORD [TIME_SIG] [KEY] (POSITION TEMPO TEMPO_FINE)*   conductor segment of bar n
     (TRACK ([POSITION] PITCH|DRUM DURATION VELOCITY)+)*   one segment per sounding track of bar n
     … EOS
 
@@ -44,6 +44,7 @@ class TokenType(IntEnum):
     DRUM = 12  # drum key (drums are their own family)
     DURATION = 13
     VELOCITY = 14
+    TEMPO_FINE = 15  # tenths of a quarter note per minute, after TEMPO
 
 
 CHORD_QUALITIES: dict[str, tuple[int, ...]] = {
@@ -71,7 +72,7 @@ class EncodingConfig:
     steps_per_quarter: int = STEPS_PER_QUARTER
     max_tracks: int = 32
     max_bar_steps: int = 192  # 16 quarters
-    max_bars: int = 4096
+    max_bars: int = 16384
     denominators: tuple[int, ...] = (1, 2, 4, 8, 16)
     max_numerator: int = 24
     tempo_bpm_min: int = 20
@@ -145,6 +146,7 @@ class Vocabulary:
             (TokenType.DRUM, list(range(128))),
             (TokenType.DURATION, list(config.duration_bins)),
             (TokenType.VELOCITY, list(range(config.velocity_bins))),
+            (TokenType.TEMPO_FINE, list(range(10))),
         ]
         self.offset: dict[TokenType, int] = {}
         self.count: dict[TokenType, int] = {}
@@ -233,8 +235,12 @@ class Vocabulary:
     def chord(self, label: str) -> int:
         return self.offset[TokenType.CHORD] + self._chord_index[label]
 
-    def tempo(self, bpm: int) -> int:
-        return self.offset[TokenType.TEMPO] + bpm - self.config.tempo_bpm_min
+    def tempo(self, tenths_bpm: int) -> tuple[int, int]:
+        """TEMPO and TEMPO_FINE ids of a tempo given in tenths of a quarter note per minute."""
+        whole, tenth = divmod(tenths_bpm, 10)
+        return self.offset[TokenType.TEMPO] + whole - self.config.tempo_bpm_min, self.offset[
+            TokenType.TEMPO_FINE
+        ] + tenth
 
     # --- persistence ------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -164,10 +164,10 @@ def test_metre_aware_grid_and_changes_where_they_happen() -> None:
         tracks=(Track("t", 0, False, [Note(160, 60, 160, 80), Note(1440 * 2 + 720, 64, 120, 80)]),),
     )
     names = DEFAULT_VOCAB.names(encode(song))
-    assert names[names.index("TIME_SIG_3/4") :][:3] == ["TIME_SIG_3/4", "POSITION_0", "TEMPO_100"]
+    assert names[names.index("TIME_SIG_3/4") :][:4] == ["TIME_SIG_3/4", "POSITION_0", "TEMPO_100", "TEMPO_FINE_0"]
     assert "POSITION_4" in names  # an eighth triplet (160 ticks) is 4 steps
     bar1 = [i for i, n in enumerate(names) if n == "BAR"][1]
-    assert names[bar1 + 2 : bar1 + 4] == ["POSITION_12", "TEMPO_150"]  # mid-bar tempo change kept
+    assert names[bar1 + 2 : bar1 + 5] == ["POSITION_12", "TEMPO_150", "TEMPO_FINE_0"]  # mid-bar tempo change kept
     assert quantize(song).time_signatures == song.time_signatures
 
 

@@ -1,0 +1,108 @@
+"""Sampling: small pure functions from logits to a token, and the settings that drive them.
+
+Order of operations on the logits of one step (vocabulary-sized 1-D tensors):
+grammar mask → repetition penalty → temperature → min-p → top-k → top-p → draw.
+The grammar mask comes first so every filter chooses among tokens that keep the
+sequence decodable; temperature 0 means greedy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from meloformer_core.errors import MeloformerError
+
+
+class SamplingError(MeloformerError):
+    """Sampling settings out of range."""
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = 1.0
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1: off
+    min_p: float = 0.0  # 0: off
+    repetition_penalty: float = 1.0  # 1: off; > 1 discourages pitches used in the recent window
+    repetition_window: int = 64  # tokens
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise SamplingError(f"temperature must be ≥ 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise SamplingError(f"top-k must be ≥ 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise SamplingError(f"top-p must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.min_p < 1:
+            raise SamplingError(f"min-p must be in [0, 1), got {self.min_p}")
+        if self.repetition_penalty <= 0:
+            raise SamplingError(f"repetition penalty must be > 0, got {self.repetition_penalty}")
+        if self.repetition_window < 0:
+            raise SamplingError("repetition window must be ≥ 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def mask_disallowed(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    return logits.masked_fill(~allowed, float("-inf"))
+
+
+def penalise_repetitions(logits: torch.Tensor, recent: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL-style penalty on the ``recent`` token ids: positive logits divided, negative multiplied."""
+    if penalty == 1.0 or not len(recent):
+        return logits
+    logits = logits.clone()
+    chosen = logits[recent]
+    logits[recent] = torch.where(chosen > 0, chosen / penalty, chosen * penalty)
+    return logits
+
+
+def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    """Drop tokens whose probability is below ``min_p`` times that of the likeliest token."""
+    if min_p <= 0:
+        return logits
+    probs = torch.softmax(logits, dim=-1)
+    return logits.masked_fill(probs < min_p * probs.max(), float("-inf"))
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    if k <= 0 or k >= logits.numel():
+        return logits
+    threshold = torch.topk(logits, k).values[-1]
+    return logits.masked_fill(logits < threshold, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Keep the smallest set of likeliest tokens whose probabilities add up to at least ``p``."""
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, descending=True)
+    cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+    drop_sorted = cumulative - torch.softmax(sorted_logits, dim=-1) >= p  # mass before this token already ≥ p
+    drop = torch.zeros_like(drop_sorted).scatter(0, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def choose_token(
+    logits: torch.Tensor,
+    allowed: torch.Tensor,
+    config: SamplingConfig,
+    generator: torch.Generator,
+    recent_penalised: torch.Tensor | None = None,
+) -> int:
+    """One token id from the logits of one step, among the ``allowed`` ones."""
+    logits = mask_disallowed(logits.float(), allowed)
+    if recent_penalised is not None:
+        logits = penalise_repetitions(logits, recent_penalised, config.repetition_penalty)
+    if config.temperature == 0:
+        return int(torch.argmax(logits))
+    logits = logits / config.temperature
+    logits = min_p_filter(logits, config.min_p)
+    logits = top_k_filter(logits, config.top_k)
+    logits = top_p_filter(logits, config.top_p)
+    probs = torch.softmax(logits, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator))
