@@ -31,6 +31,63 @@ def _roundtrip(args: argparse.Namespace) -> dict:
     return report
 
 
+def _sampling(args: argparse.Namespace):
+    from meloformer_core.model.sampling import SamplingConfig
+
+    return SamplingConfig(
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
+    )
+
+
+def _continue(args: argparse.Namespace) -> dict:
+    from meloformer_core.midi_io import read_midi, write_midi
+    from meloformer_core.service import GenerationService
+
+    song = read_midi(args.input)
+    sampling = _sampling(args)  # validate options before loading the model
+    service = GenerationService(device=args.device)
+    model = service.load(args.model)
+
+    def progress(done: int, total: int, _song: object) -> None:
+        print(f"bar {done}/{total}", file=sys.stderr, flush=True)
+
+    result = service.continue_song(song, args.bars, sampling, progress=progress)
+    write_midi(result.song, args.output)
+    return {**result.summary(), "model": model["name"], "device": model["device"], "seed": args.seed}
+
+
+def _init_model(args: argparse.Namespace) -> dict:
+    import torch
+
+    from meloformer_core.encoding.vocab import DEFAULT_VOCAB
+    from meloformer_core.model.bundle import save_bundle
+    from meloformer_core.model.config import named_config
+    from meloformer_core.model.transformer import MeloFormer
+
+    torch.manual_seed(args.seed)
+    model = MeloFormer(named_config(args.size, len(DEFAULT_VOCAB)))
+    card = {"description": "Randomly initialised weights, for tests and benchmarks: it makes noise, not music."}
+    path = save_bundle(model, DEFAULT_VOCAB, args.output, card={"name": args.output.name, **card})
+    parameters = model.parameter_count()
+    print(f"{args.size}: {parameters:,} parameters -> {path}", file=sys.stderr)
+    return {"size": args.size, "parameters": parameters, "path": str(path)}
+
+
+def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("sampling")
+    group.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
+    group.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens (0 = off)")
+    group.add_argument("--top-p", type=float, default=1.0, help="nucleus mass to keep (1 = off)")
+    group.add_argument("--min-p", type=float, default=0.0, help="drop tokens below this share of the best (0 = off)")
+    group.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeated pitches")
+    group.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meloformer", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -41,6 +98,27 @@ def build_parser() -> argparse.ArgumentParser:
     roundtrip.add_argument("input", type=Path, metavar="IN.mid")
     roundtrip.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mid")
     roundtrip.set_defaults(run=_roundtrip)
+
+    cont = commands.add_parser(
+        "continue", help="continue a MIDI file by N bars with a model",
+        description="Write IN plus N generated bars to OUT; print generation statistics as JSON.",
+    )  # fmt: skip
+    cont.add_argument("input", type=Path, metavar="IN.mid")
+    cont.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mid")
+    cont.add_argument("--bars", type=int, default=8, help="bars to add (default 8)")
+    cont.add_argument("--model", type=Path, default=None, help="model bundle directory (default: the shipped model)")
+    cont.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    _add_sampling_options(cont)
+    cont.set_defaults(run=_continue)
+
+    init = commands.add_parser(
+        "init-model", help="write a randomly initialised model bundle (tests, benchmarks)",
+        description="Write a bundle with random weights of a named size.",
+    )  # fmt: skip
+    init.add_argument("--size", default="default", help="debug, default, small, base, large or xlarge")
+    init.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
+    init.add_argument("--seed", type=int, default=0)
+    init.set_defaults(run=_init_model)
     return parser
 
 

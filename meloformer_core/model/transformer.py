@@ -218,8 +218,10 @@ class MeloFormer(nn.Module):
             )
         raise ValueError(f"unknown attention backend {backend!r}; choose one of {BACKENDS}")
 
-    def forward(self, layout: Layout, backend: str = "dense", masks: tuple | None = None) -> torch.Tensor:
-        """Logits (B, T, V): at position t, the distribution of token t + 1."""
+    def forward(
+        self, layout: Layout, backend: str = "dense", masks: tuple | None = None, return_summaries: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, T, V): at position t, the distribution of token t + 1 (and the final summaries)."""
         if layout.tokens.shape[1] > self.config.max_seq_len:
             raise ValueError(
                 f"sequence of {layout.tokens.shape[1]} tokens exceeds max_seq_len {self.config.max_seq_len}"
@@ -232,4 +234,5 @@ class MeloFormer(nn.Module):
                 x, s = checkpoint(block, x, s, layout, masks, self.rotary, use_reentrant=False)
             else:
                 x, s = block(x, s, layout, masks, self.rotary)
-        return self.head(self.norm_out(x))
+        logits = self.head(self.norm_out(x))
+        return (logits, s) if return_summaries else logits
