@@ -34,3 +34,27 @@ def songs(draw: st.DrawFn, max_tracks: int = 5, max_quarters: int = 64, max_note
         notes = draw(st.lists(note, max_size=max_notes))
         tracks.append(Track(f"track {index}", draw(st.integers(0, 127)), is_drum, notes))
     return Song(resolution, tuple(tempos), tuple(signatures), tuple(keys), tuple(tracks))
+
+
+def random_song(rng, bars: int = 8, tracks: int = 4, density: float = 3.0) -> Song:
+    """A random multi-track song (numpy, fast): several bars, drums, a metre and a tempo change."""
+    resolution = 480
+    bar_ticks = 4 * resolution
+    built = []
+    for slot in range(tracks):
+        is_drum = slot == tracks - 1 and tracks > 1
+        count = int(rng.poisson(density * bars)) + 1
+        starts = rng.integers(0, bars * 16, count) * (resolution // 4)
+        pitches = rng.integers(36, 50, count) if is_drum else rng.integers(40 + 6 * slot, 64 + 6 * slot, count)
+        notes = [
+            Note(int(s), int(p), int(rng.integers(1, 8)) * 120, int(rng.integers(40, 120)))
+            for s, p in zip(starts, pitches, strict=True)
+        ]
+        built.append(Track(f"t{slot}", int(rng.integers(0, 128)), is_drum, notes))
+    return Song(
+        resolution,
+        (TempoChange(0, 500_000), TempoChange(bar_ticks * (bars // 2) + resolution, 400_000)),
+        (TimeSignature(0, 4, 4), TimeSignature(bar_ticks * (bars - 2), 3, 4)),
+        (),
+        tuple(built),
+    )

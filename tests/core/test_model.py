@@ -1,0 +1,166 @@
+"""The model: attention back ends agree, causality is exact, cached decoding equals the full pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meloformer_core.encoding import DEFAULT_VOCAB, encode
+from meloformer_core.encoding.vocab import TokenType
+from meloformer_core.midi_io import read_midi
+from meloformer_core.model.config import SIZES, ConfigError, ModelConfig, named_config
+from meloformer_core.model.decoding import DecodingCache
+from meloformer_core.model.masks import build_layout
+from meloformer_core.model.transformer import MeloFormer
+from tests.conftest import FIXTURES
+from tests.core.strategies import random_song
+
+VOCAB = DEFAULT_VOCAB
+
+
+@pytest.fixture(scope="module")
+def model() -> MeloFormer:
+    torch.manual_seed(0)
+    return MeloFormer(named_config("debug", len(VOCAB), max_seq_len=1024)).eval()
+
+
+def sequences(seed: int, count: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [
+        encode(random_song(rng, bars=int(rng.integers(2, 7)), tracks=int(rng.integers(1, 5)))) for _ in range(count)
+    ]
+
+
+@pytest.mark.parametrize(("seed", "batch"), [(0, 1), (1, 3), (2, 4)])
+def test_flex_and_dense_paths_agree_per_sequence(model: MeloFormer, seed: int, batch: int) -> None:
+    rows = sequences(seed, batch)
+    rows = [row[: len(row) - i * 7] for i, row in enumerate(rows)]  # different lengths: padding
+    layout = build_layout(rows, VOCAB)
+    with torch.no_grad():
+        dense, dense_s = model(layout, "dense", return_summaries=True)
+        flex, flex_s = model(layout, "flex", return_summaries=True)
+    valid = ~layout.is_pad
+    assert torch.allclose(dense[valid], flex[valid], atol=1e-5)
+    assert torch.allclose(dense_s[layout.seg_valid], flex_s[layout.seg_valid], atol=1e-5)
+    # each sequence alone gives what it gives in the batch: masks are built per sequence
+    for index, row in enumerate(rows):
+        with torch.no_grad():
+            alone = model(build_layout([row], VOCAB), "dense")[0]
+        assert torch.allclose(alone, dense[index, : len(row)], atol=1e-5)
+
+
+def test_packed_documents_do_not_see_each_other(model: MeloFormer) -> None:
+    first, second = sequences(3, 2)
+    packed = build_layout([[first, second]], VOCAB)
+    with torch.no_grad():
+        together = model(packed, "dense")[0]
+        alone = model(build_layout([second], VOCAB), "dense")[0]
+    assert torch.allclose(together[len(first) :], alone, atol=1e-5)
+
+
+def test_reference_gradients_match_a_plain_softmax_implementation(model: MeloFormer) -> None:
+    layout = build_layout(sequences(4, 2), VOCAB)
+    targets = layout.tokens[:, 1:]
+
+    def loss_and_grads() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad()
+        logits = model.train()(layout, "dense")
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        loss.backward()
+        model.eval()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    loss, grads = loss_and_grads()
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def plain(q, k, v, attn_mask, dropout_p=0.0):
+        scores = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5
+        return torch.softmax(scores.masked_fill(~attn_mask, float("-inf")), dim=-1) @ v
+
+    torch.nn.functional.scaled_dot_product_attention = plain
+    try:
+        plain_loss, plain_grads = loss_and_grads()
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = sdpa
+    assert torch.isfinite(loss) and abs(float(loss - plain_loss)) < 1e-5
+    for got, want in zip(grads, plain_grads, strict=True):
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+
+
+@settings(max_examples=25)
+@given(
+    st.integers(0, 2**16),
+    st.floats(0.05, 0.95),
+    st.sampled_from(["content", "new_segment"]),
+    st.sampled_from(["dense", "flex"]),
+)
+def test_changing_token_j_never_changes_anything_before_j(
+    model: MeloFormer, seed: int, where: float, change: str, backend: str
+) -> None:
+    tokens = sequences(seed, 1)[0][:300]
+    j = max(2, int(where * len(tokens)))
+    changed = tokens.copy()
+    if change == "content":
+        changed[j] = VOCAB.id("PITCH_70") if tokens[j] != VOCAB.id("PITCH_70") else VOCAB.id("PITCH_71")
+    else:
+        changed[j] = VOCAB.offset[TokenType.TRACK] + 5  # a segment now starts at j
+    with torch.no_grad():
+        logits, summaries = model(build_layout([tokens], VOCAB), backend, return_summaries=True)
+        logits2, summaries2 = model(build_layout([changed], VOCAB), backend, return_summaries=True)
+    # Exact up to float rounding: a new segment changes the number of keys, and with it
+    # the order of the additions inside attention (a leak would show as ~1, not 1e-7).
+    assert (logits[0, :j] - logits2[0, :j]).abs().max() <= 1e-5
+    assert (logits[0, j:] - logits2[0, j:]).abs().max() > 1e-3  # the change does reach the future
+    # summaries of segments closed by a token before j are untouched as well (a segment
+    # ending at j - 1 is closed by token j itself, so changing j may extend it)
+    layout = build_layout([tokens], VOCAB)
+    closed = torch.nonzero((layout.seg_end[0] < j - 1) & layout.seg_valid[0]).flatten()
+    if len(closed):
+        assert (summaries[0, closed] - summaries2[0, closed]).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("split", [1, 9, 120])
+def test_cached_decoding_equals_the_full_forward_pass(model: MeloFormer, split: int) -> None:
+    song = read_midi(FIXTURES / "drum_groove.mid")
+    tokens = np.concatenate([encode(song)[:-1], encode(read_midi(FIXTURES / "bach_chorale.mid"))[4:600]])
+    tokens = tokens[:700]
+    bars = VOCAB.names(tokens).count("BAR")
+    assert len(tokens) >= 500 and bars >= 8
+    with torch.no_grad():
+        full = model(build_layout([tokens], VOCAB), "dense")[0]
+    cache = DecodingCache(model, VOCAB)
+    steps = [cache.prefill(tokens[:split])]
+    steps += [cache.step(int(token)) for token in tokens[split:]]
+    difference = (torch.stack(steps) - full[split - 1 :]).abs().max()
+    assert difference <= 1e-4
+
+
+def test_named_sizes_and_their_parameter_counts() -> None:
+    counts = {}
+    for size in SIZES:
+        with torch.device("meta"):
+            counts[size] = MeloFormer(named_config(size, len(VOCAB))).parameter_count()
+    assert 2e6 <= counts["default"] <= 10e6  # CPU-friendly: a few million
+    assert 15e6 <= counts["small"] <= 20e6  # ~17M
+    assert counts["small"] < counts["base"] < counts["large"] < counts["xlarge"]
+    with pytest.raises(ConfigError, match="unknown model size"):
+        named_config("huge", len(VOCAB))
+    with pytest.raises(ConfigError, match="heads"):
+        ModelConfig(vocab_size=10, d_model=100, n_heads=3)
+    with pytest.raises(ConfigError, match="unknown model config keys"):
+        ModelConfig.from_dict({"vocab_size": 10, "colour": "red"})
+
+
+def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+    torch.manual_seed(1)
+    plain = MeloFormer(named_config("debug", len(VOCAB)))
+    checkpointed = MeloFormer(named_config("debug", len(VOCAB), gradient_checkpointing=True))
+    checkpointed.load_state_dict(plain.state_dict())
+    layout = build_layout(sequences(5, 2), VOCAB)
+    for net in (plain, checkpointed):
+        net.train()(layout).logsumexp(-1).mean().backward()
+    for a, b in zip(plain.parameters(), checkpointed.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6)
