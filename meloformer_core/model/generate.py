@@ -25,6 +25,7 @@ from meloformer_core.model.transformer import MeloFormer
 
 PROMPT_SHARE = 0.75  # of the context, for the prompt; the rest is room to generate before sliding
 SLIDE_SHARE = 0.5  # of the context kept when the window slides during generation
+BAR_SHARE = 0.25  # longest generated bar, as a share of the context: a slide always fits
 
 
 class CancelledError(MeloformerError):
@@ -90,6 +91,10 @@ def continue_grid(
     first = window_start(grid, vocab, int(capacity * PROMPT_SHARE))
     window = slice_grid(grid, first)
     prompt = encode_grid(window, vocab)[:-1]  # without EOS
+    if len(prompt) > capacity:
+        raise MeloformerError(
+            f"the last bar of the song takes {len(prompt)} tokens, more than the model's context of {capacity}"
+        )
     prompt_bars = window.bar_count
     stats.prompt_tokens = len(prompt)
 
@@ -103,6 +108,7 @@ def continue_grid(
     bar_id = vocab.bar_id
     eos = vocab.eos_id
     bar_type = int(TokenType.BAR)
+    longest_bar = int(capacity * BAR_SHARE)
     pitch_range = slice(vocab.offset[TokenType.PITCH], vocab.offset[TokenType.PITCH] + vocab.count[TokenType.PITCH])
     generator = torch.Generator(device="cpu")
     generator.manual_seed(sampling.seed if sampling.seed is not None else int(torch.seed() % 2**63))
@@ -139,6 +145,9 @@ def continue_grid(
             logits = cache.step(token)
         allowed = torch.from_numpy(decoder.state.allowed())
         allowed[eos] = False  # the user asked for a number of bars: the song does not end here
+        if len(bar_tokens) >= longest_bar and allowed[bar_id]:
+            allowed[:] = False  # this bar is long enough: close it at the next segment boundary
+            allowed[bar_id] = True
         if not allowed.any():
             raise MeloformerError("the grammar allows no continuation (too many bars for the encoding)")
         recent = (
@@ -159,14 +168,25 @@ def continue_grid(
 def _slide(
     model: MeloFormer, vocab: Vocabulary, decoder: StreamingDecoder, bar_tokens: list[int], backend: str
 ) -> DecodingCache:
-    """A new cache over the latest complete bars (plus the bar in progress)."""
+    """A new cache over the latest complete bars (plus the bar in progress).
+
+    If not even the last complete bar fits beside the bar in progress, the window keeps
+    that bar's metre, key and tempo but not its notes: the model forgets rather than fails.
+    """
     grid = decoder.grid()
     in_progress = grid.bar_count - 1 if bar_tokens else grid.bar_count
-    budget = int(model.config.max_seq_len * SLIDE_SHARE) - len(bar_tokens)
+    capacity = model.config.max_seq_len
+    budget = int(capacity * SLIDE_SHARE) - len(bar_tokens)
     first = window_start(grid, vocab, budget, stop_bar=in_progress)
-    prompt = np.concatenate(
-        [encode_grid(slice_grid(grid, first, in_progress), vocab)[:-1], np.array(bar_tokens, dtype=np.int32)]
-    )
+    window = slice_grid(grid, first, in_progress)
+    context = encode_grid(window, vocab)[:-1]
+    if len(context) > budget:
+        last = slice_grid(grid, in_progress - 1, in_progress)
+        empty = GridSong(
+            last.bar_starts, last.time_signatures, last.tempos, last.keys, last.instruments, last.notes[:0]
+        )
+        context = encode_grid(empty, vocab)[:-1]
+    prompt = np.concatenate([context, np.array(bar_tokens, dtype=np.int32)])
     cache = DecodingCache(model, vocab)
     cache.prefill(prompt, backend=backend)
     return cache

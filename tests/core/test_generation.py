@@ -1,0 +1,263 @@
+"""Sampling, the generation service, model bundles and `meloformer continue`."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from meloformer_core.encoding import DEFAULT_VOCAB, encode, quantize
+from meloformer_core.encoding.quantize import to_grid
+from meloformer_core.midi_io import read_midi
+from meloformer_core.model.bundle import BundleError, load_bundle, save_bundle
+from meloformer_core.model.config import named_config
+from meloformer_core.model.generate import CancelledError
+from meloformer_core.model.sampling import (
+    SamplingConfig,
+    SamplingError,
+    choose_token,
+    min_p_filter,
+    penalise_repetitions,
+    top_k_filter,
+    top_p_filter,
+)
+from meloformer_core.model.transformer import MeloFormer
+from meloformer_core.service import GenerationService
+from tests.conftest import FIXTURES
+
+VOCAB = DEFAULT_VOCAB
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    model = MeloFormer(named_config("debug", len(VOCAB), max_seq_len=512))
+    return save_bundle(model, VOCAB, tmp_path_factory.mktemp("models") / "debug-bundle")
+
+
+@pytest.fixture(scope="module")
+def service(bundle_dir: Path) -> GenerationService:
+    service = GenerationService(device="cpu")
+    service.load(bundle_dir)
+    return service
+
+
+# --- sampling functions ----------------------------------------------------------------------
+
+
+def test_filters_keep_what_they_promise() -> None:
+    logits = torch.tensor([4.0, 3.0, 2.0, 1.0, 0.0])
+    assert torch.isfinite(top_k_filter(logits, 2)).tolist() == [True, True, False, False, False]
+    probs = torch.softmax(logits, 0)  # 0.64, 0.24, 0.09, ...
+    assert torch.isfinite(top_p_filter(logits, 0.5)).tolist() == [True, False, False, False, False]
+    assert torch.isfinite(top_p_filter(logits, 0.8)).tolist() == [True, True, False, False, False]
+    assert float(probs[1] / probs[0]) > 0.3 > float(probs[2] / probs[0])
+    assert torch.isfinite(min_p_filter(logits, 0.3)).tolist() == [True, True, False, False, False]
+    penalised = penalise_repetitions(torch.tensor([2.0, -2.0, 1.0]), torch.tensor([0, 1]), 2.0)
+    assert penalised.tolist() == [1.0, -4.0, 1.0]
+
+
+def test_choose_token_respects_the_grammar_mask_and_greedy_and_seeds() -> None:
+    logits = torch.tensor([5.0, 1.0, 0.5, 0.1])
+    allowed = torch.tensor([False, True, True, True])
+    greedy = SamplingConfig(temperature=0)
+    assert choose_token(logits, allowed, greedy, torch.Generator().manual_seed(0)) == 1
+    draws = {choose_token(logits, allowed, SamplingConfig(), torch.Generator().manual_seed(s)) for s in range(50)}
+    assert 0 not in draws and len(draws) > 1
+    same = [choose_token(logits, allowed, SamplingConfig(), torch.Generator().manual_seed(7)) for _ in range(5)]
+    assert len(set(same)) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"temperature": -1}, {"top_k": -1}, {"top_p": 0}, {"min_p": 1}, {"repetition_penalty": 0}]
+)
+def test_bad_sampling_settings_are_refused(kwargs: dict) -> None:
+    with pytest.raises(SamplingError):
+        SamplingConfig(**kwargs)
+
+
+# --- the service -----------------------------------------------------------------------------
+
+
+def test_continue_adds_bars_after_the_song_and_keeps_the_song(service: GenerationService) -> None:
+    song = read_midi(FIXTURES / "drum_groove.mid")
+    seen: list[tuple[int, int]] = []
+    result = service.continue_song(song, 3, SamplingConfig(seed=1), progress=lambda d, t, s: seen.append((d, t)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    assert result.bars_added == 3 and result.tokens_generated > 0
+    out = result.song
+    end = max(song.bar_starts()[-1], 1)
+    assert out.resolution == song.resolution and [t.name for t in out.tracks] == [t.name for t in song.tracks]
+    for before, after in zip(song.tracks, out.tracks, strict=True):
+        old = set(before.notes)
+        assert old <= set(after.notes)  # every note of the song is still there, untouched
+        assert all(note.start >= end for note in set(after.notes) - old)  # new notes only after the song
+    assert len(to_grid(out).bar_starts) - 1 <= len(to_grid(song).bar_starts) - 1 + 3
+
+
+def test_same_seed_same_output_and_every_seed_decodes(service: GenerationService) -> None:
+    song = read_midi(FIXTURES / "bach_chorale.mid")
+    first = service.continue_song(song, 2, SamplingConfig(seed=3)).song
+    again = service.continue_song(song, 2, SamplingConfig(seed=3)).song
+    assert first == again
+    for seed in range(12):
+        result = service.continue_song(song, 2, SamplingConfig(seed=seed, top_p=0.95))
+        result.song.validate()
+        tokens = encode(result.song)
+        assert len(tokens) > len(encode(song))  # the result is a valid song that encodes again
+
+
+def test_cancel_raises_and_changes_nothing(service: GenerationService) -> None:
+    song = read_midi(FIXTURES / "drum_groove.mid")
+    copy = quantize(song)
+    cancel = threading.Event()
+    progress = []
+
+    def on_bar(done: int, total: int, partial: object) -> None:
+        progress.append(done)
+        cancel.set()
+
+    with pytest.raises(CancelledError):
+        service.continue_song(song, 4, SamplingConfig(seed=0), progress=on_bar, cancel=cancel)
+    assert progress == [1] and quantize(song) == copy
+
+
+def test_long_prompts_are_windowed_by_bars_and_the_window_slides(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    bundle = save_bundle(MeloFormer(named_config("debug", len(VOCAB), max_seq_len=160)), VOCAB, tmp_path / "tiny")
+    service = GenerationService(device="cpu")
+    service.load(bundle)
+    song = read_midi(FIXTURES / "bach_chorale_tempo.mid")
+    assert len(encode(song)) > 1000  # far longer than the 160-token context
+    result = service.continue_song(song, 6, SamplingConfig(seed=0))
+    assert result.bars_added == 6 and result.prompt_tokens <= 160  # whole bars that fit the context
+    result.song.validate()
+
+
+def test_service_errors_are_clear(tmp_path: Path) -> None:
+    from meloformer_core.music import Song
+    from meloformer_core.service import ServiceError
+
+    service = GenerationService(device="cpu")
+    with pytest.raises(ServiceError, match="no model loaded"):
+        service.continue_song(Song(), 1)
+    with pytest.raises(BundleError, match="no such model bundle"):
+        service.load(tmp_path / "missing")
+
+
+# --- bundles ---------------------------------------------------------------------------------
+
+
+def test_bundle_round_trip_gives_identical_outputs(bundle_dir: Path) -> None:
+    loaded = load_bundle(bundle_dir)
+    tokens = encode(read_midi(FIXTURES / "jig_6_8.mid"))
+    from meloformer_core.model.masks import build_layout
+
+    layout = build_layout([tokens], VOCAB)
+    again = load_bundle(bundle_dir)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(layout), again.model(layout))
+    assert loaded.describe()["parameters"] == loaded.model.parameter_count()
+    assert (bundle_dir / "MODEL_CARD.md").read_text().startswith("# debug-bundle")
+
+
+class _Boom:
+    def __reduce__(self):
+        return (Path.write_text, (Path("/tmp/meloformer-pickle-executed"), "pwned"))
+
+
+def test_pickles_are_never_loaded(tmp_path: Path) -> None:
+    marker = Path("/tmp/meloformer-pickle-executed")
+    marker.unlink(missing_ok=True)
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(pickle.dumps(_Boom()))
+    with pytest.raises(BundleError, match="pickled checkpoint"):
+        load_bundle(checkpoint)
+    folder = tmp_path / "hf-style"
+    folder.mkdir()
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_Boom()))
+    with pytest.raises(BundleError, match="never loaded"):
+        load_bundle(folder)
+    assert not marker.exists()
+
+
+def test_broken_bundles_get_one_clear_line(bundle_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    def broken(name: str) -> Path:
+        copy = tmp_path / name
+        shutil.copytree(bundle_dir, copy)
+        return copy
+
+    bad_weights = broken("bad-weights")
+    (bad_weights / "model.safetensors").write_bytes(b"not safetensors at all")
+    with pytest.raises(BundleError, match="not a valid safetensors file"):
+        load_bundle(bad_weights)
+
+    other_vocab = broken("other-vocab")
+    config = json.loads((other_vocab / "config.json").read_text())
+    config["vocab_hash"] = "0123456789abcdef"
+    (other_vocab / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="trained with vocabulary 0123456789abcdef"):
+        load_bundle(other_vocab)
+
+    wrong_shape = broken("wrong-shape")
+    config = json.loads((wrong_shape / "config.json").read_text())
+    config["model"]["d_model"] = 128
+    (wrong_shape / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="weights do not match"):
+        load_bundle(wrong_shape)
+
+    not_json = broken("not-json")
+    (not_json / "config.json").write_text("{")
+    with pytest.raises(BundleError, match="unreadable"):
+        load_bundle(not_json)
+
+
+# --- the CLI -----------------------------------------------------------------------------------
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "meloformer_core.cli", *args], capture_output=True, text=True)
+
+
+def test_continue_command_writes_prompt_plus_bars_and_reports_json(bundle_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mid"
+    result = run("continue", str(FIXTURES / "folk_song_3_4.mid"), "-o", str(out), "--bars", "2",
+                 "--model", str(bundle_dir), "--seed", "5", "--top-k", "20", "--top-p", "0.9")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"bars_added", "tokens_generated", "tokens_per_s", "first_bar_s"} <= report.keys()
+    assert report["bars_added"] == 2
+    song, continued = read_midi(FIXTURES / "folk_song_3_4.mid"), read_midi(out)
+    assert set(song.tracks[0].notes) <= set(continued.tracks[0].notes)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "/nonexistent/bundle"], "no such model bundle"),
+        (["--temperature", "-2"], "temperature"),
+    ],
+)
+def test_continue_command_failures_are_one_line(
+    bundle_dir: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = run("continue", str(FIXTURES / "jig_6_8.mid"), "-o", str(tmp_path / "o.mid"), *args)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+
+
+def test_init_model_prints_the_true_parameter_count(tmp_path: Path) -> None:
+    result = run("init-model", "--size", "debug", "-o", str(tmp_path / "m"))
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["parameters"] == load_bundle(tmp_path / "m").model.parameter_count()
+    assert np.isclose(report["parameters"], 226_688, rtol=0.05)
