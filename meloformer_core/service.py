@@ -51,8 +51,11 @@ class GenerationResult:
 
 
 class GenerationService:
-    def __init__(self, device: str | None = None) -> None:
+    def __init__(self, device: str | None = None, half_weights: bool | None = None) -> None:
+        """``half_weights``: decode with float16 weights (default: on a CPU, where decoding is
+        bound by memory traffic and this is several times faster; see `DecodingCache`)."""
         self._device = device
+        self._half_weights = half_weights
         self.bundle = None
 
     @property
@@ -100,8 +103,16 @@ class GenerationService:
             if progress is not None:
                 progress(done, bars, append_bars(song, grid, new_bars))
 
+        half = self.device == "cpu" if self._half_weights is None else self._half_weights
         _, new_bars, stats = continue_grid(
-            self.bundle.model, self.bundle.vocab, grid, bars, sampling, on_bar=on_bar, should_cancel=should_cancel
+            self.bundle.model,
+            self.bundle.vocab,
+            grid,
+            bars,
+            sampling,
+            on_bar=on_bar,
+            should_cancel=should_cancel,
+            half_weights=half,
         )
         return GenerationResult(
             song=append_bars(song, grid, new_bars),

@@ -11,8 +11,13 @@ segment: its summary runs through all layers *before* the new token, because tha
 token must see it (DESIGN.md §4). Masks come from the same predicates as training
 (`masks.py`), evaluated for one query row over the cached keys, so the logits equal a
 full forward pass (tests/core/test_model.py checks ≤ 1e-4 over hundreds of tokens).
-Single-query attention is computed directly (scores → softmax → values) over the filled
-part of the cache: exact, and on a CPU far cheaper than attending to the whole buffer.
+The buffer is append-only: regular tokens and summaries take the next free slot in the
+order they are produced, and ``slot_key`` maps a slot back to its key index in the
+training layout (``t`` for token t, ``T + m`` for summary m) so the same predicates give
+the mask. Single-query attention is computed directly (scores → softmax → values) over
+the filled slots, with the three projections of a token fused into one matrix product:
+exact, and on a CPU several times cheaper than module-by-module attention over the
+whole buffer.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import torch
 
 from meloformer_core.encoding.grammar import HEADER, MetadataTracker
 from meloformer_core.encoding.vocab import TokenType, Vocabulary
-from meloformer_core.model.masks import OPEN, Layout, build_layout, summarise_mask_mod, update_mask_mod
+from meloformer_core.model.masks import OPEN, build_layout, summarise_mask_mod, update_mask_mod
 from meloformer_core.model.transformer import MeloFormer
 
 _OPENERS = (int(TokenType.BAR), int(TokenType.TRACK), int(TokenType.EOS))
@@ -35,7 +40,12 @@ class ContextFull(Exception):  # noqa: N818 - a signal, not a failure
 class DecodingCache:
     """The state of one sequence being decoded (batch size 1)."""
 
-    def __init__(self, model: MeloFormer, vocab: Vocabulary) -> None:
+    def __init__(self, model: MeloFormer, vocab: Vocabulary, half_weights: bool = False) -> None:
+        """``half_weights``: float16 copies of the weights for the token-by-token matrix
+        products (activations and the cache stay float32). One token reads every weight
+        once, so on a CPU decoding is bound by memory traffic and this is several times
+        faster; logits then differ from the float32 pass by ~1e-3 relative.
+        """
         config = model.config
         self.model = model
         self.vocab = vocab
@@ -43,12 +53,15 @@ class DecodingCache:
         self.summary_capacity = config.max_seq_len // 2 + 2  # every segment but EOS has ≥ 2 tokens
         parameter = next(model.parameters())
         device, dtype = parameter.device, parameter.dtype
-        shape = (config.n_layers, config.n_heads, self.capacity + self.summary_capacity, config.head_dim)
-        # [layer, head, key, :]; keys [0, capacity) are regular tokens, then summaries
+        slots = self.capacity + self.summary_capacity
+        shape = (config.n_layers, config.n_heads, slots, config.head_dim)
+        # [layer, head, slot, :] under the summarise and the update projections
         self.sum_k = torch.zeros(shape, device=device, dtype=dtype)
         self.sum_v = torch.zeros(shape, device=device, dtype=dtype)
         self.upd_k = torch.zeros(shape, device=device, dtype=dtype)
         self.upd_v = torch.zeros(shape, device=device, dtype=dtype)
+        self.slot_key = torch.zeros(slots, dtype=torch.long, device=device)
+        self.filled = 0  # slots used
         empty = build_layout(
             [np.zeros(0, dtype=np.int64)], vocab, pad_to=self.capacity, summaries_to=self.summary_capacity
         )
@@ -59,12 +72,37 @@ class DecodingCache:
         self.tracker = MetadataTracker(vocab)
         self._summarise = summarise_mask_mod(self.layout)
         self._update = update_mask_mod(self.layout, config.related_bar_offsets)
-        self._key_index = torch.arange(self.capacity + self.summary_capacity, device=device)
         self._zero = torch.zeros((), dtype=torch.long, device=device)
+        self.half_weights = half_weights
+        self._weight_dtype = torch.float16 if half_weights else dtype
 
-    @property
-    def open_segment(self) -> int:
-        return self.tracker.segment
+        def prepared(*weights: torch.Tensor) -> torch.Tensor:
+            return torch.cat(weights).to(self._weight_dtype).contiguous()
+
+        # Per block, fused: a token's [summarise k, v | update k, v | update q], a summary's
+        # [summarise k, v | summarise q], then the other projections.
+        self._weights = [
+            {
+                "token": prepared(b.summarise.kv_proj.weight, b.update.kv_proj.weight, b.update.q_proj.weight),
+                "summary": prepared(b.summarise.kv_proj.weight, b.summarise.q_proj.weight),
+                "summary_update_kv": prepared(b.update.kv_proj.weight),
+                "update_out": prepared(b.update.out_proj.weight),
+                "summarise_out": prepared(b.summarise.out_proj.weight),
+                "gate_up": prepared(b.mlp.gate_up.weight),
+                "down": prepared(b.mlp.down.weight),
+            }
+            for b in model.blocks
+        ]
+        self._head = prepared(model.head.weight)
+        d = config.d_model
+        self._split = (d, d, d, d, d)
+
+    def _linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(x.to(weight.dtype), weight).to(x.dtype)
+
+    def _mlp(self, x: torch.Tensor, block, weights: dict) -> torch.Tensor:
+        gate, up = self._linear(block.norm_mlp(x), weights["gate_up"]).chunk(2, dim=-1)
+        return x + self._linear(torch.nn.functional.silu(gate) * up, weights["down"])
 
     # --- prefill ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -80,21 +118,28 @@ class DecodingCache:
         device = self.layout.tokens.device
         layout = build_layout([np.asarray(tokens)], self.vocab).to(device)
         masks = model.masks(layout, backend)
-        prompt, summaries = layout.tokens.shape[1], layout.seg_end.shape[1]
+        prompt = layout.tokens.shape[1]
+        has_segments = bool(layout.seg_valid[0].any())
+        closed = int(layout.seg_valid[0].sum()) - 1 if has_segments else 0  # the last one stays open
         x = model.embed(layout.tokens)
         s = model.initial_summaries(layout.seg_opener)
         for index, block in enumerate(model.blocks):
             captured: list = []
             x, s = block(x, s, layout, masks, model.rotary, capture=captured)
-            (sum_k, sum_v), (upd_k, upd_v) = captured
-            self._store(self.sum_k, self.sum_v, index, sum_k, sum_v, prompt, summaries)
-            self._store(self.upd_k, self.upd_v, index, upd_k, upd_v, prompt, summaries)
+            for (k, v), (keys, values) in zip(
+                captured, ((self.sum_k, self.sum_v), (self.upd_k, self.upd_v)), strict=True
+            ):
+                keys[index, :, :prompt] = k[0, :, :prompt]
+                values[index, :, :prompt] = v[0, :, :prompt]
+                keys[index, :, prompt : prompt + closed] = k[0, :, prompt : prompt + closed]
+                values[index, :, prompt : prompt + closed] = v[0, :, prompt : prompt + closed]
+        self.slot_key[:prompt] = torch.arange(prompt, device=device)
+        self.slot_key[prompt : prompt + closed] = self.capacity + torch.arange(closed, device=device)
+        self.filled = prompt + closed
         logits = model.head(model.norm_out(x))[0, -1]
         # adopt the prompt's metadata; its last segment stays open until the next opener
         for name in ("tokens", "bar", "slot", "segment", "document", "is_pad", "positions"):
             getattr(self.layout, name)[0, :prompt] = getattr(layout, name)[0]
-        has_segments = bool(layout.seg_valid[0].any())
-        closed = int(layout.seg_valid[0].sum()) - 1 if has_segments else 0
         if has_segments:
             self.layout.seg_opener[0, : closed + 1] = layout.seg_opener[0, : closed + 1]
         for name in ("seg_end", "seg_document", "seg_valid", "seg_positions"):
@@ -103,12 +148,6 @@ class DecodingCache:
         for token in np.asarray(tokens).tolist():
             self.tracker.feed(token)
         return logits
-
-    def _store(self, keys, values, layer: int, k, v, prompt: int, summaries: int) -> None:
-        keys[layer, :, :prompt] = k[0, :, :prompt]
-        values[layer, :, :prompt] = v[0, :, :prompt]
-        keys[layer, :, self.capacity : self.capacity + summaries] = k[0, :, prompt:]
-        values[layer, :, self.capacity : self.capacity + summaries] = v[0, :, prompt:]
 
     # --- one token -------------------------------------------------------------------------
     @torch.no_grad()
@@ -132,63 +171,84 @@ class DecodingCache:
         if meta.segment != HEADER and kind in _OPENERS:
             layout.seg_opener[0, meta.segment] = token
         self.length = t + 1
+        slot = self._take_slot(t)
 
         model = self.model
-        position = layout.positions[:, t : t + 1]
-        mask = self._update(self._zero, self._zero, torch.tensor(t), self._key_index)
-        x = model.embed(layout.tokens[:, t : t + 1])
+        rotary = self._rotation(t)
+        mask = self._update(self._zero, self._zero, torch.tensor(t), self.slot_key[: self.filled])
+        x = model.embed.weight[token].view(1, -1)
         for index, block in enumerate(model.blocks):
+            weights = self._weights[index]
             nx = block.norm_regular(x)
-            k, v = block.summarise.project(nx, position, model.rotary)
-            self.sum_k[index, :, t] = k[0, :, 0]
-            self.sum_v[index, :, t] = v[0, :, 0]
-            k, v = block.update.project(nx, position, model.rotary)
-            self.upd_k[index, :, t] = k[0, :, 0]
-            self.upd_v[index, :, t] = v[0, :, 0]
-            q = block.update.project_queries(nx, position, model.rotary)
-            x = x + self._attend(block.update, q, self.upd_k[index], self.upd_v[index], mask)
-            x = x + block.mlp(block.norm_mlp(x))
-        return model.head(model.norm_out(x))[0, 0]
+            sum_k, sum_v, upd_k, upd_v, q = self._linear(nx, weights["token"]).split(self._split, -1)
+            self._store(self.sum_k, self.sum_v, index, slot, sum_k, sum_v, rotary)
+            self._store(self.upd_k, self.upd_v, index, slot, upd_k, upd_v, rotary)
+            attended = self._attend(self._heads(q, rotary), self.upd_k[index], self.upd_v[index], mask)
+            x = self._mlp(x + self._linear(attended, weights["update_out"]), block, weights)
+        return self._linear(model.norm_out(x), self._head)[0]
 
     def _close_segment(self) -> None:
         """Compute the summary of the segment that ends with the last fed token."""
         k_index = self.tracker.segment
-        self.closed = k_index + 1  # attention below covers summaries 0..k_index (itself included)
+        self.closed = k_index + 1
         last = self.length - 1
         layout = self.layout
         layout.seg_end[0, k_index] = last
         layout.seg_document[0, k_index] = 0
         layout.seg_valid[0, k_index] = True
         layout.seg_positions[0, k_index] = layout.positions[0, last]
+        slot = self._take_slot(self.capacity + k_index)
         model = self.model
-        position = layout.seg_positions[:, k_index : k_index + 1]
-        slot = self.capacity + k_index
-        mask = self._summarise(self._zero, self._zero, torch.tensor(k_index), self._key_index)
-        s = model.initial_summaries(layout.seg_opener[:, k_index : k_index + 1])
+        rotary = self._rotation(int(layout.positions[0, last]))
+        mask = self._summarise(self._zero, self._zero, torch.tensor(k_index), self.slot_key[: self.filled])
+        s = model.initial_summaries(layout.seg_opener[0, k_index]).view(1, -1)
         for index, block in enumerate(model.blocks):
+            weights = self._weights[index]
             ns = block.norm_summary(s)
-            k, v = block.summarise.project(ns, position, model.rotary)
-            self.sum_k[index, :, slot] = k[0, :, 0]
-            self.sum_v[index, :, slot] = v[0, :, 0]
-            q = block.summarise.project_queries(ns, position, model.rotary)
-            s = s + self._attend(block.summarise, q, self.sum_k[index], self.sum_v[index], mask)
-            s = s + block.mlp(block.norm_mlp(s))
-            k, v = block.update.project(block.norm_summary(s), position, model.rotary)
-            self.upd_k[index, :, slot] = k[0, :, 0]
-            self.upd_v[index, :, slot] = v[0, :, 0]
+            sum_k, sum_v, q = self._linear(ns, weights["summary"]).split(self._split[:3], -1)
+            self._store(self.sum_k, self.sum_v, index, slot, sum_k, sum_v, rotary)
+            attended = self._attend(self._heads(q, rotary), self.sum_k[index], self.sum_v[index], mask)
+            s = self._mlp(s + self._linear(attended, weights["summarise_out"]), block, weights)
+            upd_k, upd_v = self._linear(block.norm_summary(s), weights["summary_update_kv"]).chunk(2, dim=-1)
+            self._store(self.upd_k, self.upd_v, index, slot, upd_k, upd_v, rotary)
 
-    def _attend(self, attention, q_1HQE, keys_HKE, values_HKE, mask_K) -> torch.Tensor:
-        """Single-query attention over the filled regular keys and the computed summaries."""
-        regular = slice(0, self.length)
-        summary = slice(self.capacity, self.capacity + max(self.closed, 1))
-        keys = torch.cat([keys_HKE[:, regular], keys_HKE[:, summary]], dim=1)  # (H, K', E)
-        values = torch.cat([values_HKE[:, regular], values_HKE[:, summary]], dim=1)
-        mask = torch.cat([mask_K[regular], mask_K[summary]])
-        scores = (q_1HQE[0] @ keys.transpose(1, 2)) / attention.head_dim**0.5  # (H, 1, K')
-        scores = scores.masked_fill(~mask, float("-inf"))
-        out = torch.softmax(scores, dim=-1) @ values  # (H, 1, E)
-        return attention.out_proj(out.transpose(0, 1).reshape(1, 1, -1))
+    # --- helpers ---------------------------------------------------------------------------
+    def _take_slot(self, key: int) -> int:
+        slot = self.filled
+        self.slot_key[slot] = key
+        self.filled = slot + 1
+        return slot
 
+    def _rotation(self, position: int) -> torch.Tensor:
+        rotary = self.model.rotary
+        return torch.complex(rotary.cos[position], rotary.sin[position])
 
-def full_layout(tokens: np.ndarray, vocab: Vocabulary, device: torch.device | str = "cpu") -> Layout:
-    return build_layout([np.asarray(tokens)], vocab).to(device)
+    def _heads(self, x_1D: torch.Tensor, rotation: torch.Tensor | None = None) -> torch.Tensor:
+        """(1, D) → (H, E), rotated like `Rotary.forward` when ``rotation`` is given.
+
+        The pairs (x[2i], x[2i+1]) are complex numbers turned by (cos + i·sin): the same
+        arithmetic as `Rotary.forward`, in one operation.
+        """
+        config = self.model.config
+        x = x_1D.view(config.n_heads, config.head_dim)
+        if rotation is None:
+            return x
+        turned = torch.view_as_complex(x.float().reshape(config.n_heads, -1, 2)) * rotation
+        return torch.view_as_real(turned).reshape(config.n_heads, config.head_dim).to(x.dtype)
+
+    def _store(self, keys, values, layer: int, slot: int, k_1D, v_1D, rotation) -> None:
+        keys[layer, :, slot] = self._heads(k_1D, rotation)
+        values[layer, :, slot] = self._heads(v_1D)
+
+    def _attend(
+        self, q_HE: torch.Tensor, keys_HNE: torch.Tensor, values_HNE: torch.Tensor, mask_N: torch.Tensor
+    ) -> torch.Tensor:
+        """Single-query attention over the filled slots; returns (1, H·E) before the output projection."""
+        filled = self.filled
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q_HE[None, :, None],
+            keys_HNE[None, :, :filled],
+            values_HNE[None, :, :filled],
+            attn_mask=mask_N[None, None, None],
+        )
+        return out.reshape(1, -1)

@@ -78,12 +78,14 @@ def continue_grid(
     on_bar: Callable[[int, GridSong], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     backend: str = "dense",
+    half_weights: bool = False,
 ) -> tuple[GridSong, GridSong, GenerationStats]:
     """Generate ``bars`` new bars after the last bar of ``grid``.
 
     Returns (the window the model saw, extended by the new bars; the new bars alone, as a
     slice starting at step 0; statistics). ``on_bar(k, new_bars)`` is called after the
-    k-th new bar (1-based) is finished; ``should_cancel`` is polled between tokens.
+    k-th new bar (1-based) is finished; ``should_cancel`` is polled between tokens;
+    ``half_weights`` decodes with float16 weights (see `DecodingCache`).
     """
     started = time.perf_counter()
     stats = GenerationStats()
@@ -101,8 +103,8 @@ def continue_grid(
     decoder = StreamingDecoder(vocab)
     for token in prompt.tolist():
         decoder.feed(token)
-    cache = DecodingCache(model, vocab)
-    logits = cache.prefill(prompt, backend=backend)
+    cache = DecodingCache(model, vocab, half_weights)
+    cache.prefill(prompt, backend=backend)
     stats.prefill_s = time.perf_counter() - started
 
     bar_id = vocab.bar_id
@@ -132,7 +134,7 @@ def continue_grid(
                     break
             bar_tokens = []
             if cache.length > capacity - max(64, capacity // 8):
-                cache = _slide(model, vocab, decoder, bar_tokens, backend)
+                cache = _slide(cache, decoder, bar_tokens, backend)
                 stats.window_slides += 1
         decoder.feed(token)
         bar_tokens.append(token)
@@ -140,7 +142,7 @@ def continue_grid(
         try:
             logits = cache.step(token)
         except ContextFull:  # one bar longer than the room left: slide inside the bar
-            cache = _slide(model, vocab, decoder, bar_tokens[:-1], backend)
+            cache = _slide(cache, decoder, bar_tokens[:-1], backend)
             stats.window_slides += 1
             logits = cache.step(token)
         allowed = torch.from_numpy(decoder.state.allowed())
@@ -165,14 +167,13 @@ def continue_grid(
     return extended, slice_grid(extended, prompt_bars), stats
 
 
-def _slide(
-    model: MeloFormer, vocab: Vocabulary, decoder: StreamingDecoder, bar_tokens: list[int], backend: str
-) -> DecodingCache:
+def _slide(old: DecodingCache, decoder: StreamingDecoder, bar_tokens: list[int], backend: str) -> DecodingCache:
     """A new cache over the latest complete bars (plus the bar in progress).
 
     If not even the last complete bar fits beside the bar in progress, the window keeps
     that bar's metre, key and tempo but not its notes: the model forgets rather than fails.
     """
+    model, vocab = old.model, old.vocab
     grid = decoder.grid()
     in_progress = grid.bar_count - 1 if bar_tokens else grid.bar_count
     capacity = model.config.max_seq_len
@@ -187,6 +188,6 @@ def _slide(
         )
         context = encode_grid(empty, vocab)[:-1]
     prompt = np.concatenate([context, np.array(bar_tokens, dtype=np.int32)])
-    cache = DecodingCache(model, vocab)
+    cache = DecodingCache(model, vocab, old.half_weights)
     cache.prefill(prompt, backend=backend)
     return cache
