@@ -15,7 +15,7 @@ class ConfigError(MeloformerError):
 class ModelConfig:
     vocab_size: int
     d_model: int = 256
-    n_layers: int = 6
+    n_layers: int = 4
     n_heads: int = 4
     mlp_ratio: float = 8 / 3  # SwiGLU hidden size = mlp_ratio * d_model (rounded to 64)
     max_seq_len: int = 2048  # regular tokens in one window (summaries come on top)
@@ -73,7 +73,7 @@ class ModelConfig:
 # Named sizes. "default" is the CPU-friendly size of the shipped model.
 SIZES: dict[str, dict] = {
     "debug": {"d_model": 64, "n_layers": 2, "n_heads": 2, "max_seq_len": 512},
-    "default": {"d_model": 256, "n_layers": 6, "n_heads": 4, "max_seq_len": 2048},
+    "default": {"d_model": 256, "n_layers": 4, "n_heads": 4, "max_seq_len": 2048},
     "small": {"d_model": 512, "n_layers": 4, "n_heads": 8, "max_seq_len": 8192},
     "base": {"d_model": 768, "n_layers": 12, "n_heads": 12, "max_seq_len": 8192},
     "large": {"d_model": 1024, "n_layers": 24, "n_heads": 16, "max_seq_len": 8192},

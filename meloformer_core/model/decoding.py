@@ -150,7 +150,7 @@ class DecodingCache:
         return logits
 
     # --- one token -------------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(self, token: int) -> torch.Tensor:
         """Feed one token; return the logits (V,) for the next one."""
         if self.length >= self.capacity:
