@@ -103,11 +103,14 @@ class Attention(nn.Module):
 def _flex_attention(q, k, v, block_mask):
     from torch.nn.attention.flex_attention import flex_attention
 
-    if q.device.type == "cuda":
+    if q.device.type == "cuda" or COMPILE_FLEX_ON_CPU:
         return _compiled_flex()(q, k, v, block_mask=block_mask)
     return flex_attention(q, k, v, block_mask=block_mask)
 
 
+# FlexAttention is compiled on GPUs. On a CPU it runs eagerly unless this is set (compiling
+# takes tens of seconds there; bench/attention.py sets it to measure the compiled kernel).
+COMPILE_FLEX_ON_CPU = False
 _COMPILED_FLEX = None
 
 
