@@ -78,6 +78,23 @@ def _init_model(args: argparse.Namespace) -> dict:
     return {"size": args.size, "parameters": parameters, "path": str(path)}
 
 
+def _sizes(args: argparse.Namespace) -> dict:
+    import torch
+
+    from meloformer_core.encoding.vocab import DEFAULT_VOCAB
+    from meloformer_core.model.config import SIZES, named_config
+    from meloformer_core.model.transformer import MeloFormer
+
+    counts = {}
+    for size in SIZES:
+        config = named_config(size, len(DEFAULT_VOCAB))
+        with torch.device("meta"):  # count without allocating
+            counts[size] = MeloFormer(config).parameter_count()
+        print(f"{size:<8} d_model {config.d_model:>5}  layers {config.n_layers:>3}  heads {config.n_heads:>3}  "
+              f"context {config.max_seq_len:>5}  parameters {counts[size]:>13,}", file=sys.stderr)  # fmt: skip
+    return counts
+
+
 def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sampling")
     group.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
@@ -119,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
     init.add_argument("--seed", type=int, default=0)
     init.set_defaults(run=_init_model)
+
+    sizes = commands.add_parser("sizes", help="list the named model sizes with their parameter counts")
+    sizes.set_defaults(run=_sizes)
     return parser
 
 

@@ -33,3 +33,23 @@ def test_ruff_lint_and_format() -> None:
     assert lint.returncode == 0, lint.stdout
     formatting = subprocess.run([BIN / "ruff", "format", "--check", "."], cwd=ROOT, capture_output=True, text=True)
     assert formatting.returncode == 0, formatting.stdout
+
+
+def test_the_generation_service_loads_torch_only_when_a_model_is_loaded() -> None:
+    code = (
+        "import sys\n"
+        "from meloformer_core.service import GenerationService\n"
+        "service = GenerationService(device='cpu')\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_distributed_code_lives_only_in_training() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "meloformer_core").rglob("*.py")
+        if "torch.distributed" in path.read_text() or "DistributedDataParallel" in path.read_text()
+    ]
+    assert offenders == []
