@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from meloformer_core.encoding.codec import StreamingDecoder, encode_grid, slice_grid
-from meloformer_core.encoding.grammar import token_metadata
 from meloformer_core.encoding.quantize import GridSong
 from meloformer_core.encoding.vocab import TokenType, Vocabulary
+from meloformer_core.encoding.windows import window_start
 from meloformer_core.errors import MeloformerError
 from meloformer_core.model.decoding import ContextFull, DecodingCache
 from meloformer_core.model.sampling import SamplingConfig, choose_token
@@ -50,22 +50,6 @@ class GenerationStats:
     def tokens_per_s(self) -> float:
         decode_s = self.total_s - self.prefill_s
         return self.tokens_generated / decode_s if decode_s > 0 else 0.0
-
-
-def window_start(grid: GridSong, vocab: Vocabulary, budget: int, stop_bar: int | None = None) -> int:
-    """The earliest bar from which bars up to ``stop_bar`` encode in at most ``budget`` tokens."""
-    stop_bar = grid.bar_count if stop_bar is None else stop_bar
-    tokens = encode_grid(slice_grid(grid, 0, stop_bar), vocab)
-    bar_of_token = token_metadata(tokens, vocab)["bar"]
-    per_bar = np.bincount(bar_of_token[bar_of_token >= 0], minlength=stop_bar + 1)[:stop_bar]
-    header = int((bar_of_token < 0).sum())
-    restate = 8  # metre, key and tempo restated at the window's first bar
-    from_bar = np.cumsum(per_bar[::-1])[::-1] + header + restate  # tokens of bars [w, stop)
-    fitting = np.flatnonzero(from_bar <= budget)
-    first = int(fitting[0]) if len(fitting) else stop_bar - 1
-    while first < stop_bar - 1 and len(encode_grid(slice_grid(grid, first, stop_bar), vocab)) - 1 > budget:
-        first += 1
-    return first
 
 
 def continue_grid(
