@@ -24,7 +24,7 @@ import torch
 from meloformer_core.encoding.vocab import DEFAULT_VOCAB, Vocabulary
 from meloformer_core.errors import MeloformerError
 from meloformer_core.model.config import ConfigError, ModelConfig
-from meloformer_core.model.transformer import MeloFormer
+from meloformer_core.model.transformer import MeloFormer, state_for_loading, state_for_saving
 
 FORMAT = "meloformer-bundle"
 VERSION = 1
@@ -69,10 +69,7 @@ def save_bundle(model: MeloFormer, vocab: Vocabulary, path: str | os.PathLike[st
     card = {"name": target.name, **(card or {})}
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
-        if model.config.tie_embeddings:
-            state.pop("head.weight", None)  # shared with embed.weight
-        save_file(state, staging / WEIGHTS, metadata={"format": FORMAT})
+        save_file(state_for_saving(model), staging / WEIGHTS, metadata={"format": FORMAT})
         config = {
             "format": FORMAT,
             "version": VERSION,
@@ -146,10 +143,8 @@ def load_bundle(
     except (SafetensorError, OSError, ValueError) as error:
         raise BundleError(f"{root / WEIGHTS}: not a valid safetensors file ({error})") from None
     model = MeloFormer(model_config)
-    if model_config.tie_embeddings:
-        state.setdefault("head.weight", state.get("embed.weight"))
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state_for_loading(model_config, state), strict=True)
     except RuntimeError as error:
         first = str(error).splitlines()[0]
         raise BundleError(f"{root / WEIGHTS}: weights do not match the config ({first})") from None

@@ -172,6 +172,25 @@ class Block(nn.Module):
         return x_BTD, s_BSD
 
 
+TIED_HEAD = "head.weight"  # with tied embeddings, the same tensor as "embed.weight"
+
+
+def state_for_saving(model: MeloFormer, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The state dict without the tied head (safetensors refuses shared tensors), on the CPU."""
+    state = model.state_dict() if state is None else state
+    return {
+        k: v.detach().to("cpu").contiguous()
+        for k, v in state.items()
+        if not (model.config.tie_embeddings and k == TIED_HEAD)
+    }
+
+
+def state_for_loading(config: ModelConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if config.tie_embeddings and "embed.weight" in state:
+        return {**state, TIED_HEAD: state["embed.weight"]}
+    return state
+
+
 class MeloFormer(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

@@ -1,0 +1,111 @@
+"""Training checkpoints: model, optimizer, schedule, step, data position and RNG — no pickle.
+
+    OUT/checkpoints/step-000120/
+      model.safetensors       full (unsharded) model weights
+      optimizer.safetensors   optimizer state tensors, one entry per (parameter, field)
+      rng.safetensors         torch CPU (and CUDA) generator states
+      state.json              step, loader state, configs, vocabulary hash, optimizer hyper-parameters
+
+A checkpoint is written to a temporary sibling directory and renamed into place, so a
+run killed while writing leaves the previous checkpoints intact; the last K are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from meloformer_core.errors import MeloformerError
+
+STATE = "state.json"
+MODEL = "model.safetensors"
+OPTIMIZER = "optimizer.safetensors"
+RNG = "rng.safetensors"
+
+
+class CheckpointError(MeloformerError):
+    """A checkpoint is missing, incomplete or made for another model."""
+
+
+def checkpoint_dir(out: Path, step: int) -> Path:
+    return out / "checkpoints" / f"step-{step:07d}"
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    root = out / "checkpoints"
+    if not root.is_dir():
+        return None
+    complete = sorted(p for p in root.glob("step-*") if (p / STATE).is_file() and not p.name.startswith("."))
+    return complete[-1] if complete else None
+
+
+def flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """torch optimizer state_dict → (tensors for safetensors, JSON-able rest)."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict] = {}
+    for key, fields in state["state"].items():
+        for name, value in fields.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{key}/{name}"] = value.detach().to("cpu").contiguous()
+            else:
+                scalars.setdefault(str(key), {})[name] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
+    state: dict = {}
+    for flat, value in tensors.items():
+        key, name = flat.rsplit("/", 1)
+        state.setdefault(int(key) if key.isdigit() else key, {})[name] = value
+    for key, fields in rest.get("scalars", {}).items():
+        state.setdefault(int(key) if key.isdigit() else key, {}).update(fields)
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def save_checkpoint(out: Path, step: int, model_state: dict, optimizer_state: dict, extra: dict, keep: int) -> Path:
+    from safetensors.torch import save_file
+
+    target = checkpoint_dir(out, step)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}, staging / MODEL)
+        tensors, rest = flatten_optimizer(optimizer_state)
+        save_file(tensors, staging / OPTIMIZER)
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state()
+        save_file(rng, staging / RNG)
+        (staging / STATE).write_text(json.dumps({**extra, "step": step, "optimizer": rest}, indent=1))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for old in sorted(p for p in target.parent.glob("step-*") if p.is_dir())[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def load_checkpoint(path: Path) -> tuple[dict, dict, dict]:
+    """(model state, optimizer state, extra incl. step) — raises `CheckpointError`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not (path / STATE).is_file():
+        raise CheckpointError(f"{path}: not a training checkpoint (no {STATE})")
+    try:
+        extra = json.loads((path / STATE).read_text())
+        model_state = load_file(path / MODEL)
+        optimizer_state = unflatten_optimizer(load_file(path / OPTIMIZER), extra.pop("optimizer"))
+        rng = load_file(path / RNG)
+    except (OSError, ValueError, KeyError, SafetensorError) as error:
+        raise CheckpointError(f"{path}: unreadable checkpoint ({error})") from None
+    extra["rng"] = rng
+    return model_state, optimizer_state, extra

@@ -1,0 +1,249 @@
+"""Training data: memory-mapped Arrow shards, packed batches, per-rank order, exact resume.
+
+A *plan* for an epoch is a deterministic function of (seed, epoch, dataset): the windows
+are shuffled, packed into rows of at most ``max_seq_len`` tokens (several windows per
+row, each its own document: attention never crosses them), and the rows grouped into
+micro-batches. Rank ``r`` of ``w`` takes micro-batches ``r, r + w, …``. The loader's state
+is just (epoch, micro-batch index): a resumed run continues at the exact sample.
+
+Augmentation, also deterministic per (seed, epoch, window): transposition of melodic
+pitches (with the chord roots and key signatures that go with them) within the MIDI
+range, and optional tempo jitter. Augmentations are token → token functions applied to a
+window, so others (such as shuffling the track order inside bars) slot in beside them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from meloformer_core.encoding.vocab import DEFAULT_VOCAB, NO_CHORD, ROOT_NAMES, TokenType, Vocabulary
+from meloformer_core.errors import MeloformerError
+
+FORMAT = "meloformer-dataset"
+
+
+class DataError(MeloformerError):
+    """A dataset directory is missing, empty, or made with another vocabulary."""
+
+
+class TokenDataset:
+    """The windows of one split of a preprocessed dataset, memory-mapped."""
+
+    def __init__(self, directory: str | Path, split: str = "train", vocab: Vocabulary = DEFAULT_VOCAB) -> None:
+        import pyarrow as pa
+
+        root = Path(directory)
+        manifest_path = root / "manifest.json"
+        if not root.is_dir():
+            raise DataError(f"{root}: no such dataset directory (run meloformer-preprocess first)")
+        if not manifest_path.is_file():
+            raise DataError(f"{root}: no manifest.json; preprocessing has not finished there")
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("format") != FORMAT:
+            raise DataError(f"{manifest_path}: not a MeloFormer dataset manifest")
+        if manifest.get("vocab_hash") != vocab.hash:
+            raise DataError(
+                f"{root}: preprocessed with vocabulary {manifest.get('vocab_hash')}, but this MeloFormer uses "
+                f"{vocab.hash}; preprocess the corpus again"
+            )
+        self.manifest = manifest
+        self.vocab = vocab
+        self._values: list[np.ndarray] = []
+        self._offsets: list[np.ndarray] = []
+        shard_of, row_of, lengths = [], [], []
+        for index, shard in enumerate(manifest["shards"]):
+            source = pa.memory_map(str(root / shard["file"]))
+            table = pa.ipc.open_file(source).read_all()
+            tokens = table.column("tokens").combine_chunks()
+            self._values.append(tokens.values.to_numpy(zero_copy_only=True))
+            self._offsets.append(tokens.offsets.to_numpy(zero_copy_only=True))
+            wanted = table.column("valid").to_numpy() == (split == "valid")
+            rows = np.flatnonzero(wanted)
+            shard_of.append(np.full(len(rows), index))
+            row_of.append(rows)
+            lengths.append(table.column("length").to_numpy()[rows])
+        self.shard_of = np.concatenate(shard_of) if shard_of else np.zeros(0, dtype=np.int64)
+        self.row_of = np.concatenate(row_of) if row_of else np.zeros(0, dtype=np.int64)
+        self.lengths = np.concatenate(lengths).astype(np.int64) if lengths else np.zeros(0, dtype=np.int64)
+        if not len(self.lengths):
+            raise DataError(f"{root}: the {split} split is empty")
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def tokens(self, index: int) -> np.ndarray:
+        shard, row = int(self.shard_of[index]), int(self.row_of[index])
+        offsets = self._offsets[shard]
+        return self._values[shard][offsets[row] : offsets[row + 1]].astype(np.int64)
+
+    @property
+    def token_count(self) -> int:
+        return int(self.lengths.sum())
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    max_transpose: int = 5  # semitones either way; 0 turns transposition off
+    tempo_jitter: float = 0.0  # relative, e.g. 0.05 for ±5 %
+
+
+class Augmenter:
+    """Deterministic token-level augmentations of a window."""
+
+    def __init__(self, vocab: Vocabulary, settings: Augmentation) -> None:
+        self.vocab = vocab
+        self.settings = settings
+        self._tables: dict[int, np.ndarray] = {}
+        pitch = vocab.offset[TokenType.PITCH]
+        self._pitch_range = (pitch, pitch + 128)
+
+    def _transpose_table(self, shift: int) -> np.ndarray:
+        """token id → token id, moving melodic pitches, chord roots and keys by ``shift``."""
+        if shift in self._tables:
+            return self._tables[shift]
+        vocab = self.vocab
+        table = np.arange(len(vocab))
+        pitch = vocab.offset[TokenType.PITCH]
+        table[pitch : pitch + 128] = pitch + np.clip(np.arange(128) + shift, 0, 127)
+        for index, label in enumerate(vocab.values[TokenType.CHORD]):
+            if label != NO_CHORD:
+                root, quality = label.split(":")
+                moved = f"{ROOT_NAMES[(ROOT_NAMES.index(root) + shift) % 12]}:{quality}"
+                table[vocab.offset[TokenType.CHORD] + index] = vocab.chord(moved)
+        for index, (sharps, minor) in enumerate(vocab.values[TokenType.KEY]):
+            table[vocab.offset[TokenType.KEY] + index] = vocab.key(transpose_key(sharps, shift), minor)
+        self._tables[shift] = table
+        return table
+
+    def __call__(self, tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        settings = self.settings
+        if settings.max_transpose:
+            low, high = self._pitch_range
+            pitched = tokens[(tokens >= low) & (tokens < high)] - low
+            if len(pitched):
+                down = min(settings.max_transpose, int(pitched.min()))
+                up = min(settings.max_transpose, 127 - int(pitched.max()))
+                shift = int(rng.integers(-down, up + 1))
+                if shift:
+                    tokens = self._transpose_table(shift)[tokens]
+        if settings.tempo_jitter:
+            tokens = self._jitter_tempo(tokens, 1 + rng.uniform(-settings.tempo_jitter, settings.tempo_jitter))
+        return tokens
+
+    def _jitter_tempo(self, tokens: np.ndarray, factor: float) -> np.ndarray:
+        vocab = self.vocab
+        kinds = vocab.type_of[tokens]
+        coarse = np.flatnonzero(kinds == TokenType.TEMPO)
+        coarse = coarse[coarse + 1 < len(tokens)]
+        if not len(coarse):
+            return tokens
+        tokens = tokens.copy()
+        config = vocab.config
+        tenths = (vocab.value_index[tokens[coarse]] + config.tempo_bpm_min) * 10 + vocab.value_index[tokens[coarse + 1]]
+        tenths = np.clip(np.round(tenths * factor), config.tempo_bpm_min * 10, config.tempo_bpm_max * 10 + 9).astype(
+            np.int64
+        )
+        whole, tenth = np.divmod(tenths, 10)
+        tokens[coarse] = vocab.offset[TokenType.TEMPO] + whole - config.tempo_bpm_min
+        tokens[coarse + 1] = vocab.offset[TokenType.TEMPO_FINE] + tenth
+        return tokens
+
+
+def transpose_key(sharps: int, shift: int) -> int:
+    """The key signature ``shift`` semitones away, spelled with the fewest accidentals."""
+    tonic = (sharps * 7) % 12  # major tonic (relative major for minor keys), as a pitch class
+    target = (tonic + shift) % 12
+    candidates = [s for s in range(-7, 8) if (s * 7) % 12 == target]
+    return min(candidates, key=lambda s: (abs(s), -s))
+
+
+@dataclass(frozen=True)
+class LoaderState:
+    epoch: int = 0
+    batch: int = 0  # next micro-batch of this rank within the epoch
+
+
+class PackedLoader:
+    """Micro-batches of packed rows for one rank, in a deterministic order."""
+
+    def __init__(
+        self,
+        dataset: TokenDataset,
+        *,
+        max_seq_len: int,
+        rows_per_batch: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        augmentation: Augmentation | None = None,
+        shuffle: bool = True,
+    ) -> None:
+        if dataset.lengths.max() > max_seq_len:
+            too_long = int((dataset.lengths > max_seq_len).sum())
+            raise DataError(
+                f"{too_long} windows are longer than the model's context of {max_seq_len} tokens; "
+                f"preprocess with --max-seq-len {max_seq_len}"
+            )
+        self.dataset = dataset
+        self.max_seq_len = max_seq_len
+        self.rows_per_batch = rows_per_batch
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.shuffle = shuffle
+        self.augmenter = Augmenter(dataset.vocab, augmentation) if augmentation else None
+        self.state = LoaderState()
+        self._plan_epoch = -1
+        self._plan: list[list[list[int]]] = []
+
+    def plan(self, epoch: int) -> list[list[list[int]]]:
+        """This rank's micro-batches for ``epoch``: lists of rows, each a list of window indices."""
+        if epoch != self._plan_epoch:
+            order = np.arange(len(self.dataset))
+            if self.shuffle:
+                order = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
+            rows: list[list[int]] = []
+            current: list[int] = []
+            used = 0
+            for index in order.tolist():
+                length = int(self.dataset.lengths[index])
+                if current and used + length > self.max_seq_len:
+                    rows.append(current)
+                    current, used = [], 0
+                current.append(index)
+                used += length
+            if current:
+                rows.append(current)
+            batches = [rows[i : i + self.rows_per_batch] for i in range(0, len(rows), self.rows_per_batch)]
+            per_rank = len(batches) // self.world_size  # every rank takes the same number of steps
+            if per_rank == 0:
+                raise DataError(f"the dataset makes {len(batches)} batches, fewer than the {self.world_size} ranks")
+            self._plan = batches[self.rank : per_rank * self.world_size : self.world_size]
+            self._plan_epoch = epoch
+        return self._plan
+
+    def next_batch(self) -> list[list[np.ndarray]]:
+        """The next micro-batch (rows of documents' tokens); advances the state across epochs."""
+        epoch, index = self.state.epoch, self.state.batch
+        plan = self.plan(epoch)
+        if index >= len(plan):
+            epoch, index = epoch + 1, 0
+            plan = self.plan(epoch)
+        self.state = LoaderState(epoch, index + 1)
+        rows = []
+        for row in plan[index]:
+            documents = []
+            for window in row:
+                tokens = self.dataset.tokens(window)
+                if self.augmenter is not None:
+                    tokens = self.augmenter(tokens, np.random.default_rng([self.seed, epoch, window]))
+                documents.append(tokens)
+            rows.append(documents)
+        return rows
+
+    def batches_per_epoch(self) -> int:
+        return len(self.plan(self.state.epoch))

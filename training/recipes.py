@@ -1,0 +1,121 @@
+"""Training configuration: a validated dataclass and the named recipes."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, fields
+
+from meloformer_core.errors import MeloformerError
+from meloformer_core.model.config import SIZES
+
+
+class RecipeError(MeloformerError):
+    """An unknown recipe or a bad ``--set`` value."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    size: str = "debug"
+    max_seq_len: int = 512  # tokens per packed row (the model's context)
+    rows_per_batch: int = 2  # rows per micro-batch on each rank
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_steps: int = 50
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr × this
+    warmup_steps: int = 10
+    weight_decay: float = 0.1
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    dropout: float = 0.0
+    seed: int = 0
+    eval_every: int = 25
+    eval_batches: int = 4
+    checkpoint_every: int = 25
+    keep_checkpoints: int = 2
+    log_every: int = 1
+    max_transpose: int = 5
+    tempo_jitter: float = 0.0
+    gradient_checkpointing: bool = False
+    fsdp: bool = False  # shard parameters, gradients and optimizer state (large sizes)
+    compile: bool = False  # torch.compile the model (GPU)
+    bf16: bool = True  # autocast to bfloat16 on GPUs (no effect on CPUs)
+    attention: str = "auto"  # auto: FlexAttention on GPUs, the dense reference on CPUs
+    wandb: bool = False
+    wandb_project: str = "meloformer"
+
+    def __post_init__(self) -> None:
+        if self.size not in SIZES:
+            raise RecipeError(f"unknown model size {self.size!r}; choose one of {', '.join(SIZES)}")
+        positive = ("max_seq_len", "rows_per_batch", "grad_accum", "max_steps", "eval_every", "checkpoint_every")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise RecipeError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.keep_checkpoints < 1:
+            raise RecipeError("keep_checkpoints must be at least 1")
+        if self.attention not in ("auto", "flex", "dense"):
+            raise RecipeError("attention must be auto, flex or dense")
+        if not 0 < self.lr < 1:
+            raise RecipeError(f"lr must be in (0, 1), got {self.lr}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_overrides(self, assignments: list[str]) -> TrainConfig:
+        """Apply ``key=value`` strings, converting each value to the field's type."""
+        types = {f.name: f.type for f in fields(self)}
+        changes: dict[str, object] = {}
+        for assignment in assignments:
+            key, sep, raw = assignment.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in types:
+                known = ", ".join(sorted(types))
+                raise RecipeError(f"--set {assignment!r}: expected key=value with a key among: {known}")
+            kind = types[key]
+            try:
+                if kind in ("bool", bool):
+                    if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                        raise ValueError(raw)
+                    changes[key] = raw.lower() in ("true", "1", "yes")
+                elif kind in ("int", int):
+                    changes[key] = int(raw)
+                elif kind in ("float", float):
+                    changes[key] = float(raw)
+                else:
+                    changes[key] = raw
+            except ValueError:
+                raise RecipeError(f"--set {assignment!r}: {raw!r} is not a valid {kind}") from None
+        return dataclasses.replace(self, **changes)
+
+
+RECIPES: dict[str, TrainConfig] = {
+    "debug": TrainConfig(),
+    "default": TrainConfig(
+        size="default", max_seq_len=1024, rows_per_batch=8, max_steps=20_000, lr=1e-3, warmup_steps=300,
+        eval_every=500, eval_batches=20, checkpoint_every=500, log_every=10, dropout=0.1,
+    ),
+    "small": TrainConfig(
+        size="small", max_seq_len=8192, rows_per_batch=6, max_steps=100_000, lr=6e-4, warmup_steps=2000,
+        eval_every=1000, eval_batches=50, checkpoint_every=1000, log_every=20, dropout=0.1,
+    ),
+    "base": TrainConfig(
+        size="base", max_seq_len=8192, rows_per_batch=4, max_steps=200_000, lr=3e-4, warmup_steps=2000,
+        eval_every=2000, eval_batches=50, checkpoint_every=2000, log_every=50, dropout=0.1,
+        gradient_checkpointing=True,
+    ),
+    "large": TrainConfig(
+        size="large", max_seq_len=8192, rows_per_batch=2, grad_accum=2, max_steps=200_000, lr=2e-4,
+        warmup_steps=4000, eval_every=2000, eval_batches=50, checkpoint_every=2000, log_every=50, dropout=0.1,
+        gradient_checkpointing=True, fsdp=True,
+    ),
+    "xlarge": TrainConfig(
+        size="xlarge", max_seq_len=8192, rows_per_batch=1, grad_accum=4, max_steps=300_000, lr=1.5e-4,
+        warmup_steps=4000, eval_every=2000, eval_batches=50, checkpoint_every=2000, log_every=50, dropout=0.1,
+        gradient_checkpointing=True, fsdp=True,
+    ),
+}  # fmt: skip
+
+
+def recipe(name: str, overrides: list[str] | None = None) -> TrainConfig:
+    if name not in RECIPES:
+        raise RecipeError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    return RECIPES[name].with_overrides(overrides or [])

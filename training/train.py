@@ -1,0 +1,371 @@
+"""`meloformer-train`: train a model on a preprocessed dataset, alone or under torchrun.
+
+    meloformer-train --data DIR --out DIR --recipe {debug,default,small,…} [--set key=value …] [--resume]
+    torchrun --nproc_per_node 8 -m training.train --data DIR --out DIR --recipe small
+
+One process trains on one device; under ``torchrun`` every rank takes its share of the
+batches (DDP, or FSDP2 ``fully_shard`` when the recipe says ``fsdp``). On GPUs: bf16
+autocast and FlexAttention; on CPUs: float32 and the dense reference path (FlexAttention
+has no CPU backward). The model itself knows nothing of distribution: it is wrapped here.
+
+Outputs in OUT: ``checkpoints/step-*/`` (atomic, last K kept), ``metrics.jsonl`` (one line
+per logged step and per validation), ``tensorboard/`` (scalars: loss, learning rate,
+gradient norm, tokens/s, memory) and ``config.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from meloformer_core.encoding.vocab import DEFAULT_VOCAB
+from meloformer_core.errors import MeloformerError
+from meloformer_core.model.config import named_config
+from meloformer_core.model.masks import build_layout
+from meloformer_core.model.transformer import MeloFormer, state_for_loading, state_for_saving
+from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from training.data import Augmentation, LoaderState, PackedLoader, TokenDataset
+from training.recipes import RECIPES, TrainConfig, recipe
+
+# Fault injection for the tests: kill this process (SIGKILL, no clean-up) after this step.
+KILL_AFTER_STEP_ENV = "MELOFORMER_TEST_KILL_AFTER_STEP"
+
+
+class TrainingError(MeloformerError):
+    """Training cannot go on (bad data, NaN loss, out of memory, …)."""
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``lr × min_lr_ratio`` at ``max_steps``."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps))
+    floor = config.lr * config.min_lr_ratio
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def document_loss(logits: torch.Tensor, layout) -> tuple[torch.Tensor, int]:
+    """Mean next-token cross entropy over positions whose next token is in the same document."""
+    targets = layout.tokens[:, 1:]
+    same = (layout.document[:, 1:] == layout.document[:, :-1]) & ~layout.is_pad[:, 1:]
+    losses = F.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
+    )
+    count = int(same.sum())
+    return (losses * same.reshape(-1)).sum() / max(count, 1), count
+
+
+class Trainer:
+    def __init__(self, data: Path, out: Path, config: TrainConfig, resume: bool) -> None:
+        self.config = config
+        self.out = out
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world_size = int(os.environ.get("WORLD_SIZE", 1))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        self.device = torch.device(f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu")
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            dist.init_process_group(backend, device_id=self.device if self.device.type == "cuda" else None)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.backend = (
+            config.attention if config.attention != "auto" else ("flex" if self.device.type == "cuda" else "dense")
+        )
+        self.autocast = config.bf16 and self.device.type == "cuda"
+
+        torch.manual_seed(config.seed)
+        self.train_data = TokenDataset(data, "train")
+        try:
+            self.valid_data: TokenDataset | None = TokenDataset(data, "valid")
+        except MeloformerError:
+            self.valid_data = None  # a corpus too small for a validation split
+        model_config = named_config(
+            config.size, len(DEFAULT_VOCAB), max_seq_len=config.max_seq_len, dropout=config.dropout,
+            gradient_checkpointing=config.gradient_checkpointing,
+        )  # fmt: skip
+        self.raw_model = MeloFormer(model_config).to(self.device)
+        self.model = self._wrap(self.raw_model)
+        decay = [p for n, p in self.raw_model.named_parameters() if p.dim() >= 2]
+        no_decay = [p for n, p in self.raw_model.named_parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.lr, betas=(0.9, config.beta2), fused=self.device.type == "cuda",
+        )  # fmt: skip
+        augmentation = Augmentation(config.max_transpose, config.tempo_jitter)
+        self.loader = PackedLoader(
+            self.train_data, max_seq_len=config.max_seq_len, rows_per_batch=config.rows_per_batch,
+            seed=config.seed, rank=self.rank, world_size=self.world_size, augmentation=augmentation,
+        )  # fmt: skip
+        self.step = 0
+        self.last_checkpoint: Path | None = None
+        if resume:
+            self._resume()
+        elif latest_checkpoint(out) is not None:
+            raise TrainingError(f"{out}: already holds checkpoints; pass --resume to continue, or choose another --out")
+        self.writer = self._tensorboard() if self.rank == 0 else None
+        self.wandb = self._wandb() if self.rank == 0 and config.wandb else None
+
+    # --- setup --------------------------------------------------------------------------------
+    def _wrap(self, model: MeloFormer) -> torch.nn.Module:
+        config = self.config
+        if self.world_size > 1 and config.fsdp:
+            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+            policy = (
+                MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if self.autocast else None
+            )
+            kwargs = {"mp_policy": policy} if policy else {}
+            for block in model.blocks:
+                fully_shard(block, **kwargs)
+            fully_shard(model, **kwargs)
+            wrapped: torch.nn.Module = model
+        elif self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            wrapped = DistributedDataParallel(
+                model, device_ids=[self.local_rank] if self.device.type == "cuda" else None
+            )
+        else:
+            wrapped = model
+        if config.compile:
+            wrapped = torch.compile(wrapped)
+        return wrapped
+
+    def _tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            print("meloformer-train: tensorboard is not installed; scalars go to metrics.jsonl only", file=sys.stderr)
+            return None
+        return SummaryWriter(log_dir=str(self.out / "tensorboard"))
+
+    def _wandb(self):
+        try:
+            import wandb
+        except ImportError:
+            raise TrainingError(
+                "wandb was asked for (--set wandb=true) but is not installed: pip install wandb"
+            ) from None
+        return wandb.init(project=self.config.wandb_project, config=self.config.to_dict(), dir=str(self.out))
+
+    def _state_dicts(self) -> tuple[dict, dict]:
+        if self.config.fsdp and self.world_size > 1:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            return get_state_dict(self.model, self.optimizer, options=options)
+        return self.raw_model.state_dict(), self.optimizer.state_dict()
+
+    def _resume(self) -> None:
+        path = latest_checkpoint(self.out)
+        if path is None:
+            raise TrainingError(f"{self.out}: nothing to resume (no complete checkpoint)")
+        model_state, optimizer_state, extra = load_checkpoint(path)
+        model_state = state_for_loading(self.raw_model.config, model_state)
+        if extra.get("vocab_hash") != DEFAULT_VOCAB.hash:
+            raise TrainingError(f"{path}: made with vocabulary {extra.get('vocab_hash')}, not {DEFAULT_VOCAB.hash}")
+        if extra.get("model") != self.raw_model.config.to_dict():
+            raise TrainingError(f"{path}: made for another model configuration; resume with the same recipe and --set")
+        if self.config.fsdp and self.world_size > 1:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+            options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=False)
+            set_state_dict(self.model, self.optimizer, model_state_dict=model_state, optim_state_dict=optimizer_state,
+                           options=options)  # fmt: skip
+        else:
+            self.raw_model.load_state_dict(model_state)
+            self.optimizer.load_state_dict(optimizer_state)
+        self.step = extra["step"]
+        self.loader.state = LoaderState(**extra["loader"][str(self.rank)])
+        torch.set_rng_state(extra["rng"]["cpu"])
+        if "cuda" in extra["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state(extra["rng"]["cuda"])
+        self.last_checkpoint = path
+        self._say(f"resumed from {path} at step {self.step}")
+
+    # --- the loop -----------------------------------------------------------------------------
+    def _say(self, text: str) -> None:
+        if self.rank == 0:
+            print(f"meloformer-train: {text}", file=sys.stderr, flush=True)
+
+    def _log(self, record: dict) -> None:
+        if self.rank != 0:
+            return
+        with open(self.out / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if key not in ("step", "kind") and isinstance(value, int | float):
+                    self.writer.add_scalar(f"{record['kind']}/{key}", value, record["step"])
+        if self.wandb is not None:
+            self.wandb.log({f"{record['kind']}/{k}": v for k, v in record.items() if k != "kind"}, step=record["step"])
+
+    def _forward_loss(self, rows) -> tuple[torch.Tensor, int, int]:
+        layout = build_layout(rows, DEFAULT_VOCAB, pad_to=self.config.max_seq_len).to(self.device)
+        context = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else nullcontext()
+        with context:
+            logits = self.model(layout, self.backend)
+        loss, count = document_loss(logits, layout)
+        return loss, count, int((~layout.is_pad).sum())
+
+    def run(self) -> None:
+        config = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            (self.out / "config.json").write_text(
+                json.dumps({"train": config.to_dict(), "model": self.raw_model.config.to_dict()}, indent=1)
+            )
+        parameters = self.raw_model.parameter_count()
+        self._say(f"{config.size}: {parameters:,} parameters on {self.device} × {self.world_size}, "
+                  f"attention {self.backend}, {len(self.train_data)} training windows "
+                  f"({self.train_data.token_count:,} tokens)")  # fmt: skip
+        kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, "0"))
+        self.model.train()
+        while self.step < config.max_steps:
+            started = time.perf_counter()
+            lr = learning_rate(self.step, config)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            tokens = 0
+            total = torch.zeros((), device=self.device)
+            try:
+                for micro in range(config.grad_accum):
+                    sync = nullcontext()
+                    if self.world_size > 1 and not config.fsdp and micro < config.grad_accum - 1:
+                        sync = self.model.no_sync()
+                    with sync:
+                        loss, _, seen = self._forward_loss(self.loader.next_batch())
+                        (loss / config.grad_accum).backward()
+                    total += loss.detach() / config.grad_accum
+                    tokens += seen
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+            except torch.cuda.OutOfMemoryError:
+                raise TrainingError(
+                    f"out of GPU memory at step {self.step} with {config.rows_per_batch} rows of {config.max_seq_len} "
+                    f"tokens: lower --set rows_per_batch (and raise grad_accum to keep the batch), or "
+                    f"--set gradient_checkpointing=true"
+                ) from None
+            loss_value = self._reduce(total)
+            if not math.isfinite(loss_value):
+                where = self.last_checkpoint or "none yet"
+                raise TrainingError(f"loss became {loss_value} at step {self.step}; last good checkpoint: {where}")
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            elapsed = time.perf_counter() - started
+            if self.step % config.log_every == 0 or self.step == config.max_steps:
+                throughput = round(tokens * self.world_size / elapsed, 1)
+                record = {"kind": "train", "step": self.step, "loss": round(loss_value, 6), "lr": lr,
+                          "grad_norm": round(float(norm), 6), "tokens_per_s": throughput,
+                          "epoch": self.loader.state.epoch}  # fmt: skip
+                if self.device.type == "cuda":
+                    record["memory_gb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 3)
+                self._log(record)
+                self._say(f"step {self.step}/{config.max_steps} loss {loss_value:.4f} lr {lr:.2e} "
+                          f"{record['tokens_per_s']:.0f} tok/s")  # fmt: skip
+            if self.valid_data is not None and (self.step % config.eval_every == 0 or self.step == config.max_steps):
+                self._log({"kind": "valid", "step": self.step, "loss": round(self.validate(), 6)})
+            if self.step % config.checkpoint_every == 0 or self.step == config.max_steps:
+                self.checkpoint()
+            if kill_after and self.step == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+        self._say(f"done: {self.step} steps; checkpoint {self.last_checkpoint}")
+
+    def _reduce(self, value: torch.Tensor) -> float:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            value = value.clone()
+            dist.all_reduce(value, op=dist.ReduceOp.AVG if self.device.type == "cuda" else dist.ReduceOp.SUM)
+            if self.device.type != "cuda":
+                value /= self.world_size  # gloo has no AVG
+        return float(value)
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean loss over the first ``eval_batches`` validation batches (no augmentation)."""
+        config = self.config
+        loader = PackedLoader(self.valid_data, max_seq_len=config.max_seq_len, rows_per_batch=config.rows_per_batch,
+                              seed=0, rank=self.rank, world_size=self.world_size, shuffle=False)  # fmt: skip
+        self.model.eval()
+        losses = []
+        for _ in range(min(self.config.eval_batches, loader.batches_per_epoch())):
+            loss, _, _ = self._forward_loss(loader.next_batch())
+            losses.append(loss)
+        self.model.train()
+        return self._reduce(torch.stack(losses).mean())
+
+    def checkpoint(self) -> None:
+        model_state, optimizer_state = self._state_dicts()
+        loader_states = self._gather_loader_states()
+        if self.rank == 0:
+            extra = {"vocab_hash": DEFAULT_VOCAB.hash, "model": self.raw_model.config.to_dict(),
+                     "train": self.config.to_dict(), "loader": loader_states}  # fmt: skip
+            weights = state_for_saving(self.raw_model, model_state)
+            self.last_checkpoint = save_checkpoint(self.out, self.step, weights, optimizer_state, extra,
+                                                   self.config.keep_checkpoints)  # fmt: skip
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def _gather_loader_states(self) -> dict[str, dict]:
+        state = {"epoch": self.loader.state.epoch, "batch": self.loader.state.batch}
+        if self.world_size == 1:
+            return {"0": state}
+        import torch.distributed as dist
+
+        gathered: list = [None] * self.world_size
+        dist.all_gather_object(gathered, state)
+        return {str(rank): s for rank, s in enumerate(gathered)}
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="meloformer-train", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="a folder written by meloformer-preprocess")
+    parser.add_argument("--out", type=Path, required=True, help="checkpoints, logs and TensorBoard files go here")
+    parser.add_argument("--recipe", default="debug", choices=list(RECIPES))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe value, e.g. --set max_steps=1000 (repeatable)")  # fmt: skip
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    args = parser.parse_args(argv)
+    trainer = None
+    try:
+        config = recipe(args.recipe, args.overrides)
+        trainer = Trainer(args.data, args.out, config, args.resume)
+        trainer.run()
+    except MeloformerError as error:
+        print(f"meloformer-train: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("meloformer-train: interrupted; resume with --resume", file=sys.stderr)
+        return 130
+    finally:
+        if trainer is not None:
+            trainer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
