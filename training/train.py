@@ -37,8 +37,10 @@ from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpo
 from training.data import Augmentation, LoaderState, PackedLoader, TokenDataset
 from training.recipes import RECIPES, TrainConfig, recipe
 
-# Fault injection for the tests: kill this process (SIGKILL, no clean-up) after this step.
+# Fault injection for the tests, never set in normal use: kill this process (SIGKILL, no
+# clean-up) after this step; make the loss of this step NaN.
 KILL_AFTER_STEP_ENV = "MELOFORMER_TEST_KILL_AFTER_STEP"
+NAN_AT_STEP_ENV = "MELOFORMER_TEST_NAN_AT_STEP"
 
 
 class TrainingError(MeloformerError):
@@ -232,6 +234,7 @@ class Trainer:
                   f"attention {self.backend}, {len(self.train_data)} training windows "
                   f"({self.train_data.token_count:,} tokens)")  # fmt: skip
         kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, "0"))
+        nan_at = int(os.environ.get(NAN_AT_STEP_ENV, "0"))
         self.model.train()
         while self.step < config.max_steps:
             started = time.perf_counter()
@@ -257,6 +260,8 @@ class Trainer:
                     f"tokens: lower --set rows_per_batch (and raise grad_accum to keep the batch), or "
                     f"--set gradient_checkpointing=true"
                 ) from None
+            if nan_at and self.step + 1 == nan_at:
+                total = total * float("nan")
             loss_value = self._reduce(total)
             if not math.isfinite(loss_value):
                 where = self.last_checkpoint or "none yet"
