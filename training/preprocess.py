@@ -61,11 +61,15 @@ class PreprocessError(MeloformerError):
 
 @dataclass(frozen=True)
 class Options:
+    """What defines the dataset (a resumed run must use the same)."""
+
     max_seq_len: int = 2048
     min_notes: int = 16
     valid_permille: int = 20
     chunk_size: int = 256
-    timeout: float = 30.0
+
+
+DEFAULT_TIMEOUT = 30.0  # seconds per file before its worker is killed
 
 
 def list_files(source: Path, limit: int | None) -> list[Path]:
@@ -156,7 +160,14 @@ def write_shard(path: Path, rows: list[dict]) -> None:
 
 
 def preprocess(
-    source: Path, output: Path, *, workers: int, limit: int | None, options: Options, progress: bool = True
+    source: Path,
+    output: Path,
+    *,
+    workers: int,
+    limit: int | None,
+    options: Options,
+    timeout: float = DEFAULT_TIMEOUT,
+    progress: bool = True,
 ) -> dict:
     from tqdm import tqdm
 
@@ -195,7 +206,7 @@ def preprocess(
     results: dict[int, dict] = {}
     remaining = {k: len(chunks[k]) for k in todo}
     bar = tqdm(total=len(unique), initial=len(unique) - len(jobs), desc="encoding", disable=not progress, unit="file")
-    for outcome in run_isolated(process_file, jobs, workers=workers, timeout=options.timeout):
+    for outcome in run_isolated(process_file, jobs, workers=workers, timeout=timeout):
         results[outcome.index] = (
             outcome.value if outcome.error is None else {"status": "failed", "reason": outcome.error}
         )
@@ -297,15 +308,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--valid-permille", type=int, default=Options.valid_permille, help="validation share in ‰")
     parser.add_argument("--chunk-size", type=int, default=Options.chunk_size, help="files per shard")
     parser.add_argument(
-        "--timeout", type=float, default=Options.timeout, help="seconds before a file's worker is killed"
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds before a file's worker is killed"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    options = Options(args.max_seq_len, args.min_notes, args.valid_permille, args.chunk_size, args.timeout)
+    options = Options(args.max_seq_len, args.min_notes, args.valid_permille, args.chunk_size)
     started = time.perf_counter()
     try:
         manifest = preprocess(args.input, args.output, workers=args.workers, limit=args.limit, options=options,
-                              progress=not args.quiet)  # fmt: skip
+                              timeout=args.timeout, progress=not args.quiet)  # fmt: skip
     except MeloformerError as error:
         print(f"meloformer-preprocess: error: {error}", file=sys.stderr)
         return 1

@@ -1,0 +1,105 @@
+"""`meloformer-preprocess`: isolation of bad files, dedupe, manifest, exact resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from meloformer_core.encoding import DEFAULT_VOCAB, decode, validate
+from training.preprocess import CRASH_MARKER_ENV, HANG_MARKER_ENV, main
+
+
+def run(corpus: Path, out: Path, *extra: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    command = [sys.executable, "-m", "training.preprocess", "--input", str(corpus), "--output", str(out),
+               "--workers", "2", "--chunk-size", "4", "--max-seq-len", "512", "--valid-permille", "250", "--quiet",
+               *extra]  # fmt: skip
+    return subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kwargs)  # fmt: skip
+
+
+def rows(out: Path) -> list[tuple]:
+    manifest = json.loads((out / "manifest.json").read_text())
+    result = []
+    for shard in manifest["shards"]:
+        with pa.memory_map(str(out / shard["file"])) as source:
+            table = pa.ipc.open_file(source).read_all()
+        result += list(
+            zip(*(table.column(c).to_pylist() for c in ("file_hash", "window", "valid", "tokens")), strict=True)
+        )
+    return result
+
+
+@pytest.fixture(scope="module")
+def dataset(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "ds"
+    process = run(corpus, out, "--timeout", "3", env={HANG_MARKER_ENV: "hang_me", CRASH_MARKER_ENV: "crash_me"})
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert json.loads(stdout.strip().splitlines()[-1])["files_kept"] > 0
+    return out
+
+
+def test_bad_files_are_isolated_and_reported(dataset: Path) -> None:
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    failures = {
+        Path(f["path"]).name: f["reason"]
+        for f in map(json.loads, (dataset / "failures.jsonl").read_text().splitlines())
+    }
+    assert set(failures) == {"garbage.mid", "truncated.mid", "hang_me.mid", "crash_me.mid"}
+    assert "not a MIDI file" in failures["garbage.mid"]
+    assert "timed out" in failures["hang_me.mid"] and "crashed" in failures["crash_me.mid"]
+    assert manifest["files_seen"] == 27 and manifest["duplicates"] == 2
+    assert manifest["files_failed"] == 4 and manifest["files_filtered"] == 1
+    assert manifest["files_kept"] == 27 - 2 - 4 - 1
+    assert manifest["vocab_hash"] == DEFAULT_VOCAB.hash
+    assert sum(manifest["length_histogram"]["counts"]) == sum(manifest["windows"].values())
+    assert manifest["tokens"]["valid"] > 0 and manifest["tokens"]["train"] > manifest["tokens"]["valid"]
+
+
+def test_every_window_is_grammatical_fits_and_decodes(dataset: Path) -> None:
+    stored = rows(dataset)
+    assert stored
+    for _, _, _, tokens in stored:
+        assert len(tokens) <= 512
+        validate(tokens)  # windows start with a header and a restated first bar
+        decode(tokens).validate()
+    by_file: dict[str, set[bool]] = {}
+    for file_hash, _, valid, _ in stored:
+        by_file.setdefault(file_hash, set()).add(valid)
+    assert all(len(splits) == 1 for splits in by_file.values())  # a file never straddles the split
+
+
+def test_sigkill_then_resume_gives_the_same_dataset(corpus: Path, dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    # the hanging file keeps the first run busy while some chunks finish; then kill it hard
+    slow = run(corpus, out, "--timeout", "600", env={HANG_MARKER_ENV: "hang_me", CRASH_MARKER_ENV: "crash_me"},
+               start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len(list((out / "chunks").glob("chunk-*.json"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(slow.pid, signal.SIGKILL)
+    slow.wait()
+    assert not (out / "manifest.json").exists()
+    finished = len(list((out / "chunks").glob("chunk-*.json")))
+    assert 2 <= finished < 7
+    again = run(corpus, out, "--timeout", "3", env={HANG_MARKER_ENV: "hang_me", CRASH_MARKER_ENV: "crash_me"})
+    _, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr
+    assert rows(out) == rows(dataset)
+    assert json.loads((out / "manifest.json").read_text()) == json.loads((dataset / "manifest.json").read_text())
+
+
+def test_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "o"), "--quiet"]) == 1
+    assert "no such file or directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["--input", str(tmp_path / "empty"), "--output", str(tmp_path / "o"), "--quiet"]) == 1
+    assert "no MIDI files found" in capsys.readouterr().err
