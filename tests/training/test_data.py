@@ -1,0 +1,119 @@
+"""Data loading: packing, rank shards, exact resume, augmentation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from meloformer_core.encoding import DEFAULT_VOCAB, decode, encode, validate
+from meloformer_core.midi_io import read_midi
+from meloformer_core.model.masks import build_layout
+from tests.conftest import FIXTURES
+from training.data import Augmentation, Augmenter, DataError, LoaderState, PackedLoader, TokenDataset, transpose_key
+from training.preprocess import Options, preprocess
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("loader") / "ds"
+    preprocess(corpus, out, workers=2, limit=None, options=Options(max_seq_len=384, valid_permille=250, chunk_size=8),
+               timeout=30, progress=False)  # fmt: skip
+    return out
+
+
+def test_packed_rows_fit_and_cover_every_window_once_per_epoch(dataset_dir: Path) -> None:
+    data = TokenDataset(dataset_dir, "train")
+    loader = PackedLoader(data, max_seq_len=512, rows_per_batch=3, seed=1)
+    seen = []
+    for batch in loader.plan(0):
+        for row in batch:
+            assert sum(int(data.lengths[i]) for i in row) <= 512
+            seen += row
+    assert len(seen) == len(set(seen))  # the tail that does not fill a batch per rank may be left out
+    assert len(seen) >= len(data) - 3 * 2
+    rows = loader.next_batch()
+    layout = build_layout(rows, DEFAULT_VOCAB, pad_to=512)
+    assert layout.tokens.shape[1] == 512
+    assert int(layout.document.max()) == max(len(r) for r in rows) - 1  # each window is its own document
+
+
+def test_ranks_take_disjoint_batches(dataset_dir: Path) -> None:
+    data = TokenDataset(dataset_dir, "train")
+    plans = [
+        PackedLoader(data, max_seq_len=512, rows_per_batch=1, seed=3, rank=r, world_size=2).plan(0) for r in (0, 1)
+    ]
+    windows = [{w for batch in plan for row in batch for w in row} for plan in plans]
+    assert windows[0] and windows[1] and not windows[0] & windows[1]
+    assert len(plans[0]) == len(plans[1])
+
+
+def test_loader_resumes_at_the_exact_sample(dataset_dir: Path) -> None:
+    data = TokenDataset(dataset_dir, "train")
+
+    def loader() -> PackedLoader:
+        return PackedLoader(data, max_seq_len=512, rows_per_batch=2, seed=7, augmentation=Augmentation(5, 0.05))
+
+    straight = loader()
+    batches = [straight.next_batch() for _ in range(3 * straight.batches_per_epoch() // 2 + 1)]  # crosses an epoch
+    resumed = loader()
+    for _ in range(4):
+        resumed.next_batch()
+    state = resumed.state
+    again = loader()
+    again.state = LoaderState(state.epoch, state.batch)
+    for expected in batches[4:]:
+        got = again.next_batch()
+        assert [[d.tolist() for d in row] for row in got] == [[d.tolist() for d in row] for row in expected]
+
+
+def test_transposition_moves_melodic_pitches_chords_and_keys_together() -> None:
+    song = read_midi(FIXTURES / "drum_groove.mid")
+    tokens = encode(song)
+    augmenter = Augmenter(DEFAULT_VOCAB, Augmentation(max_transpose=5))
+    for seed in range(10):
+        moved = augmenter(tokens, np.random.default_rng(seed))
+        validate(moved)
+        before, after = decode(tokens), decode(moved)
+        drum_before = before.tracks[0].notes
+        assert after.tracks[0].notes == drum_before  # drums do not move
+        melodic = [(t1.notes.array, t2.notes.array) for t1, t2 in zip(before.tracks[1:], after.tracks[1:], strict=True)]
+        deltas = {int(d) for a, b in melodic for d in np.unique(b[:, 1] - a[:, 1])}
+        assert len(deltas) == 1 and abs(deltas.pop()) <= 5
+
+        # chord roots move with the pitches: the same chord qualities, other roots
+        def qualities(sequence: np.ndarray) -> list[str]:
+            names = DEFAULT_VOCAB.names(sequence)
+            return [n.split(":")[-1] for n in names if n.startswith("CHORD_")]
+
+        assert qualities(moved) == qualities(tokens)
+    assert transpose_key(0, 7) == 1 and transpose_key(0, 5) == -1 and transpose_key(-3, 12) == -3
+
+
+def test_tempo_jitter_stays_grammatical() -> None:
+    tokens = encode(read_midi(FIXTURES / "bach_chorale_tempo.mid"))
+    moved = Augmenter(DEFAULT_VOCAB, Augmentation(max_transpose=0, tempo_jitter=0.1))(tokens, np.random.default_rng(0))
+    validate(moved)
+    before = [t.qpm for t in decode(tokens).tempos]
+    after = [t.qpm for t in decode(moved).tempos]
+    ratios = {round(a / b, 2) for a, b in zip(after, before, strict=True)}
+    assert len(ratios) == 1 and ratios != {1.0}
+
+
+def test_dataset_errors_are_clear(dataset_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such dataset directory"):
+        TokenDataset(tmp_path / "missing")
+    (tmp_path / "unfinished").mkdir()
+    with pytest.raises(DataError, match=r"no manifest\.json"):
+        TokenDataset(tmp_path / "unfinished")
+    other = tmp_path / "other"
+    other.mkdir()
+    manifest = json.loads((dataset_dir / "manifest.json").read_text())
+    (other / "manifest.json").write_text(json.dumps({**manifest, "vocab_hash": "0000000000000000"}))
+    with pytest.raises(DataError, match="preprocess the corpus again"):
+        TokenDataset(other)
+    data = TokenDataset(dataset_dir, "train")
+    with pytest.raises(DataError, match="longer than the model's context"):
+        PackedLoader(data, max_seq_len=64, rows_per_batch=1, seed=0)
