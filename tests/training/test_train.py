@@ -1,0 +1,125 @@
+"""`meloformer-train` and `meloformer-export`: exact resume, torchrun, clear failures, export → continue."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from meloformer_core.midi_io import read_midi
+from meloformer_core.model.bundle import load_bundle
+from meloformer_core.model.sampling import SamplingConfig
+from meloformer_core.service import GenerationService
+from tests.conftest import FIXTURES
+from training.preprocess import Options, preprocess
+from training.train import KILL_AFTER_STEP_ENV, NAN_AT_STEP_ENV
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = ["--set", "max_steps=6", "--set", "checkpoint_every=3", "--set", "eval_every=3", "--set", "warmup_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def data(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("train") / "ds"
+    preprocess(corpus, out, workers=2, limit=None, options=Options(max_seq_len=512, valid_permille=250, chunk_size=8),
+               timeout=30, progress=False)  # fmt: skip
+    return out
+
+
+def train(data: Path, out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "training.train", "--data", str(data), "--out", str(out), "--recipe", "debug",
+               *STEPS, *extra]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+
+
+def losses(out: Path) -> dict[int, float]:
+    """Per-step training loss; a step logged twice (before a kill, after resume) keeps the last."""
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if r["kind"] == "train"}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "straight"
+    result = train(data, out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_training_logs_validates_and_checkpoints(uninterrupted: Path) -> None:
+    records = [json.loads(line) for line in (uninterrupted / "metrics.jsonl").read_text().splitlines()]
+    train_records = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train_records] == [1, 2, 3, 4, 5, 6]
+    assert {"loss", "lr", "grad_norm", "tokens_per_s"} <= train_records[0].keys()
+    assert train_records[-1]["loss"] < train_records[0]["loss"]
+    assert [r["step"] for r in records if r["kind"] == "valid"] == [3, 6]
+    assert sorted(p.name for p in (uninterrupted / "checkpoints").iterdir()) == ["step-0000003", "step-0000006"]
+    assert any((uninterrupted / "tensorboard").iterdir())
+
+
+def test_killed_and_resumed_run_has_the_same_losses(data: Path, uninterrupted: Path, tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    killed = train(data, out, env={KILL_AFTER_STEP_ENV: "4"})
+    assert killed.returncode != 0  # SIGKILL after step 4, checkpoint at 3
+    refused = train(data, out)
+    assert refused.returncode == 1 and "--resume" in refused.stderr
+    resumed = train(data, out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stderr and "step 3" in resumed.stderr
+    assert losses(out) == losses(uninterrupted)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+def test_torchrun_two_processes_gloo(data: Path, tmp_path: Path, sharding: str) -> None:
+    out = tmp_path / sharding
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    command = [torchrun, "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "training.train", "--data", str(data), "--out", str(out), "--recipe", "debug",
+               "--set", "max_steps=4", "--set", "checkpoint_every=2", "--set", "eval_every=2",
+               "--set", f"fsdp={sharding == 'fsdp'}"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = json.loads((out / "checkpoints" / "step-0000004" / "state.json").read_text())
+    assert set(state["loader"]) == {"0", "1"}  # both ranks' data positions are saved
+    assert len(losses(out)) == 4
+
+
+def test_clear_failures(data: Path, tmp_path: Path) -> None:
+    missing = train(tmp_path / "no-data", tmp_path / "o1")
+    assert missing.returncode == 1 and "no such dataset directory" in missing.stderr.strip().splitlines()[-1]
+    other = tmp_path / "other-vocab"
+    shutil.copytree(data, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    (other / "manifest.json").write_text(json.dumps({**manifest, "vocab_hash": "0123456789abcdef"}))
+    mismatch = train(other, tmp_path / "o2")
+    assert mismatch.returncode == 1 and "0123456789abcdef" in mismatch.stderr
+    nan = train(data, tmp_path / "o3", env={NAN_AT_STEP_ENV: "5"})
+    last = nan.stderr.strip().splitlines()[-1]
+    assert nan.returncode == 1 and "nan at step 4" in last and "step-0000003" in last
+    bad_set = train(data, tmp_path / "o4", "--set", "max_steps=lots")
+    assert bad_set.returncode == 1 and "not a valid int" in bad_set.stderr
+
+
+def test_export_load_and_continue(uninterrupted: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    result = subprocess.run([sys.executable, "-m", "training.export", str(uninterrupted), "--out", str(bundle)],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert load_bundle(bundle).card["training step"] == 6
+    service = GenerationService(device="cpu")
+    service.load(bundle)
+    song = read_midi(FIXTURES / "drum_groove.mid")
+    continued = service.continue_song(song, 2, SamplingConfig(seed=0))
+    assert continued.bars_added == 2 and continued.song.note_count >= song.note_count
