@@ -88,7 +88,8 @@ def test_torchrun_two_processes_gloo(data: Path, tmp_path: Path, sharding: str) 
     torchrun = str(Path(sys.executable).parent / "torchrun")
     command = [torchrun, "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "training.train",
                "--data", str(data), "--out", str(out), "--recipe", "debug", "--set", "max_steps=4",
-               "--set", "checkpoint_every=2", "--set", "eval_every=2", "--set", f"fsdp={sharding == 'fsdp'}"]  # fmt: skip
+               "--set", "checkpoint_every=2", "--set", "eval_every=2",
+               "--set", f"fsdp={sharding == 'fsdp'}"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     state = json.loads((out / "checkpoints" / "step-0000004" / "state.json").read_text())
