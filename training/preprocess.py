@@ -144,10 +144,13 @@ def write_atomically(path: Path, data: bytes) -> None:
 def write_shard(path: Path, rows: list[dict]) -> None:
     import pyarrow as pa
 
+    lengths = np.array([len(row["tokens"]) for row in rows], dtype=np.int32)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    values = np.concatenate([row["tokens"] for row in rows]).astype(np.int16)
     table = pa.table(
         {
-            "tokens": pa.array([row["tokens"] for row in rows], type=pa.list_(pa.int16())),
-            "length": pa.array([len(row["tokens"]) for row in rows], type=pa.int32()),
+            "tokens": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)),
+            "length": pa.array(lengths),
             "file_hash": pa.array([row["file_hash"] for row in rows], type=pa.string()),
             "window": pa.array([row["window"] for row in rows], type=pa.int32()),
             "valid": pa.array([row["valid"] for row in rows], type=pa.bool_()),

@@ -12,7 +12,7 @@ import numpy as np
 from meloformer_core.encoding.codec import encode_grid, slice_grid
 from meloformer_core.encoding.grammar import token_metadata
 from meloformer_core.encoding.quantize import GridSong
-from meloformer_core.encoding.vocab import Vocabulary
+from meloformer_core.encoding.vocab import TokenType, Vocabulary
 
 RESTATED = 8  # at most: metre, key and a two-token tempo with its position, opening a window
 
@@ -44,28 +44,60 @@ def split_into_windows(grid: GridSong, vocab: Vocabulary, max_tokens: int) -> tu
 
     Returns (the windows' tokens, the number of bars dropped because one bar alone does not
     fit). A song that fits whole is one window ending with EOS; the others end at a bar line.
+    Windows are cut from one encoding of the song, each opening with the header and a
+    restated conductor segment: token for token what encoding `slice_grid` of the same
+    bars gives (tests/core/test_windows.py), without encoding the song again per window.
     """
     whole = encode_grid(grid, vocab)
     if len(whole) <= max_tokens:
         return [whole], 0
-    header, per_bar = bar_token_counts(grid, vocab)
+    bars = grid.bar_count
+    kinds = vocab.type_of[whole]
+    bar_start = np.append(np.flatnonzero(kinds == TokenType.BAR), len(whole) - 1)  # where bars open; then EOS
+    header = whole[: bar_start[0]]
+    # where each bar's track segments begin: its first TRACK token, or the next bar if none
+    tracks = np.flatnonzero(kinds == TokenType.TRACK)
+    first_track = (
+        tracks[np.minimum(np.searchsorted(tracks, bar_start[:-1]), max(len(tracks) - 1, 0))] if len(tracks) else None
+    )
+    body_start = bar_start[1:].copy()
+    if first_track is not None:
+        inside = (first_track >= bar_start[:-1]) & (first_track < bar_start[1:])
+        body_start[inside] = first_track[inside]
     windows: list[np.ndarray] = []
     dropped = 0
     first = 0
-    bars = grid.bar_count
     while first < bars:
-        stop = first
-        size = header + RESTATED + 1  # + EOS
-        while stop < bars and size + per_bar[stop] <= max_tokens:
-            size += per_bar[stop]
+        opening = _restated_conductor(grid, vocab, first, int(whole[bar_start[first] + 1]))
+        size = len(header) + len(opening) + int(bar_start[first + 1] - body_start[first])
+        stop = first + 1
+        while stop < bars and size + int(bar_start[stop + 1] - bar_start[stop]) + (stop + 1 == bars) <= max_tokens:
+            size += int(bar_start[stop + 1] - bar_start[stop])
             stop += 1
-        if stop == first:  # this bar alone is longer than a window
+        if size + (stop == bars) > max_tokens:  # this bar alone is longer than a window
             dropped += 1
             first += 1
             continue
-        tokens = encode_grid(slice_grid(grid, first, stop), vocab)
-        if stop < bars:
-            tokens = tokens[:-1]  # the song goes on: no EOS
-        windows.append(tokens)
+        parts = [header, opening, whole[body_start[first] : bar_start[stop]]]
+        if stop == bars:
+            parts.append(whole[-1:])  # EOS
+        windows.append(np.concatenate(parts).astype(np.int32))
         first = stop
     return windows, dropped
+
+
+def _restated_conductor(grid: GridSong, vocab: Vocabulary, bar: int, chord_token: int) -> np.ndarray:
+    """The conductor segment of ``bar`` as the first bar of a window: metre, key and tempo in force."""
+    origin = int(grid.bar_starts[bar])
+    end = int(grid.bar_starts[bar + 1])
+    numerator, denominator = [sig for sig in grid.time_signatures if sig[0] <= bar][-1][1:]
+    tokens = [vocab.bar_id, chord_token, vocab.time_signature(numerator, denominator)]
+    keys = [key for key in grid.keys if key[0] <= bar]
+    if keys:
+        tokens.append(vocab.key(*keys[-1][1:]))
+    in_force = [tempo for tempo in grid.tempos if tempo[0] <= origin][-1]
+    tempos = [(0, in_force[1])] + [(step - origin, tenths) for step, tenths in grid.tempos if origin < step < end]
+    position = vocab.offset[TokenType.POSITION]
+    for offset, tenths in tempos:
+        tokens += [position + offset, *vocab.tempo(tenths)]
+    return np.array(tokens, dtype=np.int64)
