@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from meloformer_core.atomic import write_bytes_atomically
 from meloformer_core.errors import MidiReadError, MidiWriteError
 from meloformer_core.gm import instrument_name
 from meloformer_core.music import DRUM_CHANNEL, KeySignature, NoteArray, Song, TempoChange, TimeSignature, Track
@@ -268,10 +269,7 @@ def write_midi(song: Song, path: str | os.PathLike[str]) -> None:
     """Write the song to ``path`` (atomically: a failed write leaves no half file)."""
     target = Path(path)
     try:
-        data = midi_bytes(song)
-        temporary = target.with_name(f".{target.name}.part")
-        temporary.write_bytes(data)
-        os.replace(temporary, target)
+        write_bytes_atomically(target, midi_bytes(song))
     except OSError as error:
         raise MidiWriteError(f"{target}: cannot write MIDI file ({error.strerror or error})") from None
 

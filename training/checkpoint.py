@@ -13,13 +13,12 @@ run killed while writing leaves the previous checkpoints intact; the last K are 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
+from meloformer_core.atomic import atomic_directory
 from meloformer_core.errors import MeloformerError
 
 STATE = "state.json"
@@ -71,9 +70,7 @@ def save_checkpoint(out: Path, step: int, model_state: dict, optimizer_state: di
     from safetensors.torch import save_file
 
     target = checkpoint_dir(out, step)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_directory(target) as staging:
         save_file({k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}, staging / MODEL)
         tensors, rest = flatten_optimizer(optimizer_state)
         save_file(tensors, staging / OPTIMIZER)
@@ -82,12 +79,6 @@ def save_checkpoint(out: Path, step: int, model_state: dict, optimizer_state: di
             rng["cuda"] = torch.cuda.get_rng_state()
         save_file(rng, staging / RNG)
         (staging / STATE).write_text(json.dumps({**extra, "step": step, "optimizer": rest}, indent=1))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     for old in sorted(p for p in target.parent.glob("step-*") if p.is_dir())[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target

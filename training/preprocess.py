@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from meloformer_core.atomic import write_bytes_atomically
 from meloformer_core.encoding.quantize import to_grid
 from meloformer_core.encoding.vocab import DEFAULT_VOCAB
 from meloformer_core.encoding.windows import split_into_windows
@@ -132,15 +133,6 @@ def process_file(job: tuple[str, Options]) -> dict:
     }
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.part")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 def write_shard(path: Path, rows: list[dict]) -> None:
     import pyarrow as pa
 
@@ -159,7 +151,7 @@ def write_shard(path: Path, rows: list[dict]) -> None:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
-    write_atomically(path, sink.getvalue().to_pybytes())
+    write_bytes_atomically(path, sink.getvalue().to_pybytes())
 
 
 def preprocess(
@@ -182,7 +174,7 @@ def preprocess(
     settings_path = output / "settings.json"
     if settings_path.exists() and json.loads(settings_path.read_text()) != settings:
         raise PreprocessError(f"{output}: holds a run with other settings; choose another output directory")
-    write_atomically(settings_path, json.dumps(settings, indent=1).encode())
+    write_bytes_atomically(settings_path, json.dumps(settings, indent=1).encode())
 
     # 1-2. hashes and duplicates, deterministic in sorted order
     with ThreadPoolExecutor(max_workers=max(4, workers)) as threads:
@@ -241,7 +233,7 @@ def _finish_chunk(
     shard = output / "shards" / f"shard-{k:06d}.arrow"
     if rows:
         write_shard(shard, rows)
-    write_atomically(output / "chunks" / f"chunk-{k:06d}.json", json.dumps(record).encode())
+    write_bytes_atomically(output / "chunks" / f"chunk-{k:06d}.json", json.dumps(record).encode())
 
 
 def _write_manifest(
@@ -295,8 +287,8 @@ def _write_manifest(
         "length_histogram": {"edges": HISTOGRAM_EDGES[:-1], "counts": histogram},
         "shards": shards,
     }
-    write_atomically(output / "manifest.json", json.dumps(manifest, indent=1).encode())
-    write_atomically(output / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in failures).encode())
+    write_bytes_atomically(output / "manifest.json", json.dumps(manifest, indent=1).encode())
+    write_bytes_atomically(output / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in failures).encode())
     return manifest
 
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from meloformer_core.atomic import atomic_directory
 from meloformer_core.encoding.vocab import DEFAULT_VOCAB, Vocabulary
 from meloformer_core.errors import MeloformerError
 from meloformer_core.model.config import ConfigError, ModelConfig
@@ -65,10 +64,8 @@ def save_bundle(model: MeloFormer, vocab: Vocabulary, path: str | os.PathLike[st
     from safetensors.torch import save_file
 
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     card = {"name": target.name, **(card or {})}
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_directory(target) as staging:
         save_file(state_for_saving(model), staging / WEIGHTS, metadata={"format": FORMAT})
         config = {
             "format": FORMAT,
@@ -80,12 +77,6 @@ def save_bundle(model: MeloFormer, vocab: Vocabulary, path: str | os.PathLike[st
         (staging / CONFIG).write_text(json.dumps(config, indent=1))
         (staging / VOCAB).write_text(vocab.to_json())
         (staging / CARD).write_text(_card_text(model, vocab, card))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 

@@ -39,3 +39,14 @@ def make_corpus(root: Path) -> Path:
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_corpus(tmp_path_factory.mktemp("corpus") / "midi")
+
+
+@pytest.fixture(scope="session")
+def dataset(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The corpus preprocessed into windows of at most 512 tokens, a quarter for validation."""
+    from training.preprocess import Options, preprocess
+
+    out = tmp_path_factory.mktemp("dataset") / "ds"
+    options = Options(max_seq_len=512, valid_permille=250, chunk_size=8)
+    preprocess(corpus, out, workers=2, limit=None, options=options, timeout=30, progress=False)
+    return out

@@ -13,15 +13,11 @@ from meloformer_core.midi_io import read_midi
 from meloformer_core.model.masks import build_layout
 from tests.conftest import FIXTURES
 from training.data import Augmentation, Augmenter, DataError, LoaderState, PackedLoader, TokenDataset, transpose_key
-from training.preprocess import Options, preprocess
 
 
 @pytest.fixture(scope="module")
-def dataset_dir(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("loader") / "ds"
-    preprocess(corpus, out, workers=2, limit=None, options=Options(max_seq_len=384, valid_permille=250, chunk_size=8),
-               timeout=30, progress=False)  # fmt: skip
-    return out
+def dataset_dir(dataset: Path) -> Path:
+    return dataset
 
 
 def test_packed_rows_fit_and_cover_every_window_once_per_epoch(dataset_dir: Path) -> None:

@@ -17,7 +17,6 @@ from meloformer_core.model.bundle import load_bundle
 from meloformer_core.model.sampling import SamplingConfig
 from meloformer_core.service import GenerationService
 from tests.conftest import FIXTURES
-from training.preprocess import Options, preprocess
 from training.train import KILL_AFTER_STEP_ENV, NAN_AT_STEP_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,11 +24,8 @@ STEPS = ["--set", "max_steps=6", "--set", "checkpoint_every=3", "--set", "eval_e
 
 
 @pytest.fixture(scope="module")
-def data(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("train") / "ds"
-    preprocess(corpus, out, workers=2, limit=None, options=Options(max_seq_len=512, valid_permille=250, chunk_size=8),
-               timeout=30, progress=False)  # fmt: skip
-    return out
+def data(dataset: Path) -> Path:
+    return dataset
 
 
 def train(data: Path, out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
