@@ -16,6 +16,10 @@ from pathlib import Path
 from meloformer_core.errors import MeloformerError
 
 
+class UsageError(MeloformerError):
+    """A command-line value is malformed."""
+
+
 def _roundtrip(args: argparse.Namespace) -> dict:
     from meloformer_core.encoding import decode, encode
     from meloformer_core.metrics import compare
@@ -57,6 +61,67 @@ def _continue(args: argparse.Namespace) -> dict:
         print(f"bar {done}/{total}", file=sys.stderr, flush=True)
 
     result = service.continue_song(song, args.bars, sampling, progress=progress)
+    write_midi(result.song, args.output)
+    return {**result.summary(), "model": model["name"], "device": model["device"], "seed": args.seed}
+
+
+def parse_bars(text: str | None) -> tuple[int, int] | None:
+    """``A:B`` (1-based, inclusive) → (A - 1, B); None stays None."""
+    if text is None:
+        return None
+    first, sep, last = text.partition(":")
+    try:
+        start, stop = int(first), int(last if sep else first)
+    except ValueError:
+        raise UsageError(f"--bars {text!r}: expected A:B, bar numbers from 1 (e.g. 9:12)") from None
+    if not 1 <= start <= stop:
+        raise UsageError(f"--bars {text!r}: expected 1 ≤ A ≤ B")
+    return start - 1, stop
+
+
+def parse_tracks(text: str, song) -> list:
+    """``--tracks`` items: an existing track's number or name, ``NAME:PROGRAM``, ``NAME:drums`` or ``drums``."""
+    from meloformer_core.service import TrackRequest
+
+    requests: list = []
+    for item in (part.strip() for part in text.split(",")):
+        name, sep, kind = item.partition(":")
+        if not item:
+            continue
+        if item.isdigit():
+            requests.append(int(item) - 1)
+        elif item.lower() == "drums" or (sep and kind.lower() == "drums"):
+            requests.append(TrackRequest(name if sep else "Drums", 0, True))
+        elif sep:
+            if not kind.isdigit() or not 0 <= int(kind) <= 127:
+                raise UsageError(f"--tracks {item!r}: the program must be a GM number 0-127 or 'drums'")
+            requests.append(TrackRequest(name, int(kind)))
+        else:
+            matches = [i for i, track in enumerate(song.tracks) if track.name.lower() == item.lower()]
+            if not matches:
+                names = ", ".join(f"{i + 1} {t.name!r}" for i, t in enumerate(song.tracks))
+                raise UsageError(f"--tracks {item!r}: no track of that name (tracks: {names})")
+            requests.append(matches[0])
+    if not requests:
+        raise UsageError("--tracks: name at least one track")
+    return requests
+
+
+def _arrange(args: argparse.Namespace) -> dict:
+    from meloformer_core.midi_io import read_midi, write_midi
+    from meloformer_core.service import GenerationService
+
+    song = read_midi(args.input)
+    tracks = parse_tracks(args.tracks, song)
+    bars = parse_bars(args.bars)
+    sampling = _sampling(args)
+    service = GenerationService(device=args.device)
+    model = service.load(args.model)
+
+    def progress(done: int, total: int, _song: object) -> None:
+        print(f"bar {done}/{total}", file=sys.stderr, flush=True)
+
+    result = service.arrange_song(song, tracks, bars, sampling, progress=progress)
     write_midi(result.song, args.output)
     return {**result.summary(), "model": model["name"], "device": model["device"], "seed": args.seed}
 
@@ -127,6 +192,21 @@ def build_parser() -> argparse.ArgumentParser:
     cont.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     _add_sampling_options(cont)
     cont.set_defaults(run=_continue)
+
+    arrange = commands.add_parser(
+        "arrange", help="write chosen tracks (new or existing) under the others",
+        description="Write IN with the chosen tracks generated in the chosen bars to OUT; every other track is kept.",
+    )  # fmt: skip
+    arrange.add_argument("input", type=Path, metavar="IN.mid")
+    arrange.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mid")
+    arrange.add_argument("--tracks", required=True, metavar="SPEC",
+                         help="comma-separated: an existing track's number or name, NAME:PROGRAM for a new track "
+                              "(GM program 0-127), NAME:drums or drums (e.g. bass:33,drums)")  # fmt: skip
+    arrange.add_argument("--bars", default=None, metavar="A:B", help="bars A to B, from 1, inclusive (default: all)")
+    arrange.add_argument("--model", type=Path, default=None, help="model bundle directory (default: the shipped model)")
+    arrange.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    _add_sampling_options(arrange)
+    arrange.set_defaults(run=_arrange)
 
     init = commands.add_parser(
         "init-model", help="write a randomly initialised model bundle (tests, benchmarks)",

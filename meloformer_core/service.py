@@ -17,7 +17,7 @@ from pathlib import Path
 from meloformer_core.encoding.quantize import GridSong, to_grid, us_per_quarter, velocity_value
 from meloformer_core.encoding.vocab import STEPS_PER_QUARTER
 from meloformer_core.errors import MeloformerError
-from meloformer_core.music import KeySignature, Note, NoteArray, Song, TempoChange, TimeSignature
+from meloformer_core.music import KeySignature, Note, NoteArray, Song, TempoChange, TimeSignature, Track
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "resources" / "models" / "default"
 
@@ -38,6 +38,11 @@ class GenerationResult:
     first_bar_s: float
     total_s: float
     prompt_tokens: int
+
+    @classmethod
+    def of(cls, song: Song, stats) -> GenerationResult:
+        return cls(song, stats.bars_added, stats.tokens_generated, stats.tokens_per_s, stats.first_bar_s,
+                   stats.total_s, stats.prompt_tokens)  # fmt: skip
 
     def summary(self) -> dict:
         return {
@@ -77,6 +82,18 @@ class GenerationService:
         self.bundle = load_bundle(path, device=self.device)
         return {**self.bundle.describe(), "device": self.device}
 
+    def _prepare(self, song: Song, sampling, cancel: CancelFlag):
+        from meloformer_core.model.sampling import SamplingConfig
+
+        if self.bundle is None:
+            raise ServiceError("no model loaded")
+        if not song.tracks:
+            raise ServiceError("the song has no tracks")
+        should_cancel = cancel.is_set if isinstance(cancel, threading.Event) else cancel
+        half = self.device == "cpu" if self._half_weights is None else self._half_weights
+        options = {"should_cancel": should_cancel, "half_weights": half}
+        return sampling or SamplingConfig(), to_grid(song, self.bundle.vocab), options
+
     def continue_song(
         self,
         song: Song,
@@ -86,51 +103,89 @@ class GenerationService:
         progress: Progress | None = None,
         cancel: CancelFlag = None,
     ) -> GenerationResult:
+        """The song plus ``bars`` new bars after its last bar."""
         from meloformer_core.model.generate import continue_grid
-        from meloformer_core.model.sampling import SamplingConfig
 
-        if self.bundle is None:
-            raise ServiceError("no model loaded")
         if bars < 1:
             raise ServiceError(f"bars to generate must be at least 1, got {bars}")
-        if not song.tracks:
-            raise ServiceError("the song has no tracks to continue")
-        sampling = sampling or SamplingConfig()
-        grid = to_grid(song, self.bundle.vocab)
-        should_cancel = cancel.is_set if isinstance(cancel, threading.Event) else cancel
+        sampling, grid, options = self._prepare(song, sampling, cancel)
 
         def on_bar(done: int, new_bars: GridSong) -> None:
             if progress is not None:
-                progress(done, bars, append_bars(song, grid, new_bars))
+                progress(done, bars, place_bars(song, grid, new_bars, grid.bar_count))
 
-        half = self.device == "cpu" if self._half_weights is None else self._half_weights
-        _, new_bars, stats = continue_grid(
-            self.bundle.model,
-            self.bundle.vocab,
-            grid,
-            bars,
-            sampling,
-            on_bar=on_bar,
-            should_cancel=should_cancel,
-            half_weights=half,
-        )
-        return GenerationResult(
-            song=append_bars(song, grid, new_bars),
-            bars_added=stats.bars_added,
-            tokens_generated=stats.tokens_generated,
-            tokens_per_s=stats.tokens_per_s,
-            first_bar_s=stats.first_bar_s,
-            total_s=stats.total_s,
-            prompt_tokens=stats.prompt_tokens,
-        )
+        model, vocab = self.bundle.model, self.bundle.vocab
+        new_bars, stats = continue_grid(model, vocab, grid, bars, sampling, on_bar=on_bar, **options)
+        return GenerationResult.of(place_bars(song, grid, new_bars, grid.bar_count), stats)
+
+    def arrange_song(
+        self,
+        song: Song,
+        tracks: list[int | TrackRequest],
+        bars: tuple[int, int] | None = None,
+        sampling=None,
+        *,
+        progress: Progress | None = None,
+        cancel: CancelFlag = None,
+    ) -> GenerationResult:
+        """Write the chosen tracks (existing ones by index, or new ones) in ``bars`` (0-based,
+        end exclusive; the whole song when None); every other track is kept exactly."""
+        from meloformer_core.model.generate import arrange_grid
+
+        song, targets = add_tracks(song, tracks)
+        sampling, grid, options = self._prepare(song, sampling, cancel)
+        first, stop = bars if bars is not None else (0, grid.bar_count)
+        if not 0 <= first < stop <= grid.bar_count:
+            raise ServiceError(f"bars {first + 1}-{stop} are outside the song (bars 1-{grid.bar_count})")
+        total = stop - first
+
+        def on_bar(done: int, new_bars: GridSong) -> None:
+            if progress is not None:
+                progress(done, total, place_bars(song, grid, new_bars, first, replace=targets))
+
+        model, vocab = self.bundle.model, self.bundle.vocab
+        new_bars, stats = arrange_grid(model, vocab, grid, targets, first, stop, sampling, on_bar=on_bar, **options)
+        return GenerationResult.of(place_bars(song, grid, new_bars, first, replace=targets), stats)
 
 
-def append_bars(song: Song, grid: GridSong, new: GridSong) -> Song:
-    """``song`` with the bars of ``new`` (a grid slice starting at step 0) after the last bar of ``grid``.
+@dataclass(frozen=True)
+class TrackRequest:
+    """A new track to write: a name and a GM program, or drums."""
 
-    ``grid`` is ``to_grid(song)``; the song's own notes and maps are kept untouched.
+    name: str
+    program: int = 0
+    is_drum: bool = False
+
+
+def add_tracks(song: Song, requests: list[int | TrackRequest]) -> tuple[Song, set[int]]:
+    """Append the requested new tracks; return the song and the target slots."""
+    tracks = list(song.tracks)
+    targets: set[int] = set()
+    for request in requests:
+        if isinstance(request, TrackRequest):
+            if not 0 <= request.program <= 127:
+                raise ServiceError(f"GM program {request.program} is outside 0-127")
+            tracks.append(Track(request.name, request.program, request.is_drum))
+            targets.add(len(tracks) - 1)
+        elif 0 <= request < len(song.tracks):
+            targets.add(request)
+        else:
+            raise ServiceError(f"the song has no track {request + 1} (it has {len(song.tracks)})")
+    if not targets:
+        raise ServiceError("choose at least one track to write")
+    return song.replace(tracks=tuple(tracks)), targets
+
+
+def place_bars(song: Song, grid: GridSong, new: GridSong, first_bar: int, replace: set[int] = frozenset()) -> Song:
+    """``song`` with the bars of ``new`` (a grid slice starting at step 0) placed from ``first_bar`` of ``grid``.
+
+    ``grid`` is ``to_grid(song)``. Notes of ``new`` go to their tracks; when ``replace`` is
+    given, only those slots change: their notes inside those bars are taken from ``new``
+    (the old ones are removed). Every other note and map event of the song is kept as it was. Metre, tempo
+    and key events of ``new`` are added where they change the song's.
     """
-    origin = int(grid.bar_starts[-1])
+    origin = int(grid.bar_starts[first_bar]) if first_bar < len(grid.bar_starts) else int(grid.bar_starts[-1])
+    span_end = origin + int(new.bar_starts[-1])
     resolution = song.resolution
 
     def tick(step: int) -> int:
@@ -139,35 +194,39 @@ def append_bars(song: Song, grid: GridSong, new: GridSong) -> Song:
     tracks = list(song.tracks)
     notes = new.notes
     for slot, track in enumerate(tracks):
+        old = track.notes
+        if slot in replace and len(old):
+            steps = (old.starts * 2 * STEPS_PER_QUARTER + resolution) // (2 * resolution)  # as `to_grid` rounds
+            inside = (steps >= origin) & (steps < span_end)
+            old = NoteArray(old.array[~inside])
+        if replace and slot not in replace:
+            continue  # a kept track: its notes in ``new`` are the song's own, already there
         rows = notes[notes[:, 0] == slot]
-        if not len(rows):
+        if slot not in replace and not len(rows):
             continue
         added = [
-            Note(
-                tick(int(onset)),
-                int(pitch),
-                max(1, round(int(duration) * resolution / STEPS_PER_QUARTER)),
-                int(velocity_value(vel)),
-            )
+            Note(tick(int(onset)), int(pitch), max(1, round(int(duration) * resolution / STEPS_PER_QUARTER)),
+                 int(velocity_value(vel)))
             for _, onset, pitch, duration, vel in rows.tolist()
-        ]
-        tracks[slot] = track.with_notes(track.notes.concatenate(NoteArray(added)))
+        ]  # fmt: skip
+        tracks[slot] = track.with_notes(old.concatenate(NoteArray(added)))
     tempo_in_force = [t for t in grid.tempos if t[0] <= origin][-1][1]
     tempos = list(song.tempos)
     for step, tenths in new.tempos:
-        if step == 0 and tenths == tempo_in_force:
-            continue  # the window restates the tempo in force
+        if (step == 0 and tenths == tempo_in_force) or any(t[0] == origin + step for t in grid.tempos):
+            continue  # restated by the window, or already the song's
         tempos.append(TempoChange(tick(step), us_per_quarter(tenths)))
-    metre_in_force = grid.time_signatures[-1][1:]
+    metre_in_force = [ts for ts in grid.time_signatures if ts[0] <= first_bar][-1][1:]
     signatures = list(song.time_signatures)
     for bar, numerator, denominator in new.time_signatures:
-        if bar == 0 and (numerator, denominator) == metre_in_force:
+        if (bar == 0 and (numerator, denominator) == metre_in_force) or first_bar + bar < grid.bar_count:
             continue
         signatures.append(TimeSignature(tick(int(new.bar_starts[bar])), numerator, denominator))
-    key_in_force = grid.keys[-1][1:] if grid.keys else None
+    keys_in_force = [k for k in grid.keys if k[0] <= first_bar]
+    key_in_force = keys_in_force[-1][1:] if keys_in_force else None
     keys = list(song.key_signatures)
     for bar, sharps, minor in new.keys:
-        if bar == 0 and (sharps, minor) == key_in_force:
+        if (bar == 0 and (sharps, minor) == key_in_force) or first_bar + bar < grid.bar_count:
             continue
         keys.append(KeySignature(tick(int(new.bar_starts[bar])), sharps, minor))
     return song.replace(

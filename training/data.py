@@ -89,6 +89,7 @@ class TokenDataset:
 class Augmentation:
     max_transpose: int = 5  # semitones either way; 0 turns transposition off
     tempo_jitter: float = 0.0  # relative, e.g. 0.05 for ±5 %
+    track_shuffle_rate: float = 0.0  # share of windows whose track order is shuffled inside every bar (arranging)
 
 
 class Augmenter:
@@ -132,6 +133,8 @@ class Augmenter:
                     tokens = self._transpose_table(shift)[tokens]
         if settings.tempo_jitter:
             tokens = self._jitter_tempo(tokens, 1 + rng.uniform(-settings.tempo_jitter, settings.tempo_jitter))
+        if settings.track_shuffle_rate and rng.random() < settings.track_shuffle_rate:
+            tokens = shuffle_tracks_in_bars(tokens, self.vocab, rng)
         return tokens
 
     def _jitter_tempo(self, tokens: np.ndarray, factor: float) -> np.ndarray:
@@ -151,6 +154,28 @@ class Augmenter:
         tokens[coarse] = vocab.offset[TokenType.TEMPO] + whole - config.tempo_bpm_min
         tokens[coarse + 1] = vocab.offset[TokenType.TEMPO_FINE] + tenth
         return tokens
+
+
+def shuffle_tracks_in_bars(tokens: np.ndarray, vocab: Vocabulary, rng: np.random.Generator) -> np.ndarray:
+    """The same music with the track segments of every bar in a random order.
+
+    The model then learns to write any track after any others of the same bar, which is
+    how arranging generates chosen tracks under the kept ones (DESIGN §3 allows any order;
+    decoding does not depend on it).
+    """
+    kinds = vocab.type_of[tokens]
+    bars = np.append(np.flatnonzero((kinds == TokenType.BAR) | (kinds == TokenType.EOS)), len(tokens))
+    pieces = [tokens[: bars[0]]]
+    for start, stop in zip(bars[:-1].tolist(), bars[1:].tolist(), strict=True):
+        tracks = start + np.flatnonzero(kinds[start:stop] == TokenType.TRACK)
+        if len(tracks) < 2:
+            pieces.append(tokens[start:stop])
+            continue
+        pieces.append(tokens[start : tracks[0]])  # the conductor segment stays first
+        bounds = np.append(tracks, stop)
+        for index in rng.permutation(len(tracks)).tolist():
+            pieces.append(tokens[bounds[index] : bounds[index + 1]])
+    return np.concatenate(pieces)
 
 
 def transpose_key(sharps: int, shift: int) -> int:

@@ -35,6 +35,9 @@ class TrainConfig:
     log_every: int = 1
     max_transpose: int = 5
     tempo_jitter: float = 0.0
+    # Arranging: half the windows have the tracks of every bar in a random order (the rest
+    # keep the canonical order, plain continuation), so any track can be written under others.
+    track_shuffle_rate: float = 0.5
     gradient_checkpointing: bool = False
     fsdp: bool = False  # shard parameters, gradients and optimizer state (large sizes)
     compile: bool = False  # torch.compile the model (GPU)

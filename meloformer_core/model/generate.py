@@ -1,4 +1,9 @@
-"""The generation loop: prefill, then one token at a time under the grammar, bar by bar.
+"""The generation loops: prefill, then one token at a time under the grammar, bar by bar.
+
+- *continue*: new bars after the song, every token sampled (conductor included);
+- *arrange*: within a bar range, each bar's conductor and the kept tracks are fed as
+  they are, then only the target tracks are sampled (they come after the kept ones in
+  the bar, an order the training recipes teach by shuffling tracks inside bars).
 
 The prompt is windowed by whole bars to fit the context; when the cache fills during a
 long generation, the window slides forward to a bar line and the cache is prefilled
@@ -52,6 +57,92 @@ class GenerationStats:
         return self.tokens_generated / decode_s if decode_s > 0 else 0.0
 
 
+class _Session:
+    """One generation: the cache, the decoder (grammar + song so far), sampling state, statistics."""
+
+    def __init__(self, model: MeloFormer, vocab: Vocabulary, prompt: np.ndarray, sampling: SamplingConfig,
+                 should_cancel: Callable[[], bool] | None, backend: str, half_weights: bool) -> None:  # fmt: skip
+        self.started = time.perf_counter()
+        self.vocab = vocab
+        self.sampling = sampling
+        self.should_cancel = should_cancel
+        self.backend = backend
+        self.capacity = model.config.max_seq_len
+        self.stats = GenerationStats(prompt_tokens=len(prompt))
+        if len(prompt) > self.capacity:
+            raise MeloformerError(
+                f"the last bar of the song takes {len(prompt)} tokens, more than the model's context of {self.capacity}"
+            )
+        self.decoder = StreamingDecoder(vocab)
+        for token in prompt.tolist():
+            self.decoder.feed(token)
+        self.cache = DecodingCache(model, vocab, half_weights)
+        self.logits = self.cache.prefill(prompt, backend=backend)
+        self.stats.prefill_s = time.perf_counter() - self.started
+        self.generator = torch.Generator(device="cpu")
+        self.generator.manual_seed(sampling.seed if sampling.seed is not None else int(torch.seed() % 2**63))
+        self.history: list[int] = []
+        self.bar_tokens: list[int] = []  # tokens of the bar in progress
+        pitch = vocab.offset[TokenType.PITCH]
+        self._pitches = (pitch, pitch + vocab.count[TokenType.PITCH])
+
+    def start_bar(self) -> None:
+        """Before a BAR token: slide the window if the cache is nearly full."""
+        self.bar_tokens = []
+        if self.cache.length > self.capacity - max(64, self.capacity // 8):
+            self.cache = _slide(self.cache, self.decoder, [], self.backend)
+            self.stats.window_slides += 1
+
+    def feed(self, token: int) -> None:
+        if self.should_cancel is not None and self.should_cancel():
+            raise CancelledError
+        self.decoder.feed(token)
+        self.bar_tokens.append(token)
+        self.history.append(token)
+        try:
+            self.logits = self.cache.step(token)
+        except ContextFull:  # one bar longer than the room left: slide inside the bar
+            self.cache = _slide(self.cache, self.decoder, self.bar_tokens[:-1], self.backend)
+            self.stats.window_slides += 1
+            self.logits = self.cache.step(token)
+
+    def sample(self, allowed: torch.Tensor) -> int:
+        """A token among ``allowed`` (already intersected with the grammar by the caller)."""
+        vocab = self.vocab
+        allowed[vocab.eos_id] = False  # the user asked for bars: the song does not end here
+        if len(self.bar_tokens) >= int(self.capacity * BAR_SHARE) and allowed[vocab.bar_id]:
+            allowed[:] = False  # this bar is long enough: close it at the next segment boundary
+            allowed[vocab.bar_id] = True
+        if not allowed.any():
+            raise MeloformerError("the grammar allows no continuation (too many bars for the encoding)")
+        recent = None
+        if self.sampling.repetition_window:
+            recent = torch.tensor(self.history[-self.sampling.repetition_window :], dtype=torch.long)
+            recent = recent[(recent >= self._pitches[0]) & (recent < self._pitches[1])]
+        self.stats.tokens_generated += 1
+        return choose_token(self.logits, allowed, self.sampling, self.generator, recent)
+
+    def grammar_mask(self) -> torch.Tensor:
+        return torch.from_numpy(self.decoder.state.allowed())
+
+    def bar_finished(self, done: int) -> None:
+        now = time.perf_counter() - self.started
+        self.stats.bar_seconds.append(now)
+        if done == 1:
+            self.stats.first_bar_s = now
+
+    def finish(self, done: int) -> GenerationStats:
+        self.stats.bars_added = done
+        self.stats.total_s = time.perf_counter() - self.started
+        return self.stats
+
+
+def _prompt(grid: GridSong, vocab: Vocabulary, capacity: int, stop_bar: int | None = None) -> tuple[np.ndarray, int]:
+    """(tokens of the latest whole bars before ``stop_bar`` that fit the prompt share, first bar)."""
+    first = window_start(grid, vocab, int(capacity * PROMPT_SHARE), stop_bar=stop_bar)
+    return encode_grid(slice_grid(grid, first, stop_bar), vocab)[:-1], first
+
+
 def continue_grid(
     model: MeloFormer,
     vocab: Vocabulary,
@@ -63,92 +154,96 @@ def continue_grid(
     should_cancel: Callable[[], bool] | None = None,
     backend: str = "dense",
     half_weights: bool = False,
-) -> tuple[GridSong, GridSong, GenerationStats]:
+) -> tuple[GridSong, GenerationStats]:
     """Generate ``bars`` new bars after the last bar of ``grid``.
 
-    Returns (the window the model saw, extended by the new bars; the new bars alone, as a
-    slice starting at step 0; statistics). ``on_bar(k, new_bars)`` is called after the
-    k-th new bar (1-based) is finished; ``should_cancel`` is polled between tokens;
-    ``half_weights`` decodes with float16 weights (see `DecodingCache`).
+    Returns (the new bars, as a grid slice starting at step 0; statistics).
+    ``on_bar(k, new_bars)`` is called after the k-th new bar (1-based) is finished;
+    ``should_cancel`` is polled between tokens; ``half_weights`` decodes with float16
+    weights (see `DecodingCache`).
     """
-    started = time.perf_counter()
-    stats = GenerationStats()
-    capacity = model.config.max_seq_len
-    first = window_start(grid, vocab, int(capacity * PROMPT_SHARE))
-    window = slice_grid(grid, first)
-    prompt = encode_grid(window, vocab)[:-1]  # without EOS
-    if len(prompt) > capacity:
-        raise MeloformerError(
-            f"the last bar of the song takes {len(prompt)} tokens, more than the model's context of {capacity}"
-        )
-    prompt_bars = window.bar_count
-    stats.prompt_tokens = len(prompt)
-
-    decoder = StreamingDecoder(vocab)
-    for token in prompt.tolist():
-        decoder.feed(token)
-    cache = DecodingCache(model, vocab, half_weights)
-    cache.prefill(prompt, backend=backend)
-    stats.prefill_s = time.perf_counter() - started
-
-    bar_id = vocab.bar_id
-    eos = vocab.eos_id
+    prompt, first = _prompt(grid, vocab, model.config.max_seq_len)
+    prompt_bars = grid.bar_count - first
+    session = _Session(model, vocab, prompt, sampling, should_cancel, backend, half_weights)
     bar_type = int(TokenType.BAR)
-    longest_bar = int(capacity * BAR_SHARE)
-    pitch_range = slice(vocab.offset[TokenType.PITCH], vocab.offset[TokenType.PITCH] + vocab.count[TokenType.PITCH])
-    generator = torch.Generator(device="cpu")
-    generator.manual_seed(sampling.seed if sampling.seed is not None else int(torch.seed() % 2**63))
-    history: list[int] = []
-    bar_tokens: list[int] = []  # tokens of the bar in progress
     done = 0
-    token = bar_id  # the continuation starts a new bar: forced, not sampled
+    token = vocab.bar_id  # the continuation starts a new bar: forced, not sampled
     while True:
-        if should_cancel is not None and should_cancel():
-            raise CancelledError
         if vocab.type_of[token] == bar_type:
-            if history:  # a bar just finished
+            if session.history:  # a bar just finished
                 done += 1
-                now = time.perf_counter() - started
-                stats.bar_seconds.append(now)
-                if done == 1:
-                    stats.first_bar_s = now
+                session.bar_finished(done)
                 if on_bar is not None:
-                    on_bar(done, slice_grid(decoder.grid(), prompt_bars))
+                    on_bar(done, slice_grid(session.decoder.grid(), prompt_bars))
                 if done == bars:
                     break
-            bar_tokens = []
-            if cache.length > capacity - max(64, capacity // 8):
-                cache = _slide(cache, decoder, bar_tokens, backend)
-                stats.window_slides += 1
-        decoder.feed(token)
-        bar_tokens.append(token)
-        history.append(token)
-        try:
-            logits = cache.step(token)
-        except ContextFull:  # one bar longer than the room left: slide inside the bar
-            cache = _slide(cache, decoder, bar_tokens[:-1], backend)
-            stats.window_slides += 1
-            logits = cache.step(token)
-        allowed = torch.from_numpy(decoder.state.allowed())
-        allowed[eos] = False  # the user asked for a number of bars: the song does not end here
-        if len(bar_tokens) >= longest_bar and allowed[bar_id]:
-            allowed[:] = False  # this bar is long enough: close it at the next segment boundary
-            allowed[bar_id] = True
-        if not allowed.any():
-            raise MeloformerError("the grammar allows no continuation (too many bars for the encoding)")
-        recent = (
-            torch.tensor(history[-sampling.repetition_window :], dtype=torch.long)
-            if sampling.repetition_window
-            else None
-        )
-        if recent is not None:
-            recent = recent[(recent >= pitch_range.start) & (recent < pitch_range.stop)]
-        token = choose_token(logits, allowed, sampling, generator, recent)
-        stats.tokens_generated += 1
-    stats.bars_added = done
-    stats.total_s = time.perf_counter() - started
-    extended = decoder.grid()
-    return extended, slice_grid(extended, prompt_bars), stats
+            session.start_bar()
+        session.feed(token)
+        token = session.sample(session.grammar_mask())
+    return slice_grid(session.decoder.grid(), prompt_bars), session.finish(done)
+
+
+def arrange_grid(
+    model: MeloFormer,
+    vocab: Vocabulary,
+    grid: GridSong,
+    targets: set[int],
+    first_bar: int,
+    stop_bar: int,
+    sampling: SamplingConfig,
+    *,
+    on_bar: Callable[[int, GridSong], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    backend: str = "dense",
+    half_weights: bool = False,
+) -> tuple[GridSong, GenerationStats]:
+    """Write the ``targets`` track slots in bars ``[first_bar, stop_bar)`` of ``grid``.
+
+    The target slots' notes in the range are ignored; everything else is kept and fed to
+    the model bar by bar (conductor, then the kept tracks), and only the target tracks
+    are sampled after them. Returns (bars ``[first_bar, stop_bar)`` with the kept tracks
+    and the new target notes, as a grid slice starting at step 0; statistics).
+    """
+    if not 0 <= first_bar < stop_bar <= grid.bar_count:
+        raise MeloformerError(f"bar range {first_bar + 1}-{stop_bar} is outside the song (1-{grid.bar_count})")
+    if not targets or not all(0 <= slot < len(grid.instruments) for slot in targets):
+        raise MeloformerError("choose at least one existing track to write")
+    notes = grid.notes
+    onset_bar = np.searchsorted(grid.bar_starts, notes[:, 1], side="right") - 1
+    in_range = (onset_bar >= first_bar) & (onset_bar < stop_bar)
+    kept = notes[~(in_range & np.isin(notes[:, 0], sorted(targets)))]
+    given = GridSong(grid.bar_starts, grid.time_signatures, grid.tempos, grid.keys, grid.instruments, kept)
+    first = (
+        window_start(given, vocab, int(model.config.max_seq_len * PROMPT_SHARE), stop_bar=first_bar) if first_bar else 0
+    )
+    # one continuous encoding from the window's first bar to the end of the range: the
+    # prompt is the part before the range, then each bar's kept music, to be fed as it is
+    full = encode_grid(slice_grid(given, first, stop_bar), vocab)[:-1]
+    bar_at = np.append(np.flatnonzero(vocab.type_of[full] == TokenType.BAR), len(full))
+    prompt = full[: bar_at[first_bar - first]]
+    bar_tokens = [full[bar_at[i] : bar_at[i + 1]] for i in range(first_bar - first, stop_bar - first)]
+    session = _Session(model, vocab, prompt, sampling, should_cancel, backend, half_weights)
+    track_offset = vocab.offset[TokenType.TRACK]
+    target_tokens = torch.zeros(len(vocab), dtype=torch.bool)
+    for slot in targets:
+        target_tokens[track_offset + slot] = True
+    not_tracks = torch.ones(len(vocab), dtype=torch.bool)
+    not_tracks[track_offset : track_offset + vocab.count[TokenType.TRACK]] = False
+    prompt_bars = first_bar - first
+    for index, forced in enumerate(bar_tokens):
+        session.start_bar()
+        for token in forced.tolist():
+            session.feed(token)
+        while True:  # the target tracks of this bar, sampled
+            token = session.sample(session.grammar_mask() & (not_tracks | target_tokens))
+            if vocab.type_of[token] == TokenType.BAR:
+                break  # the bar is complete; the next one starts with its forced tokens
+            session.feed(token)
+        session.bar_finished(index + 1)
+        if on_bar is not None:
+            on_bar(index + 1, slice_grid(session.decoder.grid(), prompt_bars))
+    result = slice_grid(session.decoder.grid(), prompt_bars, prompt_bars + len(bar_tokens))
+    return result, session.finish(len(bar_tokens))
 
 
 def _slide(old: DecodingCache, decoder: StreamingDecoder, bar_tokens: list[int], backend: str) -> DecodingCache:
