@@ -35,20 +35,6 @@ from tests.conftest import FIXTURES
 VOCAB = DEFAULT_VOCAB
 
 
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = MeloFormer(named_config("debug", len(VOCAB), max_seq_len=512))
-    return save_bundle(model, VOCAB, tmp_path_factory.mktemp("models") / "debug-bundle")
-
-
-@pytest.fixture(scope="module")
-def service(bundle_dir: Path) -> GenerationService:
-    service = GenerationService(device="cpu")
-    service.load(bundle_dir)
-    return service
-
-
 # --- sampling functions ----------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ import pytest
 from meloformer_core.midi_io import read_midi
 from meloformer_core.model.bundle import load_bundle
 from meloformer_core.model.sampling import SamplingConfig
-from meloformer_core.service import GenerationService
+from meloformer_core.service import GenerationService, TrackRequest
 from tests.conftest import FIXTURES
 from training.train import KILL_AFTER_STEP_ENV, NAN_AT_STEP_ENV
 
@@ -120,3 +120,5 @@ def test_export_load_and_continue(uninterrupted: Path, tmp_path: Path) -> None:
     song = read_midi(FIXTURES / "drum_groove.mid")
     continued = service.continue_song(song, 2, SamplingConfig(seed=0))
     assert continued.bars_added == 2 and continued.song.note_count >= song.note_count
+    arranged = service.arrange_song(song, [1, TrackRequest("Strings", 48)], (1, 3), SamplingConfig(seed=0))
+    assert [arranged.song.tracks[i] for i in (0, 2, 3)] == [song.tracks[i] for i in (0, 2, 3)]

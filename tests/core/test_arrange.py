@@ -1,0 +1,79 @@
+"""Arranging: chosen tracks written under the kept ones, nothing else touched."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from meloformer_core.encoding import encode
+from meloformer_core.encoding.quantize import to_grid
+from meloformer_core.midi_io import read_midi
+from meloformer_core.model.sampling import SamplingConfig
+from meloformer_core.service import GenerationService, ServiceError, TrackRequest
+from tests.conftest import FIXTURES
+
+
+def bar_of(song, ticks: int) -> int:
+    starts = song.bar_starts(until_tick=ticks)
+    return len([s for s in starts if s <= ticks]) - 1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_kept_tracks_are_identical_and_new_notes_stay_in_their_tracks_and_bars(
+    service: GenerationService, seed: int
+) -> None:
+    song = read_midi(FIXTURES / "drum_groove.mid")
+    result = service.arrange_song(song, [2, TrackRequest("Strings", 48), TrackRequest("Kit", is_drum=True)], (1, 3),
+                                  SamplingConfig(seed=seed))  # fmt: skip
+    out = result.song
+    assert len(out.tracks) == len(song.tracks) + 2
+    assert [out.tracks[i] for i in (0, 1, 3)] == [song.tracks[i] for i in (0, 1, 3)]  # note for note
+    assert (out.tracks[4].program, out.tracks[5].is_drum) == (48, True)
+    old_organ = {n for n in song.tracks[2].notes if bar_of(song, n.start) not in (1, 2)}
+    new_organ = set(out.tracks[2].notes)
+    assert old_organ <= new_organ  # outside bars 2-3 the organ is untouched
+    for track in (out.tracks[2], out.tracks[4], out.tracks[5]):
+        for note in set(track.notes) - old_organ:
+            assert bar_of(song, note.start) in (1, 2)  # new notes only in the requested bars
+    out.validate()
+    assert len(encode(out)) > 0  # the result is a valid, encodable song
+
+
+def test_arranging_reproduces_with_a_seed_and_covers_the_whole_song_by_default(service: GenerationService) -> None:
+    song = read_midi(FIXTURES / "bach_chorale.mid")
+    first = service.arrange_song(song, [TrackRequest("Bass", 33)], None, SamplingConfig(seed=9))
+    again = service.arrange_song(song, [TrackRequest("Bass", 33)], None, SamplingConfig(seed=9))
+    assert first.song == again.song
+    assert first.bars_added == to_grid(song).bar_count
+
+
+def test_arrange_errors(service: GenerationService) -> None:
+    song = read_midi(FIXTURES / "jig_6_8.mid")
+    with pytest.raises(ServiceError, match="no track 5"):
+        service.arrange_song(song, [4])
+    with pytest.raises(ServiceError, match="outside the song"):
+        service.arrange_song(song, [0], (40, 60))
+    with pytest.raises(ServiceError, match="at least one track"):
+        service.arrange_song(song, [])
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "meloformer_core.cli", *args], capture_output=True, text=True)
+
+
+def test_arrange_command(bundle_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "arranged.mid"
+    result = run("arrange", str(FIXTURES / "drum_groove.mid"), "-o", str(out), "--tracks", "bass:33,drums,Organ",
+                 "--bars", "2:3", "--model", str(bundle_dir), "--seed", "2")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["bars_added"] == 2 and {"tokens_generated", "tokens_per_s", "first_bar_s"} <= report.keys()
+    song, arranged = read_midi(FIXTURES / "drum_groove.mid"), read_midi(out)
+    assert [t.name for t in arranged.tracks] == [t.name for t in song.tracks] + ["bass", "Drums"]
+    bad = run("arrange", str(FIXTURES / "drum_groove.mid"), "-o", str(out), "--tracks", "bass:200",
+              "--model", str(bundle_dir))  # fmt: skip
+    assert bad.returncode == 1 and "GM number 0-127" in bad.stderr and "Traceback" not in bad.stderr
