@@ -110,12 +110,39 @@ def encode_grid(grid: GridSong, vocab: Vocabulary = DEFAULT_VOCAB) -> np.ndarray
 
 
 def decode_grid(tokens: np.ndarray | list[int], vocab: Vocabulary = DEFAULT_VOCAB) -> GridSong:
+    tokens = np.asarray(tokens, dtype=np.int64)
+    kinds = vocab.type_of[tokens]
+    if (kinds == TokenType.FIM_GAP).any():
+        validate_prefix = GrammarState(vocab)
+        for token in tokens.tolist():  # the infilling layout itself must be grammatical
+            validate_prefix.feed(token)
+        tokens = fim_to_canonical(tokens, vocab)
     decoder = StreamingDecoder(vocab)
-    for token in np.asarray(tokens, dtype=np.int64).tolist():
+    for token in tokens.tolist():
         decoder.feed(token)
         if decoder.state.finished:
             break
     return decoder.grid()
+
+
+def fim_to_canonical(tokens: np.ndarray, vocab: Vocabulary = DEFAULT_VOCAB) -> np.ndarray:
+    """An infilling sequence (prefix, FIM_GAP, suffix, FIM_MIDDLE, middle, FIM_END) in bar order.
+
+    The restated conductor segments at the start of the middle and of the suffix stay:
+    restating the metre and tempo in force is grammatical anywhere. An unfinished sequence
+    gives the prefix and the middle so far.
+    """
+    kinds = vocab.type_of[tokens]
+    gap = int(np.flatnonzero(kinds == TokenType.FIM_GAP)[0])
+    middles = np.flatnonzero(kinds == TokenType.FIM_MIDDLE)
+    middle = int(middles[0]) if len(middles) else len(tokens)
+    ends = np.flatnonzero(kinds == TokenType.FIM_END)
+    end = int(ends[0]) if len(ends) else len(tokens)
+    parts = [tokens[:gap], tokens[middle + 1 : end]]
+    if len(ends):  # complete: the suffix goes after the middle, at its true bars
+        parts += [tokens[gap + 1 : middle], np.array([vocab.eos_id])]
+    # unfinished: where the suffix starts is not known yet, so it is left out
+    return np.concatenate(parts).astype(np.int64)
 
 
 class StreamingDecoder:
@@ -160,9 +187,10 @@ class StreamingDecoder:
 
     def grid(self) -> GridSong:
         """Everything decoded so far (an unfinished note is left out)."""
-        if not self.bar_starts:
-            raise EncodingError("token sequence holds no bar")
-        bars = np.array([*self.bar_starts, self.bar_starts[-1] + self.bar_length], dtype=np.int64)
+        if not self.state.instruments and not self.bar_starts:
+            raise EncodingError("token sequence holds neither a track nor a bar")
+        ends = [self.bar_starts[-1] + self.bar_length] if self.bar_starts else [0]  # no bar yet: an empty song
+        bars = np.array([*self.bar_starts, *ends], dtype=np.int64)
         notes = np.array(self.rows, dtype=np.int64).reshape(-1, 5)
         notes = notes[np.lexsort((notes[:, 2], notes[:, 1], notes[:, 0]))]
         return GridSong(

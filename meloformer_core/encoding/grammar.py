@@ -58,7 +58,7 @@ class _T:
     PAD, BOS, EOS, INSTRUMENT, BAR, CHORD, TIME_SIG, KEY, TEMPO, TRACK, POSITION, PITCH, DRUM, DURATION, VELOCITY = (
         range(15)
     )
-    TEMPO_FINE = 15
+    TEMPO_FINE, FIM_GAP, FIM_MIDDLE, FIM_END = 15, 16, 17, 18
 
 
 assert [getattr(_T, t.name) for t in TokenType] == [int(t) for t in TokenType]
@@ -71,9 +71,22 @@ def token_metadata(tokens: np.ndarray, vocab: Vocabulary = DEFAULT_VOCAB) -> dic
     kind = vocab.type_of[tokens].astype(np.int32)
     value = vocab.value_index[tokens]
     index = np.arange(count)
-    opens_bar = (kind == TokenType.BAR) | (kind == TokenType.EOS)
-    opener = opens_bar | (kind == TokenType.TRACK)
-    bar = np.cumsum(opens_bar) - 1
+    opens_bar = (kind == TokenType.BAR) | (kind == TokenType.EOS) | (kind == TokenType.FIM_END)
+    gap = kind == TokenType.FIM_GAP
+    middle = kind == TokenType.FIM_MIDDLE
+    opener = opens_bar | (kind == TokenType.TRACK) | gap | middle
+    # bar index = running sum of increments: +1 per bar, +n over a gap of n bars, and back
+    # to the bar before the gap at FIM_MIDDLE (fixed one FIM_MIDDLE at a time, in order)
+    increment = opens_bar.astype(np.int64)
+    increment[gap] = value[gap] + 1
+    gaps = np.flatnonzero(gap)
+    for at in np.flatnonzero(middle).tolist():
+        running = np.cumsum(increment[:at]) - 1
+        before = int(running[-1]) if at else HEADER
+        earlier = gaps[gaps < at]
+        saved = (int(running[earlier[-1] - 1]) if earlier[-1] > 0 else HEADER) if len(earlier) else HEADER
+        increment[at] = saved - before
+    bar = np.cumsum(increment) - 1
     segment = np.cumsum(opener) - 1
     last_opener = np.maximum.accumulate(np.where(opener, index, -1)) if count else index
     slot_if_opener = np.where(kind == TokenType.TRACK, value + 1, 0)
@@ -94,7 +107,7 @@ def token_metadata(tokens: np.ndarray, vocab: Vocabulary = DEFAULT_VOCAB) -> dic
 class MetadataTracker:
     """The incremental twin of `token_metadata`: feed tokens one by one."""
 
-    __slots__ = ("bar", "position", "segment", "slot", "vocab")
+    __slots__ = ("bar", "position", "saved_bar", "segment", "slot", "vocab")
 
     def __init__(self, vocab: Vocabulary = DEFAULT_VOCAB) -> None:
         self.vocab = vocab
@@ -102,14 +115,20 @@ class MetadataTracker:
         self.segment = HEADER
         self.slot = HEADER
         self.position = NO_POSITION  # last POSITION value in the current segment
+        self.saved_bar = HEADER  # the bar before the latest FIM_GAP
 
     def feed(self, token: int) -> TokenMeta:
         kind = int(self.vocab.type_of[token])
         if kind == _T.PAD:
             return TokenMeta(kind, PADDING, PADDING, PADDING, PADDING)
-        if kind == _T.BAR or kind == _T.EOS or kind == _T.TRACK:
-            if kind != _T.TRACK:
+        if kind == _T.BAR or kind == _T.EOS or kind == _T.TRACK or kind >= _T.FIM_GAP:
+            if kind == _T.BAR or kind == _T.EOS or kind == _T.FIM_END:
                 self.bar += 1
+            elif kind == _T.FIM_GAP:
+                self.saved_bar = self.bar
+                self.bar += int(self.vocab.value_index[token]) + 1
+            elif kind == _T.FIM_MIDDLE:
+                self.bar = self.saved_bar
             self.segment += 1
             self.slot = int(self.vocab.value_index[token]) + 1 if kind == _T.TRACK else 0
             self.position = NO_POSITION
@@ -123,7 +142,7 @@ class Expect:
     """What the grammar expects next (plain ints, for speed)."""
 
     BOS = 0
-    HEADER = 1  # INSTRUMENT or the first BAR
+    HEADER = 1  # INSTRUMENT or the first BAR (or FIM_GAP)
     CHORD = 2
     CONDUCTOR = 3  # TIME_SIG / KEY / tempo POSITION, or the end of the conductor segment
     TEMPO = 4
@@ -132,10 +151,14 @@ class Expect:
     DURATION = 7
     VELOCITY = 8
     AFTER_NOTE = 9  # POSITION / PITCH of a chord / end of the track segment
-    END = 10  # after EOS: padding only
+    END = 10  # after EOS or FIM_END: padding only
     TEMPO_FINE = 11
+    PART_START = 12  # after FIM_GAP (a suffix bar or FIM_MIDDLE) or FIM_MIDDLE (a bar)
     NAMES = ("BOS", "HEADER", "CHORD", "CONDUCTOR", "TEMPO", "NOTE_POSITION", "PITCH", "DURATION", "VELOCITY",
-             "AFTER_NOTE", "END", "TEMPO_FINE")  # fmt: skip
+             "AFTER_NOTE", "END", "TEMPO_FINE", "PART_START")  # fmt: skip
+
+
+NORMAL, SUFFIX, MIDDLE = 0, 1, 2  # parts of a sequence; SUFFIX and MIDDLE only when infilling
 
 
 class GrammarState:
@@ -145,10 +168,12 @@ class GrammarState:
 
         BAR CHORD [TIME_SIG] [KEY] (POSITION TEMPO TEMPO_FINE)*  (TRACK ([POSITION] PITCH|DRUM DURATION VELOCITY)+)*
 
-    The first bar must state its metre and a tempo at position 0; positions increase
-    strictly within a segment and stay inside the bar; pitches of one onset increase
-    strictly; a track segment appears at most once per bar, only for declared tracks,
-    with PITCH for melodic and DRUM for drum tracks; EOS ends the song after a bar.
+    The first bar of a sequence, of a suffix and of a middle part *restates* its metre and
+    its tempo at position 0; positions increase strictly within a segment and stay inside
+    the bar; pitches of one onset increase strictly; a track segment appears at most once
+    per bar, only for declared tracks, with PITCH for melodic and DRUM for drum tracks;
+    EOS ends the song after a bar. Infilling: ``FIM_GAP_n`` (at a segment boundary), the
+    suffix bars, ``FIM_MIDDLE``, exactly n bars, ``FIM_END``.
     """
 
     def __init__(self, vocab: Vocabulary = DEFAULT_VOCAB) -> None:
@@ -159,10 +184,13 @@ class GrammarState:
         self.bar_steps = 0
         self.bars = 0
         self.conductor_stage = 0  # 0 after CHORD, 1 after TIME_SIG, 2 after KEY, 3 after a tempo
-        self.tempo_defined = False
+        self.restating = True  # the current bar must state its metre and its tempo at position 0
         self.used_slots: set[int] = set()
         self.last_pitch = -1
         self.tokens_fed = 0
+        self.part = NORMAL
+        self.gap = 0  # bars to infill
+        self.middle_bars = 0  # bars of the middle part so far
         # (offset, count) of every token type, indexed by type
         self._span = [(vocab.offset[t], vocab.count[t]) for t in TokenType]
 
@@ -177,7 +205,7 @@ class GrammarState:
         return self._may_close_segment()
 
     def _may_close_segment(self) -> bool:
-        return self.expect == Expect.AFTER_NOTE or (self.expect == Expect.CONDUCTOR and self.tempo_defined)
+        return self.expect == Expect.AFTER_NOTE or (self.expect == Expect.CONDUCTOR and not self.restating)
 
     def allowed_ranges(self) -> list[tuple[int, int]]:
         """Half-open id ranges ``[start, stop)`` of the tokens that may come next."""
@@ -191,24 +219,30 @@ class GrammarState:
                 ranges.append((offset + start, offset + stop))
 
         expect = self.expect
+        max_bars = self.vocab.config.max_bars
         if expect == Expect.BOS:
             allow(_T.BOS)
         elif expect == Expect.HEADER:
             if len(self.instruments) < self.vocab.config.max_tracks:
                 allow(_T.INSTRUMENT)
             allow(_T.BAR)
+            allow(_T.FIM_GAP, 0, max_bars - 1)
+        elif expect == Expect.PART_START:
+            allow(_T.BAR)
+            if self.part == SUFFIX:
+                allow(_T.FIM_MIDDLE)
         elif expect == Expect.CHORD:
             allow(_T.CHORD)
         elif expect == Expect.CONDUCTOR:
             stage = self.conductor_stage
             if stage == 0:
                 allow(_T.TIME_SIG)
-            if stage <= 1 and (self.bars > 1 or stage == 1):
+            if stage <= 1 and (stage == 1 or not self.restating):
                 allow(_T.KEY)
-            if self.tempo_defined:
+            if not self.restating:
                 allow(_T.POSITION, self.meta.position + 1, self.bar_steps)
             elif stage >= 1:
-                allow(_T.POSITION, 0, 1)  # the first bar states a tempo at its start
+                allow(_T.POSITION, 0, 1)  # a restating bar states its tempo at its start
         elif expect == Expect.TEMPO:
             allow(_T.TEMPO)
         elif expect == Expect.TEMPO_FINE:
@@ -230,9 +264,16 @@ class GrammarState:
             for slot in range(len(self.instruments)):
                 if slot not in self.used_slots:
                     allow(_T.TRACK, slot, slot + 1)
-            if self.bars < self.vocab.config.max_bars:
+            part = self.part
+            if self.bars < max_bars and (part != MIDDLE or self.middle_bars < self.gap):
                 allow(_T.BAR)
-            allow(_T.EOS)
+            if part == NORMAL:
+                allow(_T.EOS)
+                allow(_T.FIM_GAP, 0, max_bars - self.bars)
+            elif part == SUFFIX:
+                allow(_T.FIM_MIDDLE)
+            elif self.middle_bars == self.gap:
+                allow(_T.FIM_END)
         return ranges
 
     def allowed(self) -> np.ndarray:
@@ -281,6 +322,8 @@ class GrammarState:
             self.expect = Expect.NOTE_POSITION
         elif kind == _T.BAR:
             self.bars += 1
+            if self.part == MIDDLE:
+                self.middle_bars += 1
             self.used_slots = set()
             self.expect = Expect.CHORD
         elif kind == _T.CHORD:
@@ -294,14 +337,20 @@ class GrammarState:
         elif kind == _T.TEMPO:
             self.expect = Expect.TEMPO_FINE
         elif kind == _T.TEMPO_FINE:
-            self.tempo_defined = True
+            self.restating = False
             self.conductor_stage = 3
             self.expect = Expect.CONDUCTOR
         elif kind == _T.INSTRUMENT:
             self.instruments.append(self.vocab.value(token))  # type: ignore[arg-type]
         elif kind == _T.BOS:
             self.expect = Expect.HEADER
-        elif kind == _T.EOS:
+        elif kind == _T.FIM_GAP:
+            self.part, self.gap, self.restating = SUFFIX, value + 1, True
+            self.expect = Expect.PART_START
+        elif kind == _T.FIM_MIDDLE:
+            self.part, self.middle_bars, self.restating = MIDDLE, 0, True
+            self.expect = Expect.PART_START
+        elif kind == _T.EOS or kind == _T.FIM_END:
             self.expect = Expect.END
         return meta
 

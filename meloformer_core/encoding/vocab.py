@@ -7,6 +7,11 @@ Layout of a sequence (see DESIGN.md §3 and `codec.py`)::
     (TRACK ([POSITION] PITCH|DRUM DURATION VELOCITY)+)*   one segment per sounding track of bar n
     … EOS
 
+Infilling (fill in the middle) moves the bars after a gap ahead of it::
+
+    header, bars before A | FIM_GAP_n | bars B… (first restated) | FIM_MIDDLE | bars A…B-1 (first restated)
+    | FIM_END
+
 Every table here is fixed by `EncodingConfig`; the vocabulary hash covers both, so a
 model trained with one vocabulary refuses data or prompts encoded with another.
 """
@@ -45,6 +50,9 @@ class TokenType(IntEnum):
     DURATION = 13
     VELOCITY = 14
     TEMPO_FINE = 15  # tenths of a quarter note per minute, after TEMPO
+    FIM_GAP = 16  # infilling: n bars are left out here; the bars after them (the suffix) follow
+    FIM_MIDDLE = 17  # infilling: the left-out bars follow
+    FIM_END = 18  # infilling: the left-out bars are complete
 
 
 CHORD_QUALITIES: dict[str, tuple[int, ...]] = {
@@ -78,6 +86,7 @@ class EncodingConfig:
     tempo_bpm_min: int = 20
     tempo_bpm_max: int = 300
     velocity_bins: int = 32
+    max_gap_bars: int = 32  # longest bar range an infill can regenerate
     duration_bins: tuple[int, ...] = field(default_factory=_duration_bins)
 
     def __post_init__(self) -> None:
@@ -147,6 +156,9 @@ class Vocabulary:
             (TokenType.DURATION, list(config.duration_bins)),
             (TokenType.VELOCITY, list(range(config.velocity_bins))),
             (TokenType.TEMPO_FINE, list(range(10))),
+            (TokenType.FIM_GAP, list(range(1, config.max_gap_bars + 1))),
+            (TokenType.FIM_MIDDLE, [None]),
+            (TokenType.FIM_END, [None]),
         ]
         self.offset: dict[TokenType, int] = {}
         self.count: dict[TokenType, int] = {}

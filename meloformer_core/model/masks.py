@@ -8,8 +8,9 @@ so a key index ``kv < T`` is a regular token and ``kv >= T`` is summary ``kv - T
 - *summarise* (queries: summaries). Summary ``k`` sees the regular tokens of its own
   segment (SR), the summaries of earlier segments of its document (SS), and itself.
 - *update* (queries: regular tokens). Token ``t`` sees (RR) earlier tokens of its document
-  that are header tokens, in its own bar (any track), or in a structure-related earlier
-  bar (``bar distance in related_bar_offsets``) of its own track or the conductor; and
+  that are header tokens, in its own bar (any track), or in a structure-related bar
+  (``|bar distance| in related_bar_offsets``; later bars precede only when infilling)
+  of its own track or the conductor; and
   (RS) the summaries of segments *closed* before it (last token strictly before ``t``).
 
 Design choices (tested in tests/core/test_model.py):
@@ -174,7 +175,8 @@ def update_mask_mod(layout: Layout, related_bar_offsets: Sequence[int]) -> MaskM
         distance = query_bar - key_bar
         related = torch.zeros_like(distance, dtype=torch.bool)
         for offset in related_bar_offsets:
-            related = related | (distance == offset)
+            # either direction: when infilling, the suffix (later bars) comes before the middle
+            related = related | (distance == offset) | (distance == -offset)
         key_slot = slot[b, regular]
         related = related & ((key_slot == slot[b, q]) | (key_slot == 0))
         visible = (segment[b, regular] == HEADER) | (key_bar == query_bar) | related
