@@ -126,6 +126,25 @@ def _arrange(args: argparse.Namespace) -> dict:
     return {**result.summary(), "model": model["name"], "device": model["device"], "seed": args.seed}
 
 
+def _infill(args: argparse.Namespace) -> dict:
+    from meloformer_core.midi_io import read_midi, write_midi
+    from meloformer_core.service import GenerationService
+
+    song = read_midi(args.input)
+    tracks = parse_tracks(args.tracks, song) if args.tracks else None
+    bars = parse_bars(args.bars)
+    sampling = _sampling(args)
+    service = GenerationService(device=args.device)
+    model = service.load(args.model)
+
+    def progress(done: int, total: int, _song: object) -> None:
+        print(f"bar {done}/{total}", file=sys.stderr, flush=True)
+
+    result = service.infill_song(song, bars, tracks, sampling, progress=progress)
+    write_midi(result.song, args.output)
+    return {**result.summary(), "model": model["name"], "device": model["device"], "seed": args.seed}
+
+
 def _init_model(args: argparse.Namespace) -> dict:
     import torch
 
@@ -207,6 +226,19 @@ def build_parser() -> argparse.ArgumentParser:
     arrange.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     _add_sampling_options(arrange)
     arrange.set_defaults(run=_arrange)
+
+    infill = commands.add_parser(
+        "infill", help="regenerate a range of bars so that it joins what comes before and after",
+        description="Write IN with bars A to B regenerated (all tracks, or the chosen ones) to OUT.",
+    )  # fmt: skip
+    infill.add_argument("input", type=Path, metavar="IN.mid")
+    infill.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mid")
+    infill.add_argument("--bars", required=True, metavar="A:B", help="bars A to B, from 1, inclusive")
+    infill.add_argument("--tracks", default=None, metavar="SPEC", help="as for arrange (default: every track)")
+    infill.add_argument("--model", type=Path, default=None, help="model bundle directory (default: the shipped model)")
+    infill.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    _add_sampling_options(infill)
+    infill.set_defaults(run=_infill)
 
     init = commands.add_parser(
         "init-model", help="write a randomly initialised model bundle (tests, benchmarks)",

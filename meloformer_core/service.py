@@ -14,12 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from meloformer_core.encoding.quantize import GridSong, to_grid, us_per_quarter, velocity_value
 from meloformer_core.encoding.vocab import STEPS_PER_QUARTER
 from meloformer_core.errors import MeloformerError
 from meloformer_core.music import KeySignature, Note, NoteArray, Song, TempoChange, TimeSignature, Track
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "resources" / "models" / "default"
+SUFFIX_BARS = 8  # bars after an infilled range that the model sees (as many as fit)
 
 Progress = Callable[[int, int, Song], None]  # (bars done, bars requested, song so far)
 CancelFlag = threading.Event | Callable[[], bool] | None
@@ -127,9 +130,11 @@ class GenerationService:
         *,
         progress: Progress | None = None,
         cancel: CancelFlag = None,
+        suffix_bars: int = 0,
     ) -> GenerationResult:
         """Write the chosen tracks (existing ones by index, or new ones) in ``bars`` (0-based,
-        end exclusive; the whole song when None); every other track is kept exactly."""
+        end exclusive; the whole song when None); every other track is kept exactly.
+        ``suffix_bars`` > 0 lets the model see that many bars after the range (infilling)."""
         from meloformer_core.model.generate import arrange_grid
 
         song, targets = add_tracks(song, tracks)
@@ -144,8 +149,25 @@ class GenerationService:
                 progress(done, total, place_bars(song, grid, new_bars, first, replace=targets))
 
         model, vocab = self.bundle.model, self.bundle.vocab
-        new_bars, stats = arrange_grid(model, vocab, grid, targets, first, stop, sampling, on_bar=on_bar, **options)
+        new_bars, stats = arrange_grid(model, vocab, grid, targets, first, stop, sampling, on_bar=on_bar,
+                                       suffix_bars=suffix_bars, **options)  # fmt: skip
         return GenerationResult.of(place_bars(song, grid, new_bars, first, replace=targets), stats)
+
+    def infill_song(
+        self,
+        song: Song,
+        bars: tuple[int, int],
+        tracks: list[int | TrackRequest] | None = None,
+        sampling=None,
+        *,
+        progress: Progress | None = None,
+        cancel: CancelFlag = None,
+    ) -> GenerationResult:
+        """Regenerate ``bars`` (0-based, end exclusive) of the chosen tracks (all when None) so
+        that they connect to the music before *and after* them."""
+        chosen = tracks if tracks is not None else list(range(len(song.tracks)))
+        return self.arrange_song(song, chosen, bars, sampling, progress=progress, cancel=cancel,
+                                 suffix_bars=SUFFIX_BARS)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -204,6 +226,9 @@ def place_bars(song: Song, grid: GridSong, new: GridSong, first_bar: int, replac
         rows = notes[notes[:, 0] == slot]
         if slot not in replace and not len(rows):
             continue
+        if first_bar + new.bar_count < grid.bar_count:  # music follows: no note hangs into it
+            rows = rows.copy()
+            rows[:, 3] = np.minimum(rows[:, 3], int(new.bar_starts[-1]) - rows[:, 1])
         added = [
             Note(tick(int(onset)), int(pitch), max(1, round(int(duration) * resolution / STEPS_PER_QUARTER)),
                  int(velocity_value(vel)))

@@ -90,6 +90,9 @@ class Augmentation:
     max_transpose: int = 5  # semitones either way; 0 turns transposition off
     tempo_jitter: float = 0.0  # relative, e.g. 0.05 for ±5 %
     track_shuffle_rate: float = 0.0  # share of windows whose track order is shuffled inside every bar (arranging)
+    fim_rate: float = 0.0  # share of windows turned into fill-in-the-middle layouts (infilling)
+    fim_max_gap: int = 8  # bars
+    fim_max_suffix: int = 8  # bars
 
 
 class Augmenter:
@@ -135,6 +138,8 @@ class Augmenter:
             tokens = self._jitter_tempo(tokens, 1 + rng.uniform(-settings.tempo_jitter, settings.tempo_jitter))
         if settings.track_shuffle_rate and rng.random() < settings.track_shuffle_rate:
             tokens = shuffle_tracks_in_bars(tokens, self.vocab, rng)
+        if settings.fim_rate and rng.random() < settings.fim_rate:
+            tokens = fill_in_the_middle(tokens, self.vocab, rng, settings.fim_max_gap, settings.fim_max_suffix)
         return tokens
 
     def _jitter_tempo(self, tokens: np.ndarray, factor: float) -> np.ndarray:
@@ -176,6 +181,77 @@ def shuffle_tracks_in_bars(tokens: np.ndarray, vocab: Vocabulary, rng: np.random
         for index in rng.permutation(len(tracks)).tolist():
             pieces.append(tokens[bounds[index] : bounds[index + 1]])
     return np.concatenate(pieces)
+
+
+def fill_in_the_middle(
+    tokens: np.ndarray, vocab: Vocabulary, rng: np.random.Generator, max_gap: int = 8, max_suffix: int = 8
+) -> np.ndarray:
+    """The window as an infilling example: prefix, FIM_GAP_g, suffix, FIM_MIDDLE, the g bars, FIM_END.
+
+    Bars [A, A + g) move after up to ``max_suffix`` bars that follow them; the first bar of
+    the suffix and of the middle restate the metre, key and tempo in force. The result is
+    never longer than the window (suffix bars are dropped to fit); a window of one bar is
+    returned as it is.
+    """
+    kinds = vocab.type_of[tokens]
+    bar_at = np.flatnonzero(kinds == TokenType.BAR)
+    bars = len(bar_at)
+    if bars < 2:
+        return tokens
+    eos = np.flatnonzero(kinds == TokenType.EOS)
+    bounds = np.append(bar_at, eos[0] if len(eos) else len(tokens))
+    first = int(rng.integers(0, bars))
+    gap = int(rng.integers(1, min(max_gap, bars - first) + 1))
+    suffix = int(rng.integers(0, min(max_suffix, bars - first - gap) + 1))
+    restated = _restatements(tokens, kinds, bounds, vocab)
+    for take in range(suffix, -1, -1):
+        stop = first + gap + take
+        parts = [tokens[: bar_at[first]], [vocab.offset[TokenType.FIM_GAP] + gap - 1]]
+        if take:
+            parts += [restated[first + gap], tokens[_body(kinds, bounds, first + gap) : bounds[stop]]]
+        parts += [
+            [vocab.offset[TokenType.FIM_MIDDLE]],
+            restated[first],
+            tokens[_body(kinds, bounds, first) : bounds[first + gap]],
+        ]
+        parts.append([vocab.offset[TokenType.FIM_END]])
+        result = np.concatenate([np.asarray(p, dtype=tokens.dtype) for p in parts])
+        if len(result) <= len(tokens):
+            return result
+    return tokens
+
+
+def _body(kinds: np.ndarray, bounds: np.ndarray, bar: int) -> int:
+    """Index of the first token after the conductor segment of ``bar``."""
+    start, stop = bounds[bar], bounds[bar + 1]
+    tracks = np.flatnonzero(kinds[start:stop] == TokenType.TRACK)
+    return int(start + tracks[0]) if len(tracks) else int(stop)
+
+
+def _restatements(tokens: np.ndarray, kinds: np.ndarray, bounds: np.ndarray, vocab: Vocabulary) -> list[np.ndarray]:
+    """For every bar: its conductor segment restating the metre, key and tempo in force."""
+    position0 = vocab.offset[TokenType.POSITION]
+    metre = key = None
+    tempo: list[int] = []
+    result = []
+    for bar in range(len(bounds) - 1):
+        start, body = int(bounds[bar]), _body(kinds, bounds, bar)
+        events: list[list[int]] = []  # this bar's tempo changes: [POSITION, TEMPO, TEMPO_FINE]
+        for index in range(start + 2, body):
+            kind = kinds[index]
+            if kind == TokenType.TIME_SIG:
+                metre = int(tokens[index])
+            elif kind == TokenType.KEY:
+                key = int(tokens[index])
+            elif kind == TokenType.POSITION:
+                events.append([int(t) for t in tokens[index : index + 3]])
+        head = [int(tokens[start]), int(tokens[start + 1]), metre] + ([key] if key is not None else [])
+        if not events or events[0][0] != position0:
+            head += [position0, *tempo]  # the tempo in force from earlier bars
+        result.append(np.array(head + [t for event in events for t in event], dtype=tokens.dtype))
+        if events:
+            tempo = events[-1][1:]
+    return result
 
 
 def transpose_key(sharps: int, shift: int) -> int:

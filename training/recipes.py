@@ -38,6 +38,9 @@ class TrainConfig:
     # Arranging: half the windows have the tracks of every bar in a random order (the rest
     # keep the canonical order, plain continuation), so any track can be written under others.
     track_shuffle_rate: float = 0.5
+    # Infilling: a quarter of the windows become fill-in-the-middle examples (bars moved
+    # after the bars that follow them); the rest train plain continuation.
+    fim_rate: float = 0.25
     gradient_checkpointing: bool = False
     fsdp: bool = False  # shard parameters, gradients and optimizer state (large sizes)
     compile: bool = False  # torch.compile the model (GPU)

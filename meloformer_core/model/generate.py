@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from meloformer_core.encoding.codec import StreamingDecoder, encode_grid, slice_grid
+from meloformer_core.encoding.codec import StreamingDecoder, decode_grid, encode_grid, slice_grid
 from meloformer_core.encoding.quantize import GridSong
 from meloformer_core.encoding.vocab import TokenType, Vocabulary
 from meloformer_core.encoding.windows import window_start
@@ -61,13 +61,16 @@ class _Session:
     """One generation: the cache, the decoder (grammar + song so far), sampling state, statistics."""
 
     def __init__(self, model: MeloFormer, vocab: Vocabulary, prompt: np.ndarray, sampling: SamplingConfig,
-                 should_cancel: Callable[[], bool] | None, backend: str, half_weights: bool) -> None:  # fmt: skip
+                 should_cancel: Callable[[], bool] | None, backend: str, half_weights: bool,
+                 can_slide: bool = True) -> None:  # fmt: skip
         self.started = time.perf_counter()
         self.vocab = vocab
         self.sampling = sampling
         self.should_cancel = should_cancel
         self.backend = backend
+        self.can_slide = can_slide  # an infilling layout cannot be cut at a bar line
         self.capacity = model.config.max_seq_len
+        self.bar_limit = int(self.capacity * BAR_SHARE)  # longest bar before it is closed
         self.stats = GenerationStats(prompt_tokens=len(prompt))
         if len(prompt) > self.capacity:
             raise MeloformerError(
@@ -85,11 +88,13 @@ class _Session:
         self.bar_tokens: list[int] = []  # tokens of the bar in progress
         pitch = vocab.offset[TokenType.PITCH]
         self._pitches = (pitch, pitch + vocab.count[TokenType.PITCH])
+        self._fim_end = vocab.offset[TokenType.FIM_END]
+        self._fim_start = slice(vocab.offset[TokenType.FIM_GAP], vocab.offset[TokenType.FIM_END])  # GAP and MIDDLE
 
     def start_bar(self) -> None:
         """Before a BAR token: slide the window if the cache is nearly full."""
         self.bar_tokens = []
-        if self.cache.length > self.capacity - max(64, self.capacity // 8):
+        if self.can_slide and self.cache.length > self.capacity - max(64, self.capacity // 8):
             self.cache = _slide(self.cache, self.decoder, [], self.backend)
             self.stats.window_slides += 1
 
@@ -102,6 +107,10 @@ class _Session:
         try:
             self.logits = self.cache.step(token)
         except ContextFull:  # one bar longer than the room left: slide inside the bar
+            if not self.can_slide:
+                raise MeloformerError(
+                    f"the bars to infill do not fit the model's context of {self.capacity} tokens; infill fewer bars"
+                ) from None
             self.cache = _slide(self.cache, self.decoder, self.bar_tokens[:-1], self.backend)
             self.stats.window_slides += 1
             self.logits = self.cache.step(token)
@@ -110,9 +119,13 @@ class _Session:
         """A token among ``allowed`` (already intersected with the grammar by the caller)."""
         vocab = self.vocab
         allowed[vocab.eos_id] = False  # the user asked for bars: the song does not end here
-        if len(self.bar_tokens) >= int(self.capacity * BAR_SHARE) and allowed[vocab.bar_id]:
-            allowed[:] = False  # this bar is long enough: close it at the next segment boundary
-            allowed[vocab.bar_id] = True
+        allowed[self._fim_start] = False  # infilling layouts are built by the caller, never sampled
+        if len(self.bar_tokens) >= self.bar_limit:  # this bar is long enough: close it at the next boundary
+            closers = torch.zeros_like(allowed)
+            closers[vocab.bar_id] = allowed[vocab.bar_id]
+            closers[self._fim_end] = allowed[self._fim_end]
+            if closers.any():
+                allowed = closers
         if not allowed.any():
             raise MeloformerError("the grammar allows no continuation (too many bars for the encoding)")
         recent = None
@@ -192,6 +205,7 @@ def arrange_grid(
     stop_bar: int,
     sampling: SamplingConfig,
     *,
+    suffix_bars: int = 0,
     on_bar: Callable[[int, GridSong], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     backend: str = "dense",
@@ -201,28 +215,57 @@ def arrange_grid(
 
     The target slots' notes in the range are ignored; everything else is kept and fed to
     the model bar by bar (conductor, then the kept tracks), and only the target tracks
-    are sampled after them. Returns (bars ``[first_bar, stop_bar)`` with the kept tracks
-    and the new target notes, as a grid slice starting at step 0; statistics).
+    are sampled after them. With ``suffix_bars`` > 0 this is *infilling*: up to that many
+    bars after the range are put ahead of it (FIM_GAP … FIM_MIDDLE), so the new music
+    leads into what follows. A bar with no kept notes gets its chord label sampled.
+    Returns (bars ``[first_bar, stop_bar)``, as a grid slice starting at step 0; statistics).
     """
     if not 0 <= first_bar < stop_bar <= grid.bar_count:
         raise MeloformerError(f"bar range {first_bar + 1}-{stop_bar} is outside the song (1-{grid.bar_count})")
     if not targets or not all(0 <= slot < len(grid.instruments) for slot in targets):
         raise MeloformerError("choose at least one existing track to write")
+    gap = stop_bar - first_bar
+    infill = suffix_bars > 0 and stop_bar < grid.bar_count
+    if infill and gap > vocab.config.max_gap_bars:
+        raise MeloformerError(f"infill at most {vocab.config.max_gap_bars} bars at a time (asked for {gap})")
+    capacity = model.config.max_seq_len
     notes = grid.notes
     onset_bar = np.searchsorted(grid.bar_starts, notes[:, 1], side="right") - 1
     in_range = (onset_bar >= first_bar) & (onset_bar < stop_bar)
     kept = notes[~(in_range & np.isin(notes[:, 0], sorted(targets)))]
     given = GridSong(grid.bar_starts, grid.time_signatures, grid.tempos, grid.keys, grid.instruments, kept)
-    first = (
-        window_start(given, vocab, int(model.config.max_seq_len * PROMPT_SHARE), stop_bar=first_bar) if first_bar else 0
-    )
-    # one continuous encoding from the window's first bar to the end of the range: the
-    # prompt is the part before the range, then each bar's kept music, to be fed as it is
-    full = encode_grid(slice_grid(given, first, stop_bar), vocab)[:-1]
-    bar_at = np.append(np.flatnonzero(vocab.type_of[full] == TokenType.BAR), len(full))
-    prompt = full[: bar_at[first_bar - first]]
-    bar_tokens = [full[bar_at[i] : bar_at[i + 1]] for i in range(first_bar - first, stop_bar - first)]
-    session = _Session(model, vocab, prompt, sampling, should_cancel, backend, half_weights)
+    header = 1 + len(grid.instruments)
+    suffix = np.zeros(0, dtype=np.int64)
+    if infill:
+        for stop in range(min(grid.bar_count, stop_bar + suffix_bars), stop_bar, -1):  # as many as fit a fifth
+            suffix = encode_grid(slice_grid(given, stop_bar, stop), vocab)[header:-1]
+            if len(suffix) <= capacity // 5:
+                break
+        else:
+            suffix = np.zeros(0, dtype=np.int64)
+    budget = int(capacity * (0.4 if infill else PROMPT_SHARE))
+    first = window_start(given, vocab, budget, stop_bar=first_bar) if first_bar else 0
+    if infill:  # prefix, the bars after the range, then the range itself, its first bar restated
+        prefix = encode_grid(slice_grid(given, first, first_bar), vocab)[:-1] if first_bar else None
+        prefix = prefix if prefix is not None else encode_grid(slice_grid(given, 0, 1), vocab)[:header]
+        marker = [vocab.offset[TokenType.FIM_GAP] + gap - 1, *suffix.tolist(), vocab.offset[TokenType.FIM_MIDDLE]]
+        prompt = np.concatenate([prefix, np.array(marker, dtype=prefix.dtype)])
+        middle = encode_grid(slice_grid(given, first_bar, stop_bar), vocab)[header:-1]
+    else:  # one continuous encoding: the prompt, then each bar's kept music
+        full = encode_grid(slice_grid(given, first, stop_bar), vocab)[:-1]
+        prompt = (
+            full[: np.flatnonzero(vocab.type_of[full] == TokenType.BAR)[first_bar - first]]
+            if first_bar
+            else full[:header]
+        )
+        middle = full[len(prompt) :]
+    bar_at = np.append(np.flatnonzero(vocab.type_of[middle] == TokenType.BAR), len(middle))
+    bar_tokens = [middle[bar_at[i] : bar_at[i + 1]] for i in range(gap)]
+    has_kept = [bool((vocab.type_of[tokens] == TokenType.TRACK).any()) for tokens in bar_tokens]
+
+    session = _Session(model, vocab, prompt, sampling, should_cancel, backend, half_weights, can_slide=not infill)
+    if infill:  # the whole range must fit beside the prompt: share the room left among its bars
+        session.bar_limit = max(32, (capacity - len(prompt) - 8) // gap)
     track_offset = vocab.offset[TokenType.TRACK]
     target_tokens = torch.zeros(len(vocab), dtype=torch.bool)
     for slot in targets:
@@ -230,20 +273,33 @@ def arrange_grid(
     not_tracks = torch.ones(len(vocab), dtype=torch.bool)
     not_tracks[track_offset : track_offset + vocab.count[TokenType.TRACK]] = False
     prompt_bars = first_bar - first
+    closers = (int(TokenType.BAR), int(TokenType.FIM_END))
+    head = prompt[:header]
+
+    def new_bars() -> GridSong:
+        if not infill:
+            return slice_grid(session.decoder.grid(), prompt_bars)
+        return decode_grid(np.concatenate([head, np.array(session.history, dtype=head.dtype)]), vocab)
+
     for index, forced in enumerate(bar_tokens):
         session.start_bar()
-        for token in forced.tolist():
+        forced = forced.tolist()
+        session.feed(forced[0])  # BAR
+        if has_kept[index]:
+            session.feed(forced[1])  # the chord label of the kept music
+        else:
+            session.feed(session.sample(session.grammar_mask()))  # no kept music here: the model plans the chord
+        for token in forced[2:]:
             session.feed(token)
         while True:  # the target tracks of this bar, sampled
             token = session.sample(session.grammar_mask() & (not_tracks | target_tokens))
-            if vocab.type_of[token] == TokenType.BAR:
+            if vocab.type_of[token] in closers:
                 break  # the bar is complete; the next one starts with its forced tokens
             session.feed(token)
         session.bar_finished(index + 1)
         if on_bar is not None:
-            on_bar(index + 1, slice_grid(session.decoder.grid(), prompt_bars))
-    result = slice_grid(session.decoder.grid(), prompt_bars, prompt_bars + len(bar_tokens))
-    return result, session.finish(len(bar_tokens))
+            on_bar(index + 1, new_bars())
+    return slice_grid(new_bars(), 0, gap), session.finish(gap)
 
 
 def _slide(old: DecodingCache, decoder: StreamingDecoder, bar_tokens: list[int], backend: str) -> DecodingCache:
