@@ -30,7 +30,9 @@ from meloformer_core.encoding.vocab import TokenType, Vocabulary
 from meloformer_core.model.masks import OPEN, build_layout, summarise_mask_mod, update_mask_mod
 from meloformer_core.model.transformer import MeloFormer
 
-_OPENERS = (int(TokenType.BAR), int(TokenType.TRACK), int(TokenType.EOS))
+# tokens that open a segment (as `MetadataTracker` counts them)
+_OPENERS = tuple(int(t) for t in (TokenType.BAR, TokenType.TRACK, TokenType.EOS, TokenType.FIM_GAP,
+                                  TokenType.FIM_MIDDLE, TokenType.FIM_END))  # fmt: skip
 
 
 class ContextFull(Exception):  # noqa: N818 - a signal, not a failure

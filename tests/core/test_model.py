@@ -164,3 +164,16 @@ def test_gradient_checkpointing_gives_the_same_gradients() -> None:
         net.train()(layout).logsumexp(-1).mean().backward()
     for a, b in zip(plain.parameters(), checkpointed.parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, atol=1e-6)
+
+
+def test_cached_decoding_equals_the_full_pass_on_an_infilling_layout(model: MeloFormer) -> None:
+    from training.data import fill_in_the_middle
+
+    tokens = encode(read_midi(FIXTURES / "drum_groove.mid"))
+    examples = (fill_in_the_middle(tokens, VOCAB, np.random.default_rng(s), max_gap=2, max_suffix=2) for s in range(50))
+    example = next(e for e in examples if VOCAB.names(e).count("FIM_MIDDLE") == 1)
+    with torch.no_grad():
+        full = model(build_layout([example], VOCAB), "dense")[0]
+    cache = DecodingCache(model, VOCAB)
+    steps = [cache.prefill(example[:5])] + [cache.step(int(token)) for token in example[5:]]
+    assert (torch.stack(steps) - full[4:]).abs().max() <= 1e-4

@@ -122,3 +122,16 @@ def test_export_load_and_continue(uninterrupted: Path, tmp_path: Path) -> None:
     assert continued.bars_added == 2 and continued.song.note_count >= song.note_count
     arranged = service.arrange_song(song, [1, TrackRequest("Strings", 48)], (1, 3), SamplingConfig(seed=0))
     assert [arranged.song.tracks[i] for i in (0, 2, 3)] == [song.tracks[i] for i in (0, 2, 3)]
+    infilled = service.infill_song(song, (1, 3), None, SamplingConfig(seed=0))
+    assert infilled.bars_added == 2 and infilled.song.tracks[0].notes[:3] == song.tracks[0].notes[:3]
+    # the commands, end to end, on real multi-track files
+    for command, source, extra in (
+        ("arrange", "drum_groove.mid", ["--tracks", "bass:33,drums", "--bars", "1:3"]),
+        ("infill", "bach_chorale_tempo.mid", ["--bars", "4:6"]),
+        ("infill", "drum_groove.mid", ["--bars", "2:3", "--tracks", "Bass"]),
+    ):
+        out = tmp_path / f"{command}-{source}"
+        run = subprocess.run([sys.executable, "-m", "meloformer_core.cli", command, str(FIXTURES / source), "-o", str(out),
+                              "--model", str(bundle), *extra], capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        assert read_midi(out).note_count > 0
