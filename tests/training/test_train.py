@@ -131,7 +131,7 @@ def test_export_load_and_continue(uninterrupted: Path, tmp_path: Path) -> None:
         ("infill", "drum_groove.mid", ["--bars", "2:3", "--tracks", "Bass"]),
     ):
         out = tmp_path / f"{command}-{source}"
-        run = subprocess.run([sys.executable, "-m", "meloformer_core.cli", command, str(FIXTURES / source), "-o", str(out),
-                              "--model", str(bundle), *extra], capture_output=True, text=True, timeout=300)  # fmt: skip
+        cli = [sys.executable, "-m", "meloformer_core.cli", command, str(FIXTURES / source), "-o", str(out)]
+        run = subprocess.run([*cli, "--model", str(bundle), *extra], capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr
         assert read_midi(out).note_count > 0
