@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from meloformer_core.errors import MeloformerError
@@ -46,23 +46,6 @@ def _sampling(args: argparse.Namespace):
         repetition_penalty=args.repetition_penalty,
         seed=args.seed,
     )
-
-
-def _continue(args: argparse.Namespace) -> dict:
-    from meloformer_core.midi_io import read_midi, write_midi
-    from meloformer_core.service import GenerationService
-
-    song = read_midi(args.input)
-    sampling = _sampling(args)  # validate options before loading the model
-    service = GenerationService(device=args.device)
-    model = service.load(args.model)
-
-    def progress(done: int, total: int, _song: object) -> None:
-        print(f"bar {done}/{total}", file=sys.stderr, flush=True)
-
-    result = service.continue_song(song, args.bars, sampling, progress=progress)
-    write_midi(result.song, args.output)
-    return {**result.summary(), "model": model["name"], "device": model["device"], "seed": args.seed}
 
 
 def parse_bars(text: str | None) -> tuple[int, int] | None:
@@ -107,42 +90,49 @@ def parse_tracks(text: str, song) -> list:
     return requests
 
 
-def _arrange(args: argparse.Namespace) -> dict:
+def _generate(args: argparse.Namespace, plan: Callable) -> dict:
+    """continue, arrange and infill: read IN, check the options, load the model, generate
+    with a progress line per bar, write OUT, report. ``plan(song)`` parses the command's
+    own options and returns ``run(service, sampling, progress) -> GenerationResult``."""
     from meloformer_core.midi_io import read_midi, write_midi
     from meloformer_core.service import GenerationService
 
     song = read_midi(args.input)
-    tracks = parse_tracks(args.tracks, song)
-    bars = parse_bars(args.bars)
-    sampling = _sampling(args)
+    run = plan(song)
+    sampling = _sampling(args)  # every option is checked before the model loads
     service = GenerationService(device=args.device)
     model = service.load(args.model)
 
     def progress(done: int, total: int, _song: object) -> None:
         print(f"bar {done}/{total}", file=sys.stderr, flush=True)
 
-    result = service.arrange_song(song, tracks, bars, sampling, progress=progress)
+    result = run(service, sampling, progress)
     write_midi(result.song, args.output)
     return {**result.summary(), "model": model["name"], "device": model["device"], "seed": args.seed}
+
+
+def _continue(args: argparse.Namespace) -> dict:
+    def plan(song):
+        return lambda service, sampling, progress: service.continue_song(song, args.bars, sampling, progress=progress)
+
+    return _generate(args, plan)
+
+
+def _arrange(args: argparse.Namespace) -> dict:
+    def plan(song):
+        tracks, bars = parse_tracks(args.tracks, song), parse_bars(args.bars)
+        return lambda service, sampling, progress: service.arrange_song(song, tracks, bars, sampling, progress=progress)
+
+    return _generate(args, plan)
 
 
 def _infill(args: argparse.Namespace) -> dict:
-    from meloformer_core.midi_io import read_midi, write_midi
-    from meloformer_core.service import GenerationService
+    def plan(song):
+        tracks = parse_tracks(args.tracks, song) if args.tracks else None
+        bars = parse_bars(args.bars)
+        return lambda service, sampling, progress: service.infill_song(song, bars, tracks, sampling, progress=progress)
 
-    song = read_midi(args.input)
-    tracks = parse_tracks(args.tracks, song) if args.tracks else None
-    bars = parse_bars(args.bars)
-    sampling = _sampling(args)
-    service = GenerationService(device=args.device)
-    model = service.load(args.model)
-
-    def progress(done: int, total: int, _song: object) -> None:
-        print(f"bar {done}/{total}", file=sys.stderr, flush=True)
-
-    result = service.infill_song(song, bars, tracks, sampling, progress=progress)
-    write_midi(result.song, args.output)
-    return {**result.summary(), "model": model["name"], "device": model["device"], "seed": args.seed}
+    return _generate(args, plan)
 
 
 def _init_model(args: argparse.Namespace) -> dict:
