@@ -1,0 +1,156 @@
+"""`meloformer-corpus`: the public-domain training corpus inside music21, converted to MIDI.
+
+    meloformer-corpus --output DIR [--composers bach palestrina …] [--workers N] [--limit N]
+
+Only the training composers of DESIGN.md §8 are converted; every other composer of the
+music21 corpus is reserved for evaluation and is never read here. A file holding several
+works (an ABC or Essen collection, an opus) gives one MIDI file per work. Repeat barlines
+are stripped before conversion (music21 fails to unfold some of them; the music between
+them is kept once). Works are converted in isolated worker processes: one that raises,
+hangs or crashes is recorded and the run goes on; a rerun skips what exists.
+``corpus.json`` in DIR counts works, conversions, failures and notes per composer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from meloformer_core.atomic import write_bytes_atomically
+from meloformer_core.errors import MeloformerError
+from training.isolation import run_isolated
+
+TRAINING_COMPOSERS = (
+    "bach", "palestrina", "monteverdi", "trecento", "josquin", "ciconia", "luca", "lusitano", "ryansMammoth",
+    "essenFolksong", "oneills1850", "airdsAirs", "nottingham-dataset", "miscFolk", "leadSheet", "demos",
+    "theoryExercises",
+)  # fmt: skip
+NOTATION_SUFFIXES = (".mxl", ".xml", ".musicxml", ".krn", ".abc", ".mid", ".midi", ".md", ".capx")
+
+
+class CorpusError(MeloformerError):
+    """The corpus cannot be converted as asked."""
+
+
+def corpus_files(composers: tuple[str, ...]) -> list[tuple[str, Path]]:
+    from music21 import corpus
+
+    files = []
+    for composer in composers:
+        if composer not in TRAINING_COMPOSERS:
+            raise CorpusError(f"{composer!r} is not a training composer (reserved for evaluation, or unknown)")
+        for path in corpus.getComposer(composer):
+            path = Path(str(path))
+            if path.suffix.lower() in NOTATION_SUFFIXES:
+                files.append((composer, path))
+    return sorted(files, key=lambda item: (item[0], str(item[1])))
+
+
+def _strip_repeats(score) -> None:
+    from music21 import bar, repeat
+
+    for element in list(score.recurse().getElementsByClass((bar.Repeat, repeat.RepeatMark))):
+        site = element.activeSite
+        if isinstance(element, bar.Repeat):
+            replacement = bar.Barline("regular")
+            if site.leftBarline is element:
+                site.leftBarline = None
+            elif site.rightBarline is element:
+                site.rightBarline = replacement
+        else:
+            site.remove(element)
+
+
+def convert_file(job: tuple[str, str, str]) -> dict:
+    """Convert one corpus file (one or several works) to MIDI files; runs in a worker."""
+    composer, source, output = job
+    from music21 import converter, stream
+
+    parsed = converter.parse(source)
+    works = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
+    written, notes, failures = [], 0, []
+    stem = Path(source).stem
+    for index, work in enumerate(works):
+        name = f"{stem}.mid" if len(works) == 1 else f"{stem}_{index + 1:04d}.mid"
+        target = Path(output) / composer / name
+        if target.exists():
+            written.append(str(target))
+            continue
+        try:
+            _strip_repeats(work)
+            midi = work.write("midi")
+            data = Path(midi).read_bytes()
+            Path(midi).unlink(missing_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomically(target, data)
+            written.append(str(target))
+            notes += len(work.recurse().notes)
+        except Exception as error:  # a work music21 cannot write: recorded, the others go on
+            failures.append(f"{name}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+    return {"works": len(works), "written": written, "notes": notes, "failures": failures}
+
+
+def convert(output: Path, composers: tuple[str, ...], workers: int, limit: int | None, timeout: float,
+            progress: bool = True) -> dict:  # fmt: skip
+    from tqdm import tqdm
+
+    files = corpus_files(composers)[:limit] if limit else corpus_files(composers)
+    output.mkdir(parents=True, exist_ok=True)
+    jobs = [(index, (composer, str(path), str(output))) for index, (composer, path) in enumerate(files)]
+    per_composer: dict[str, Counter] = {c: Counter() for c in composers}
+    failures = []
+    bar = tqdm(total=len(jobs), desc="converting", unit="file", disable=not progress)
+    for outcome in run_isolated(convert_file, jobs, workers=workers, timeout=timeout):
+        composer, path = files[outcome.index]
+        counts = per_composer[composer]
+        counts["files"] += 1
+        if outcome.error is not None:
+            counts["files_failed"] += 1
+            failures.append({"path": str(path), "reason": outcome.error})
+        else:
+            result = outcome.value
+            counts["works"] += result["works"]
+            counts["midi_files"] += len(result["written"])
+            counts["notes_converted_now"] += result["notes"]
+            counts["works_failed"] += len(result["failures"])
+            failures += [{"path": str(path), "reason": reason} for reason in result["failures"]]
+        bar.update(1)
+    bar.close()
+    summary = {
+        "composers": {c: dict(sorted(v.items())) for c, v in per_composer.items()},
+        "midi_files": sum(v["midi_files"] for v in per_composer.values()),
+        "works": sum(v["works"] for v in per_composer.values()),
+        "failures": failures,
+    }
+    write_bytes_atomically(output / "corpus.json", json.dumps(summary, indent=1).encode())
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="meloformer-corpus", description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--composers", nargs="+", default=list(TRAINING_COMPOSERS), help="training composers only")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N corpus files")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per corpus file")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        summary = convert(args.output, tuple(args.composers), args.workers, args.limit, args.timeout, not args.quiet)
+    except MeloformerError as error:
+        print(f"meloformer-corpus: error: {error}", file=sys.stderr)
+        return 1
+    seconds = round(time.perf_counter() - started, 1)
+    counts = {"works": summary["works"], "midi_files": summary["midi_files"], "failures": len(summary["failures"])}
+    print(json.dumps({**counts, "seconds": seconds}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
