@@ -199,11 +199,6 @@ class GrammarState:
     def finished(self) -> bool:
         return self.expect == Expect.END
 
-    @property
-    def at_segment_boundary(self) -> bool:
-        """True where a BAR, TRACK or EOS may come next (the current segment may close)."""
-        return self._may_close_segment()
-
     def _may_close_segment(self) -> bool:
         return self.expect == Expect.AFTER_NOTE or (self.expect == Expect.CONDUCTOR and not self.restating)
 
