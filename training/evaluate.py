@@ -91,7 +91,7 @@ class Bigram:
 
 
 def evaluate(model_dir: Path, data: Path, train_data: Path | None, bars_prompt: int, bars_generate: int, seed: int,
-             limit: int | None) -> dict:  # fmt: skip
+             limit: int | None, progress: bool = False) -> dict:  # fmt: skip
     import torch
 
     from meloformer_core.model.masks import build_layout
@@ -115,9 +115,11 @@ def evaluate(model_dir: Path, data: Path, train_data: Path | None, bars_prompt: 
         songs.append((path, song))
         windows += split_into_windows(to_grid(song, vocab), vocab, model.config.max_seq_len)[0]
 
+    from tqdm import tqdm
+
     total, count = 0.0, 0
     with torch.no_grad():
-        for window in windows:
+        for window in tqdm(windows, desc="likelihood", unit="window", disable=not progress):
             layout = build_layout([window], vocab)
             loss, tokens = document_loss(model(layout), layout)
             total, count = total + float(loss) * tokens, count + tokens
@@ -135,7 +137,7 @@ def evaluate(model_dir: Path, data: Path, train_data: Path | None, bars_prompt: 
     bigram_count = sum(bigram.nll(w)[1] for w in windows)
 
     rows = []
-    for index, (path, song) in enumerate(songs):
+    for index, (path, song) in enumerate(tqdm(songs, desc="continuations", unit="file", disable=not progress)):
         grid = to_grid(song, vocab)
         if grid.bar_count < bars_prompt + bars_generate:
             continue
@@ -196,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bars-generate", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="only the first N files")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     try:
         report = evaluate(
