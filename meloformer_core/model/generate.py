@@ -31,6 +31,8 @@ from meloformer_core.model.transformer import MeloFormer
 PROMPT_SHARE = 0.75  # of the context, for the prompt; the rest is room to generate before sliding
 SLIDE_SHARE = 0.5  # of the context kept when the window slides during generation
 BAR_SHARE = 0.25  # longest generated bar, as a share of the context: a slide always fits
+INFILL_PREFIX_SHARE = 0.4  # infilling: the bars before the range …
+INFILL_SUFFIX_SHARE = 0.2  # … and after it; the rest of the context is the range's
 
 
 class CancelledError(MeloformerError):
@@ -237,13 +239,13 @@ def arrange_grid(
     header = 1 + len(grid.instruments)
     suffix = np.zeros(0, dtype=np.int64)
     if infill:
-        for stop in range(min(grid.bar_count, stop_bar + suffix_bars), stop_bar, -1):  # as many as fit a fifth
+        for stop in range(min(grid.bar_count, stop_bar + suffix_bars), stop_bar, -1):  # as many bars as fit
             suffix = encode_grid(slice_grid(given, stop_bar, stop), vocab)[header:-1]
-            if len(suffix) <= capacity // 5:
+            if len(suffix) <= capacity * INFILL_SUFFIX_SHARE:
                 break
         else:
             suffix = np.zeros(0, dtype=np.int64)
-    budget = int(capacity * (0.4 if infill else PROMPT_SHARE))
+    budget = int(capacity * (INFILL_PREFIX_SHARE if infill else PROMPT_SHARE))
     first = window_start(given, vocab, budget, stop_bar=first_bar) if first_bar else 0
     if infill:  # prefix, the bars after the range, then the range itself, its first bar restated
         prefix = encode_grid(slice_grid(given, first, first_bar), vocab)[:-1] if first_bar else None
