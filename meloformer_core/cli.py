@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -100,6 +101,9 @@ def _generate(args: argparse.Namespace, plan: Callable) -> dict:
     song = read_midi(args.input)
     run = plan(song)
     sampling = _sampling(args)  # every option is checked before the model loads
+    folder = args.output.resolve().parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise UsageError(f"{args.output}: cannot write there (no such folder, or not writable)")
     service = GenerationService(device=args.device)
     model = service.load(args.model)
 
