@@ -231,6 +231,7 @@ def test_continue_command_writes_prompt_plus_bars_and_reports_json(bundle_dir: P
     [
         (["--model", "/nonexistent/bundle"], "no such model bundle"),
         (["--temperature", "-2"], "temperature"),
+        (["-o", "/nonexistent/folder/out.mid"], "cannot write there"),
     ],
 )
 def test_continue_command_failures_are_one_line(
