@@ -288,6 +288,10 @@ class Trainer:
                 self.checkpoint()
             if kill_after and self.step == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()  # every rank is done before any tears the process group down
         self._say(f"done: {self.step} steps; checkpoint {self.last_checkpoint}")
 
     def _reduce(self, value: torch.Tensor) -> float:
@@ -342,8 +346,14 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
         if self.world_size > 1:
+            import gc
+
             import torch.distributed as dist
 
+            # Drop the DDP/FSDP wrappers (they hold gloo work objects) while the interpreter is
+            # fully alive: freed during interpreter shutdown they abort the process (SIGABRT).
+            self.model = self.raw_model = self.optimizer = None
+            gc.collect()
             if dist.is_initialized():
                 dist.destroy_process_group()
 
