@@ -183,6 +183,18 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
 
 
+def _generation_command(commands, name: str, run: Callable, summary: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand with the options continue, arrange and infill share."""
+    parser = commands.add_parser(name, help=summary, description=description)
+    parser.add_argument("input", type=Path, metavar="IN.mid")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mid")
+    parser.add_argument("--model", type=Path, default=None, help="model bundle directory (default: the shipped model)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    _add_sampling_options(parser)
+    parser.set_defaults(run=run)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meloformer", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -194,45 +206,27 @@ def build_parser() -> argparse.ArgumentParser:
     roundtrip.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mid")
     roundtrip.set_defaults(run=_roundtrip)
 
-    cont = commands.add_parser(
-        "continue", help="continue a MIDI file by N bars with a model",
-        description="Write IN plus N generated bars to OUT; print generation statistics as JSON.",
+    cont = _generation_command(
+        commands, "continue", _continue, "continue a MIDI file by N bars with a model",
+        "Write IN plus N generated bars to OUT; print generation statistics as JSON.",
     )  # fmt: skip
-    cont.add_argument("input", type=Path, metavar="IN.mid")
-    cont.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mid")
     cont.add_argument("--bars", type=int, default=8, help="bars to add (default 8)")
-    cont.add_argument("--model", type=Path, default=None, help="model bundle directory (default: the shipped model)")
-    cont.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    _add_sampling_options(cont)
-    cont.set_defaults(run=_continue)
 
-    arrange = commands.add_parser(
-        "arrange", help="write chosen tracks (new or existing) under the others",
-        description="Write IN with the chosen tracks generated in the chosen bars to OUT; every other track is kept.",
+    arrange = _generation_command(
+        commands, "arrange", _arrange, "write chosen tracks (new or existing) under the others",
+        "Write IN with the chosen tracks generated in the chosen bars to OUT; every other track is kept.",
     )  # fmt: skip
-    arrange.add_argument("input", type=Path, metavar="IN.mid")
-    arrange.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mid")
     arrange.add_argument("--tracks", required=True, metavar="SPEC",
                          help="comma-separated: an existing track's number or name, NAME:PROGRAM for a new track "
                               "(GM program 0-127), NAME:drums or drums (e.g. bass:33,drums)")  # fmt: skip
     arrange.add_argument("--bars", default=None, metavar="A:B", help="bars A to B, from 1, inclusive (default: all)")
-    arrange.add_argument("--model", type=Path, default=None, help="model bundle directory (default: the shipped model)")
-    arrange.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    _add_sampling_options(arrange)
-    arrange.set_defaults(run=_arrange)
 
-    infill = commands.add_parser(
-        "infill", help="regenerate a range of bars so that it joins what comes before and after",
-        description="Write IN with bars A to B regenerated (all tracks, or the chosen ones) to OUT.",
+    infill = _generation_command(
+        commands, "infill", _infill, "regenerate a range of bars so that it joins what comes before and after",
+        "Write IN with bars A to B regenerated (all tracks, or the chosen ones) to OUT.",
     )  # fmt: skip
-    infill.add_argument("input", type=Path, metavar="IN.mid")
-    infill.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mid")
     infill.add_argument("--bars", required=True, metavar="A:B", help="bars A to B, from 1, inclusive")
     infill.add_argument("--tracks", default=None, metavar="SPEC", help="as for arrange (default: every track)")
-    infill.add_argument("--model", type=Path, default=None, help="model bundle directory (default: the shipped model)")
-    infill.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    _add_sampling_options(infill)
-    infill.set_defaults(run=_infill)
 
     init = commands.add_parser(
         "init-model", help="write a randomly initialised model bundle (tests, benchmarks)",
