@@ -1,7 +1,12 @@
 """`meloformer-eval`: how well a model bundle predicts and continues real music.
 
-    meloformer-eval --model BUNDLE --data DIR_OF_MIDI [--train-data DATASET] [--bars-prompt 8 --bars-generate 8]
+    meloformer-eval [--model BUNDLE] --data DIR_OF_MIDI [--train-data DATASET] [--bars-prompt 8 --bars-generate 8]
                     [--seed 0] [--limit N]
+    meloformer-eval [--model BUNDLE] --data DATASET [--split valid]
+
+``--data`` is a folder of MIDI files, or a `meloformer-preprocess` folder: then the source
+files of its held-out split are evaluated and the bigram is fitted on its training split.
+Without ``--model`` the default bundle is evaluated.
 
 - ``nll_per_token``: the model's mean negative log-likelihood (nats) of every token of
   the files, cut into context windows of whole bars;
@@ -90,8 +95,25 @@ class Bigram:
         return float(-np.log(probs).sum()), len(sequence) - 1
 
 
-def evaluate(model_dir: Path, data: Path, train_data: Path | None, bars_prompt: int, bars_generate: int, seed: int,
-             limit: int | None, progress: bool = False) -> dict:  # fmt: skip
+def evaluation_files(data: Path, split: str = "valid") -> tuple[list[Path], Path | None]:
+    """The MIDI files to evaluate, and the dataset to fit the bigram on when ``data`` is one."""
+    if not (data / "manifest.json").is_file():
+        return sorted(p for p in data.rglob("*") if p.suffix.lower() in (".mid", ".midi")), None
+    files = []
+    for chunk in sorted((data / "chunks").glob("chunk-*.json")):
+        try:
+            records = json.loads(chunk.read_text())
+        except (OSError, ValueError) as error:
+            raise MeloformerError(f"{chunk}: unreadable chunk record ({error})") from None
+        files += [Path(r["path"]) for r in records if r.get("status") == "kept" and r.get("valid") == (split == "valid")]
+    missing = [path for path in files if not path.is_file()]
+    if missing:
+        raise MeloformerError(f"{data}: {len(missing)} source files of the {split} split are gone, e.g. {missing[0]}")
+    return sorted(files), data
+
+
+def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_prompt: int, bars_generate: int, seed: int,
+             limit: int | None, progress: bool = False, split: str = "valid") -> dict:  # fmt: skip
     import torch
 
     from meloformer_core.model.masks import build_layout
@@ -99,7 +121,9 @@ def evaluate(model_dir: Path, data: Path, train_data: Path | None, bars_prompt: 
     from meloformer_core.service import GenerationService
     from training.train import document_loss
 
-    files = sorted(p for p in data.rglob("*") if p.suffix.lower() in (".mid", ".midi"))[:limit]
+    files, dataset = evaluation_files(data, split)
+    files = files[:limit]
+    train_data = train_data or dataset
     if not files:
         raise MeloformerError(f"{data}: no MIDI files to evaluate")
     service = GenerationService(device="cpu", half_weights=False)
@@ -191,8 +215,10 @@ def evaluate(model_dir: Path, data: Path, train_data: Path | None, bars_prompt: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meloformer-eval", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True, help="a model bundle directory")
-    parser.add_argument("--data", type=Path, required=True, help="a folder of MIDI files to evaluate on")
+    parser.add_argument("--model", type=Path, default=None, help="a model bundle directory (default: the bundled one)")
+    parser.add_argument("--data", type=Path, required=True,
+                        help="a folder of MIDI files, or a meloformer-preprocess folder (its --split is evaluated)")
+    parser.add_argument("--split", choices=("valid", "train"), default="valid", help="with a preprocessed --data")
     parser.add_argument("--train-data", type=Path, default=None, help="the preprocessed training data (bigram fit)")
     parser.add_argument("--bars-prompt", type=int, default=8)
     parser.add_argument("--bars-generate", type=int, default=8)
@@ -202,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         report = evaluate(
-            args.model, args.data, args.train_data, args.bars_prompt, args.bars_generate, args.seed, args.limit
+            args.model, args.data, args.train_data, args.bars_prompt, args.bars_generate, args.seed, args.limit,
+            progress=not args.quiet, split=args.split,
         )
     except MeloformerError as error:
         print(f"meloformer-eval: error: {error}", file=sys.stderr)

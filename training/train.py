@@ -1,6 +1,6 @@
 """`meloformer-train`: train a model on a preprocessed dataset, alone or under torchrun.
 
-    meloformer-train --data DIR --out DIR --recipe {debug,default,small,…} [--set key=value …] [--resume]
+    meloformer-train --data DIR --out DIR --recipe {debug,default,small,…} [--set key=value …] [--resume | --init MODEL]
     torchrun --nproc_per_node 8 -m training.train --data DIR --out DIR --recipe small
 
 One process trains on one device; under ``torchrun`` every rank takes its share of the
@@ -67,8 +67,35 @@ def document_loss(logits: torch.Tensor, layout) -> tuple[torch.Tensor, int]:
     return (losses * same.reshape(-1)).sum() / max(count, 1), count
 
 
+# Model settings that may differ between the weights a run starts from and the run itself.
+_TRAINING_ONLY = ("dropout", "gradient_checkpointing", "max_seq_len", "name")
+
+
+def initial_weights(path: Path, config) -> dict[str, torch.Tensor]:
+    """The weights of a bundle, a checkpoint or a run's latest checkpoint, checked against ``config``."""
+    from meloformer_core.model.bundle import CONFIG, WEIGHTS, load_bundle
+
+    if (path / WEIGHTS).is_file() and (path / CONFIG).is_file() and not (path / "state.json").is_file():
+        bundle = load_bundle(path)
+        source, found = bundle.model.config.to_dict(), bundle.model.state_dict()
+    else:
+        checkpoint = path if (path / "state.json").is_file() else latest_checkpoint(path)
+        if checkpoint is None:
+            raise TrainingError(f"{path}: --init needs a model bundle, a checkpoint or a training folder")
+        state, _, extra = load_checkpoint(checkpoint)
+        if extra.get("vocab_hash") != DEFAULT_VOCAB.hash:
+            raise TrainingError(f"{checkpoint}: made with vocabulary {extra.get('vocab_hash')}, not {DEFAULT_VOCAB.hash}")
+        source, found = extra["model"], state
+    wanted = config.to_dict()
+    differ = sorted(k for k in wanted if k not in _TRAINING_ONLY and source.get(k) != wanted[k])
+    if differ:
+        detail = ", ".join(f"{k} {source.get(k)} vs {wanted[k]}" for k in differ)
+        raise TrainingError(f"{path}: a different model ({detail}); choose the recipe or --set size that matches")
+    return state_for_loading(config, found)
+
+
 class Trainer:
-    def __init__(self, data: Path, out: Path, config: TrainConfig, resume: bool) -> None:
+    def __init__(self, data: Path, out: Path, config: TrainConfig, resume: bool, init: Path | None = None) -> None:
         self.config = config
         self.out = out
         self.rank = int(os.environ.get("RANK", 0))
@@ -97,7 +124,10 @@ class Trainer:
             config.size, len(DEFAULT_VOCAB), max_seq_len=config.max_seq_len, dropout=config.dropout,
             gradient_checkpointing=config.gradient_checkpointing,
         )  # fmt: skip
-        self.raw_model = MeloFormer(model_config).to(self.device)
+        self.raw_model = MeloFormer(model_config)
+        if init is not None and not resume:
+            self.raw_model.load_state_dict(initial_weights(init, model_config))
+        self.raw_model.to(self.device)
         self.model = self._wrap(self.raw_model)
         decay = [p for n, p in self.raw_model.named_parameters() if p.dim() >= 2]
         no_decay = [p for n, p in self.raw_model.named_parameters() if p.dim() < 2]
@@ -366,11 +396,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe value, e.g. --set max_steps=1000 (repeatable)")  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    parser.add_argument("--init", type=Path, default=None, metavar="MODEL",
+                        help="start from these weights (a bundle, checkpoint or training folder) with a fresh "
+                             "optimizer and schedule: fine-tuning")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.init is not None and args.resume:
+        parser.error("--init starts a new run and --resume continues one; give one of them")
     trainer = None
     try:
         config = recipe(args.recipe, args.overrides)
-        trainer = Trainer(args.data, args.out, config, args.resume)
+        trainer = Trainer(args.data, args.out, config, args.resume, args.init)
         trainer.run()
     except MeloformerError as error:
         print(f"meloformer-train: error: {error}", file=sys.stderr)

@@ -55,3 +55,15 @@ def test_scale_and_profile_helpers() -> None:
 def test_eval_errors(random_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--model", str(random_bundle), "--data", str(tmp_path)]) == 1
     assert "no MIDI files" in capsys.readouterr().err
+
+
+def test_eval_on_the_held_out_split_of_a_dataset(random_bundle: Path, dataset: Path, corpus: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """A preprocessed folder as --data: its validation files are evaluated, the bigram fits its training split."""
+    records = [r for chunk in sorted((dataset / "chunks").glob("*.json")) for r in json.loads(chunk.read_text())]
+    held_out = {Path(r["path"]) for r in records if r["status"] == "kept" and r["valid"]}
+    assert held_out and len(held_out) < sum(r["status"] == "kept" for r in records)
+    args = ("--model", str(random_bundle), "--data", str(dataset), "--bars-prompt", "2", "--bars-generate", "1")
+    result = report(capsys, *args)
+    assert result["files"] == len(held_out) and result["bigram_fitted_on"] == "training split"
+    assert report(capsys, *args, "--split", "train")["files"] > result["files"]

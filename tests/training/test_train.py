@@ -135,3 +135,26 @@ def test_export_load_and_continue(uninterrupted: Path, tmp_path: Path) -> None:
         run = subprocess.run([*cli, "--model", str(bundle), *extra], capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr
         assert read_midi(out).note_count > 0
+
+
+def test_fine_tune_from_a_bundle_or_checkpoint(data: Path, uninterrupted: Path, tmp_path: Path) -> None:
+    """--init starts a new run (step 0, fresh schedule) from trained weights, which it checks first."""
+    from safetensors.torch import load_file
+
+    trained = load_file(uninterrupted / "checkpoints" / "step-0000006" / "model.safetensors")
+    bundle = tmp_path / "bundle"
+    subprocess.run([sys.executable, "-m", "training.export", str(uninterrupted), "--out", str(bundle)], check=True,
+                   capture_output=True, timeout=300)  # fmt: skip
+    for source in (bundle, uninterrupted):
+        out = tmp_path / f"tuned-from-{source.name}"
+        result = train(data, out, "--init", str(source), "--set", "max_steps=1", "--set", "lr=1e-9")
+        assert result.returncode == 0, result.stderr
+        first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+        assert first["step"] == 1
+        assert first["loss"] < losses(uninterrupted)[1]  # starts where the trained model left off
+        tuned = load_file(out / "checkpoints" / "step-0000001" / "model.safetensors")
+        assert all((tuned[k] - trained[k]).abs().max() < 1e-4 for k in trained)  # lr 1e-9 barely moves them
+    wrong = train(data, tmp_path / "wrong", "--init", str(bundle), "--set", "size=default", "--set", "max_steps=1")
+    assert wrong.returncode == 1 and "a different model" in wrong.stderr.strip().splitlines()[-1]
+    both = train(data, tmp_path / "both", "--init", str(bundle), "--resume")
+    assert both.returncode == 2 and "give one of them" in both.stderr
