@@ -105,15 +105,16 @@ def evaluation_files(data: Path, split: str = "valid") -> tuple[list[Path], Path
             records = json.loads(chunk.read_text())
         except (OSError, ValueError) as error:
             raise MeloformerError(f"{chunk}: unreadable chunk record ({error})") from None
-        files += [Path(r["path"]) for r in records if r.get("status") == "kept" and r.get("valid") == (split == "valid")]
+        wanted = split == "valid"
+        files += [Path(r["path"]) for r in records if r.get("status") == "kept" and r.get("valid") == wanted]
     missing = [path for path in files if not path.is_file()]
     if missing:
         raise MeloformerError(f"{data}: {len(missing)} source files of the {split} split are gone, e.g. {missing[0]}")
     return sorted(files), data
 
 
-def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_prompt: int, bars_generate: int, seed: int,
-             limit: int | None, progress: bool = False, split: str = "valid") -> dict:  # fmt: skip
+def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_prompt: int, bars_generate: int,
+             seed: int, limit: int | None, progress: bool = False, split: str = "valid") -> dict:  # fmt: skip
     import torch
 
     from meloformer_core.model.masks import build_layout
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meloformer-eval", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="a model bundle directory (default: the bundled one)")
     parser.add_argument("--data", type=Path, required=True,
-                        help="a folder of MIDI files, or a meloformer-preprocess folder (its --split is evaluated)")
+                        help="a folder of MIDI files, or a meloformer-preprocess folder (its --split is evaluated)")  # fmt: skip
     parser.add_argument("--split", choices=("valid", "train"), default="valid", help="with a preprocessed --data")
     parser.add_argument("--train-data", type=Path, default=None, help="the preprocessed training data (bigram fit)")
     parser.add_argument("--bars-prompt", type=int, default=8)
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         report = evaluate(
             args.model, args.data, args.train_data, args.bars_prompt, args.bars_generate, args.seed, args.limit,
             progress=not args.quiet, split=args.split,
-        )
+        )  # fmt: skip
     except MeloformerError as error:
         print(f"meloformer-eval: error: {error}", file=sys.stderr)
         return 1

@@ -84,7 +84,8 @@ def initial_weights(path: Path, config) -> dict[str, torch.Tensor]:
             raise TrainingError(f"{path}: --init needs a model bundle, a checkpoint or a training folder")
         state, _, extra = load_checkpoint(checkpoint)
         if extra.get("vocab_hash") != DEFAULT_VOCAB.hash:
-            raise TrainingError(f"{checkpoint}: made with vocabulary {extra.get('vocab_hash')}, not {DEFAULT_VOCAB.hash}")
+            made_with = extra.get("vocab_hash")
+            raise TrainingError(f"{checkpoint}: made with vocabulary {made_with}, not {DEFAULT_VOCAB.hash}")
         source, found = extra["model"], state
     wanted = config.to_dict()
     differ = sorted(k for k in wanted if k not in _TRAINING_ONLY and source.get(k) != wanted[k])
