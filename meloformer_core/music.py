@@ -16,6 +16,7 @@ No torch and no Qt may be imported here (checked by tests/test_architecture.py).
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -138,11 +139,22 @@ class NoteArray(Sequence[Note]):
     # --- derived arrays ---------------------------------------------------------------
     def with_notes(self, added: Iterable[Note] = (), removed: Iterable[Note] = ()) -> NoteArray:
         """A new array with ``removed`` taken out (one copy each) and ``added`` put in."""
-        remaining = list(self)
-        for note in removed:
-            remaining.remove(note)
-        remaining.extend(added)
-        return NoteArray(remaining)
+        wanted = Counter(tuple(int(v) for v in note) for note in removed)  # vectorised enough for 20k-note edits
+        data = self._data
+        if wanted:
+            keep = np.ones(len(data), dtype=bool)
+            for index, row in enumerate(map(tuple, data.tolist())):
+                if wanted.get(row):
+                    wanted[row] -= 1
+                    keep[index] = False
+            if any(wanted.values()):
+                missing = next(row for row, count in wanted.items() if count)
+                raise ValueError(f"note {Note(*missing)} is not in the array")
+            data = data[keep]
+        added = np.asarray([tuple(note) for note in added], dtype=np.int64).reshape(-1, 4)
+        result = NoteArray.__new__(NoteArray)
+        result._data = _sorted_readonly(np.concatenate([data, added]) if len(added) else data)
+        return result
 
     def concatenate(self, other: NoteArray) -> NoteArray:
         result = NoteArray.__new__(NoteArray)

@@ -217,8 +217,8 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meloformer-eval", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="a model bundle directory (default: the bundled one)")
-    parser.add_argument("--data", type=Path, required=True,
-                        help="a folder of MIDI files, or a meloformer-preprocess folder (its --split is evaluated)")  # fmt: skip
+    data_help = "a folder of MIDI files, or a meloformer-preprocess folder (its --split is evaluated)"
+    parser.add_argument("--data", type=Path, required=True, help=data_help)
     parser.add_argument("--split", choices=("valid", "train"), default="valid", help="with a preprocessed --data")
     parser.add_argument("--train-data", type=Path, default=None, help="the preprocessed training data (bigram fit)")
     parser.add_argument("--bars-prompt", type=int, default=8)

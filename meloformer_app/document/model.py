@@ -1,0 +1,116 @@
+"""The document: the one `Song` being edited, plus what the editor shows about it.
+
+Qt-free, so it is tested on its own. The app changes it only through undoable commands
+(`meloformer_app.commands`), each of which swaps a whole `State` (song, per-track view
+flags, generated region): a `Song` is immutable, so the previous state is the undo.
+Listeners are plain callables told which parts changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from meloformer_app.document.edits import NoteRef
+from meloformer_core.music import Song
+
+PALETTE = ("#e0555a", "#4f9de0", "#5cbf6a", "#e0a53c", "#a86fe0", "#3cc7c2", "#e07bb4", "#9aa84a",
+           "#d9774a", "#6f83e0", "#c9c24a", "#4ab0a0", "#b05c8c", "#7aa0c8", "#c88a6f", "#8cc88a")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrackView:
+    """How the editor treats one track (kept in step with the song's tracks)."""
+
+    colour: str
+    muted: bool = False
+    solo: bool = False
+    generate: bool = True  # "write this track" when arranging
+
+
+@dataclass(frozen=True)
+class State:
+    song: Song
+    views: tuple[TrackView, ...]
+    generated: tuple[int, int] | None = None  # tick range of the last generated bars
+
+
+def default_views(song: Song, start: int = 0) -> tuple[TrackView, ...]:
+    return tuple(TrackView(PALETTE[(start + i) % len(PALETTE)]) for i in range(len(song.tracks)))
+
+
+@dataclass
+class Document:
+    state: State = field(default_factory=lambda: State(Song(), ()))
+    path: Path | None = None
+    selection: frozenset[NoteRef] = frozenset()
+    clean_state: State | None = None  # the state last saved (or opened): anything else is dirty
+    listeners: list[Callable[[set[str]], None]] = field(default_factory=list)
+
+    @classmethod
+    def from_song(cls, song: Song, path: Path | None = None) -> Document:
+        state = State(song, default_views(song))
+        return cls(state=state, path=path, clean_state=state)
+
+    @property
+    def song(self) -> Song:
+        return self.state.song
+
+    @property
+    def views(self) -> tuple[TrackView, ...]:
+        return self.state.views
+
+    @property
+    def dirty(self) -> bool:
+        return self.state is not self.clean_state and self.state != self.clean_state
+
+    @property
+    def title(self) -> str:
+        name = self.path.name if self.path else "Untitled"
+        return f"{name}{' *' if self.dirty else ''}"
+
+    def notify(self, parts: set[str]) -> None:
+        for listener in list(self.listeners):
+            listener(parts)
+
+    def set_state(self, state: State) -> None:
+        """Used by undo commands only."""
+        parts = {"song"} if state.song is not self.state.song else set()
+        if state.views != self.state.views:
+            parts.add("tracks")
+        if state.song.tracks != self.state.song.tracks and len(state.song.tracks) != len(self.state.song.tracks):
+            parts.add("tracks")
+        if any(a.name != b.name or a.program != b.program or a.is_drum != b.is_drum
+               for a, b in zip(state.song.tracks, self.state.song.tracks, strict=False)):  # fmt: skip
+            parts.add("tracks")
+        if state.generated != self.state.generated:
+            parts.add("generated")
+        self.state = state
+        self.selection = self._existing(self.selection)
+        self.notify(parts | {"dirty"})
+
+    def _existing(self, refs: frozenset[NoteRef]) -> frozenset[NoteRef]:
+        present: dict[int, set] = {}
+        for track in {ref.track for ref in refs if ref.track < len(self.song.tracks)}:
+            present[track] = set(map(tuple, self.song.tracks[track].notes.array.tolist()))
+        return frozenset(ref for ref in refs if tuple(ref.note) in present.get(ref.track, ()))
+
+    def select(self, refs, add: bool = False) -> None:
+        refs = frozenset(refs)
+        self.selection = (self.selection | refs) if add else refs
+        self.notify({"selection"})
+
+    def mark_clean(self, path: Path | None = None) -> None:
+        if path is not None:
+            self.path = path
+        self.clean_state = self.state
+        self.notify({"dirty"})
+
+    def with_views(self, **changes) -> State:
+        return replace(self.state, **changes)
+
+    def audible_tracks(self) -> list[int]:
+        """Tracks to play: the solo ones if any, else every track not muted."""
+        solo = [i for i, view in enumerate(self.views) if view.solo]
+        return solo or [i for i, view in enumerate(self.views) if not view.muted]

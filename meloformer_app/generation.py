@@ -1,0 +1,159 @@
+"""Model loading and generation off the GUI thread.
+
+The window never imports torch: the `GenerationService` (whose torch imports happen on
+first use) lives in a worker `QThread`, and the GUI talks to it through queued signals.
+Each finished bar streams back as a whole `Song`; cancelling sets an event the service
+polls between tokens, and a cancelled run reports nothing but ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from meloformer_core.errors import MeloformerError
+from meloformer_core.model.sampling_config import SamplingConfig
+from meloformer_core.music import Song
+from meloformer_core.service import GenerationService, TrackRequest
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    kind: str  # "continue", "arrange" or "infill"
+    song: Song
+    bars: int | tuple[int, int]  # bars to add (continue) or the 0-based bar range
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    tracks: tuple[int | TrackRequest, ...] = ()
+    variations: int = 1
+
+
+@dataclass(frozen=True)
+class Variation:
+    song: Song
+    seed: int | None
+    summary: dict
+
+
+class _Worker(QObject):
+    loaded = Signal(dict)
+    load_failed = Signal(str)
+    progress = Signal(int, int, int, object)  # variation, bars done, bars total, song so far
+    finished = Signal(list)  # [Variation]
+    failed = Signal(str)
+    cancelled = Signal()
+
+    def __init__(self, device: str | None) -> None:
+        super().__init__()
+        self.device = device
+        self.service: GenerationService | None = None
+        self.cancel = threading.Event()
+
+    @Slot(object)
+    def load(self, path: Path | None) -> None:
+        try:
+            if self.service is None:
+                self.service = GenerationService(device=self.device)
+            info = self.service.load(path)
+        except MeloformerError as error:
+            self.load_failed.emit(str(error))
+        except Exception as error:  # a broken install must not kill the window
+            self.load_failed.emit(f"could not load the model: {type(error).__name__}: {error}")
+        else:
+            self.loaded.emit(info)
+
+    @Slot(object)
+    def run(self, request: GenerationRequest) -> None:
+        results = []
+        try:
+            if self.service is None or self.service.bundle is None:
+                raise MeloformerError("no model is loaded yet")
+            for variation in range(request.variations):
+                seed = request.sampling.seed
+                sampling = request.sampling
+                if seed is not None and variation:
+                    from dataclasses import replace
+
+                    sampling = replace(sampling, seed=seed + variation)
+
+                def progress(done: int, total: int, song: Song, variation: int = variation) -> None:
+                    self.progress.emit(variation, done, total, song)
+
+                options = {"progress": progress, "cancel": self.cancel}
+                if request.kind == "continue":
+                    result = self.service.continue_song(request.song, request.bars, sampling, **options)
+                elif request.kind == "arrange":
+                    result = self.service.arrange_song(request.song, list(request.tracks), request.bars, sampling,
+                                                       **options)  # fmt: skip
+                else:
+                    tracks = list(request.tracks) or None
+                    result = self.service.infill_song(request.song, request.bars, tracks, sampling, **options)
+                if self.cancel.is_set():
+                    break
+                results.append(Variation(result.song, sampling.seed, result.summary()))
+        except MeloformerError as error:
+            if self.cancel.is_set():
+                self.cancelled.emit()
+            else:
+                self.failed.emit(str(error))
+            return
+        except Exception as error:
+            self.failed.emit(f"generation failed: {type(error).__name__}: {error}")
+            return
+        if self.cancel.is_set():
+            self.cancelled.emit()
+        else:
+            self.finished.emit(results)
+
+
+class Generator(QObject):
+    """The GUI's handle on the worker thread."""
+
+    loaded = Signal(dict)
+    load_failed = Signal(str)
+    progress = Signal(int, int, int, object)
+    finished = Signal(list)
+    failed = Signal(str)
+    cancelled = Signal()
+    _load = Signal(object)
+    _run = Signal(object)
+
+    def __init__(self, device: str | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.thread = QThread()
+        self.thread.setObjectName("meloformer-generation")
+        self.worker = _Worker(device)
+        self.worker.moveToThread(self.thread)
+        self._load.connect(self.worker.load)
+        self._run.connect(self.worker.run)
+        for name in ("loaded", "load_failed", "progress", "finished", "failed", "cancelled"):
+            getattr(self.worker, name).connect(getattr(self, name))
+        self.finished.connect(self._done)
+        self.failed.connect(self._done)
+        self.cancelled.connect(self._done)
+        self.busy = False
+        self.model_info: dict | None = None
+        self.loaded.connect(lambda info: setattr(self, "model_info", info))
+        self.thread.start()
+
+    def load(self, path: Path | None) -> None:
+        self.model_info = None
+        self._load.emit(path)
+
+    def start(self, request: GenerationRequest) -> None:
+        self.worker.cancel.clear()
+        self.busy = True
+        self._run.emit(request)
+
+    def cancel(self) -> None:
+        self.worker.cancel.set()
+
+    def _done(self, *args) -> None:
+        self.busy = False
+
+    def shutdown(self) -> None:
+        self.worker.cancel.set()
+        self.thread.quit()
+        self.thread.wait(10_000)

@@ -1,0 +1,507 @@
+"""The main window: piano roll in the middle, tracks on the left, generation on the right.
+
+Errors stop at this boundary: a bad file, a bad model or a failed generation is one
+dialog naming the file and the problem, and the document stays as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QRadioButton,
+    QVBoxLayout,
+)
+
+from meloformer_app.actions import build_actions
+from meloformer_app.document.export import export_song
+from meloformer_app.editor import Editor
+from meloformer_app.generation import GenerationRequest, Generator, Variation
+from meloformer_app.panels import SamplingPanel, TrackList
+from meloformer_app.settings import Autosave, Settings
+from meloformer_app.view.geometry import GRID_CHOICES
+from meloformer_app.view.roll import PianoRoll, Tool
+from meloformer_core.errors import MeloformerError
+from meloformer_core.midi_io import midi_bytes, read_midi, write_midi
+from meloformer_core.music import Song
+
+MIDI_FILTER = "MIDI files (*.mid *.midi);;All files (*)"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: Settings | None = None, *, load_model: bool = True, device: str | None = None) -> None:
+        super().__init__()
+        self.settings = settings or Settings.load()
+        self.autosave = Autosave()
+        self.editor = Editor(self)
+        self.roll = PianoRoll(self.editor)
+        self.setCentralWidget(self.roll)
+        self.tracks = TrackList(self.editor)
+        self.panel = SamplingPanel(self.settings)
+        for title, widget, area in (("Tracks", self.tracks, Qt.DockWidgetArea.LeftDockWidgetArea),
+                                    ("Generate", self.panel, Qt.DockWidgetArea.RightDockWidgetArea)):  # fmt: skip
+            dock = QDockWidget(title, self)
+            dock.setObjectName(title)
+            dock.setWidget(widget)
+            dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+            self.addDockWidget(area, dock)
+        self.actions = build_actions(self, self.roll, self.settings.shortcuts)
+        self._build_menus()
+        self._build_toolbar()
+        self.model_label = QLabel("Model: loading…")
+        self.statusBar().addPermanentWidget(self.model_label)
+        self.setAcceptDrops(True)
+        self.editor.changed.connect(self._document_changed)
+        self.generator = Generator(device=device, parent=self)
+        self.generator.loaded.connect(self._model_loaded)
+        self.generator.load_failed.connect(self._model_failed)
+        self.generator.progress.connect(self._progress)
+        self.generator.finished.connect(self._generated)
+        self.generator.failed.connect(self._generation_failed)
+        self.generator.cancelled.connect(self._generation_cancelled)
+        self.panel.continue_requested.connect(self.continue_song)
+        self.panel.arrange_requested.connect(self.arrange_tracks)
+        self.panel.regenerate_requested.connect(self.regenerate_bars)
+        self.panel.cancel_requested.connect(self.generator.cancel)
+        self.panel.model_chosen.connect(self.load_model)
+        self.panel.variation_chosen.connect(self._preview_take)
+        self.panel.keep_variation.connect(self._keep_take)
+        self._takes: list[Variation] = []
+        self._pending: dict | None = None
+        self._model_asked = True
+        self.autosave_timer = QTimer(self, interval=max(5, self.settings.autosave_seconds) * 1000)
+        self.autosave_timer.timeout.connect(self.write_autosave)
+        self.autosave_timer.start()
+        if self.settings.geometry:
+            self.restoreGeometry(QByteArray.fromBase64(self.settings.geometry.encode()))
+        else:
+            self.resize(1400, 860)
+        self._update_title()
+        if load_model:
+            QTimer.singleShot(0, lambda: self.load_model(self.settings.model_path, asked=False))
+
+    # --- building -------------------------------------------------------------------------
+    def _build_menus(self) -> None:
+        a, bar = self.actions, self.menuBar()
+        menus = {
+            "&File": ["new", "open", "recent", "save", "save_as", "export", None, "quit"],
+            "&Edit": ["undo", "redo", None, "cut", "copy", "paste", "delete", "select_all", None, "quantize",
+                      "transpose_up", "transpose_down", "octave_up", "octave_down"],
+            "&View": ["zoom_in", "zoom_out", "zoom_fit"],
+            "&Tools": ["tool_select", "tool_draw", "tool_erase", None, "snap", "triplets"],
+            "&Generate": ["continue", "arrange", "regenerate", "cancel"],
+        }  # fmt: skip
+        for title, names in menus.items():
+            menu = bar.addMenu(title)
+            for name in names:
+                if name is None:
+                    menu.addSeparator()
+                elif name == "recent":
+                    self.recent_menu = menu.addMenu("Open &Recent")
+                    self.recent_menu.aboutToShow.connect(self._fill_recent)
+                else:
+                    menu.addAction(a[name])
+        stack = self.editor.undo_stack
+        a["undo"].triggered.connect(stack.undo)
+        a["redo"].triggered.connect(stack.redo)
+        stack.canUndoChanged.connect(a["undo"].setEnabled)
+        stack.canRedoChanged.connect(a["redo"].setEnabled)
+        a["undo"].setEnabled(False)
+        a["redo"].setEnabled(False)
+        e = self.editor
+        connections = {
+            "new": self.new_song, "open": self.choose_file, "save": self.save, "save_as": self.save_as,
+            "export": self.export_dialog, "quit": self.close, "cut": e.cut, "copy": e.copy,
+            "paste": lambda: e.paste(self._paste_tick()), "delete": e.delete_selection, "select_all": e.select_all,
+            "quantize": lambda: e.quantize_selection(self.roll.state.viewport.grid_ticks()),
+            "transpose_up": lambda: e.move_selection(0, 1), "transpose_down": lambda: e.move_selection(0, -1),
+            "octave_up": lambda: e.move_selection(0, 12), "octave_down": lambda: e.move_selection(0, -12),
+            "zoom_in": lambda: self.roll.zoom(1.25), "zoom_out": lambda: self.roll.zoom(0.8),
+            "zoom_fit": self.roll.fit, "continue": self.continue_song, "arrange": self.arrange_tracks,
+            "regenerate": self.regenerate_bars, "cancel": self.generator_cancel,
+        }  # fmt: skip
+        for name, slot in connections.items():
+            a[name].triggered.connect(slot)
+        for name, tool in (("tool_select", Tool.SELECT), ("tool_draw", Tool.DRAW), ("tool_erase", Tool.ERASE)):
+            a[name].triggered.connect(lambda _=False, t=tool: self.set_tool(t))
+        a["snap"].setChecked(True)
+        a["snap"].toggled.connect(lambda on: setattr(self.roll.state, "snap", on))
+        a["triplets"].toggled.connect(self._set_triplets)
+        self.set_tool(Tool.SELECT)
+
+    def _build_toolbar(self) -> None:
+        toolbar = self.addToolBar("Edit")
+        toolbar.setObjectName("EditToolbar")
+        for name in ("undo", "redo", None, "tool_select", "tool_draw", "tool_erase", None, "snap", "triplets"):
+            toolbar.addSeparator() if name is None else toolbar.addAction(self.actions[name])
+        self.grid_box = QComboBox(toolTip="Snap grid (Auto follows the zoom)")
+        self.grid_box.addItems(list(GRID_CHOICES))
+        self.grid_box.currentTextChanged.connect(self._set_grid)
+        toolbar.addWidget(QLabel(" Grid "))
+        toolbar.addWidget(self.grid_box)
+        toolbar.addSeparator()
+        for name in ("zoom_in", "zoom_out", "zoom_fit", None, "continue", "cancel"):
+            toolbar.addSeparator() if name is None else toolbar.addAction(self.actions[name])
+
+    def set_tool(self, tool: Tool) -> None:
+        self.roll.state.tool = tool
+        for name, each in (("tool_select", Tool.SELECT), ("tool_draw", Tool.DRAW), ("tool_erase", Tool.ERASE)):
+            self.actions[name].setChecked(each is tool)
+
+    def _set_grid(self, text: str) -> None:
+        self.roll.state.viewport.grid_choice = text
+        self.roll.refresh()
+
+    def _set_triplets(self, on: bool) -> None:
+        self.roll.state.viewport.triplets = on
+        self.roll.refresh()
+
+    def _paste_tick(self) -> int:
+        if self.roll.state.playhead is not None:
+            return self.roll.state.playhead
+        return min((ref.note.start for ref in self.editor.clipboard), default=0)
+
+    # --- document state -------------------------------------------------------------------
+    def _document_changed(self, parts: set) -> None:
+        self._update_title()
+        self.roll.refresh()
+        song = self.editor.shown_song()
+        self.statusBar().showMessage(f"{len(song.tracks)} tracks, {song.note_count:,} notes", 0)
+
+    def _update_title(self) -> None:
+        dirty = not self.editor.undo_stack.isClean() or self.editor.document.dirty
+        name = self.editor.document.path.name if self.editor.document.path else "Untitled"
+        self.setWindowTitle(f"{name}[*] — MeloFormer")
+        self.setWindowModified(dirty)
+
+    def is_dirty(self) -> bool:
+        return self.editor.document.dirty
+
+    # --- files ----------------------------------------------------------------------------
+    def new_song(self) -> None:
+        if self._confirm_discard():
+            self.editor.open_song(Song(), None)
+            self.roll.fit()
+
+    def choose_file(self) -> None:
+        if not self._confirm_discard():
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Open MIDI file", self.settings.last_directory, MIDI_FILTER)
+        if path:
+            self.open_file(Path(path), confirm=False)
+
+    def open_file(self, path: Path, confirm: bool = True) -> bool:
+        """Open ``path``; on failure show one dialog and keep the current document."""
+        if confirm and not self._confirm_discard():
+            return False
+        try:
+            song = read_midi(path)
+        except MeloformerError as error:
+            self.error("Could not open the file", str(error))
+            return False
+        self.editor.open_song(song, path)
+        self.settings.add_recent(path)
+        self.settings.save()
+        self.roll.fit()
+        self.statusBar().showMessage(f"Opened {path.name}: {len(song.tracks)} tracks, {song.note_count:,} notes")
+        return True
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for text in self.settings.recent_files:
+            action = self.recent_menu.addAction(text)
+            action.triggered.connect(lambda _=False, p=text: self.open_file(Path(p)))
+        if not self.settings.recent_files:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def save(self) -> bool:
+        if self.editor.document.path is None or self.editor.document.path.suffix.lower() not in (".mid", ".midi"):
+            return self.save_as()
+        return self._write(self.editor.document.path)
+
+    def save_as(self) -> bool:
+        start = str(self.editor.document.path or Path(self.settings.last_directory or ".") / "untitled.mid")
+        path, _ = QFileDialog.getSaveFileName(self, "Save as MIDI", start, MIDI_FILTER)
+        return bool(path) and self._write(Path(path) if Path(path).suffix else Path(path).with_suffix(".mid"))
+
+    def _write(self, path: Path) -> bool:
+        try:
+            write_midi(self.editor.document.song, path)
+        except (MeloformerError, OSError) as error:
+            self.error("Could not save", f"{path}: {error}")
+            return False
+        self.editor.document.mark_clean(path)
+        self.editor.undo_stack.setClean()
+        self.settings.add_recent(path)
+        self.autosave.clear()
+        self._update_title()
+        self.statusBar().showMessage(f"Saved {path}")
+        return True
+
+    def export_dialog(self) -> None:
+        dialog = QDialog(self)
+        dialog.setWindowTitle("Export MIDI")
+        layout = QVBoxLayout(dialog)
+        everything = QRadioButton("All tracks", checked=True)
+        chosen = QRadioButton("The selected track (or the tracks of the selected notes)")
+        generated = QRadioButton("Only the generated bars")
+        generated.setEnabled(self.editor.document.state.generated is not None)
+        per_track = QCheckBox("One file per track")
+        for widget in (everything, chosen, generated, per_track):
+            layout.addWidget(widget)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(dialog.accept)
+        buttons.rejected.connect(dialog.reject)
+        layout.addWidget(buttons)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export to", self.settings.last_directory, MIDI_FILTER)
+        if path:
+            self.export(Path(path), "chosen" if chosen.isChecked() else "generated" if generated.isChecked() else "all",
+                        per_track.isChecked())  # fmt: skip
+
+    def export(self, path: Path, scope: str = "all", per_track: bool = False) -> list[Path]:
+        document = self.editor.document
+        tracks = None
+        if scope == "chosen":
+            tracks = sorted({ref.track for ref in document.selection})
+            if self.editor.current_track is not None:
+                tracks = sorted({*tracks, self.editor.current_track})
+            if not tracks:
+                self.error("Nothing to export", "Select a track or some notes first.")
+                return []
+        ticks = document.state.generated if scope == "generated" else None
+        try:
+            written = export_song(document.song, path, tracks, ticks, per_track)
+        except (MeloformerError, OSError) as error:
+            self.error("Could not export", f"{path}: {error}")
+            return []
+        self.statusBar().showMessage(f"Exported {len(written)} file(s) to {path.parent}")
+        return written
+
+    def _confirm_discard(self) -> bool:
+        if not self.is_dirty():
+            return True
+        answer = QMessageBox.question(
+            self, "Unsaved changes", f"Save the changes to {self.editor.document.title.rstrip(' *')}?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+        )  # fmt: skip
+        if answer == QMessageBox.StandardButton.Save:
+            return self.save()
+        return answer == QMessageBox.StandardButton.Discard
+
+    def write_autosave(self) -> None:
+        if self.is_dirty():
+            try:
+                self.autosave.write(midi_bytes(self.editor.document.song), self.editor.document.path)
+            except (MeloformerError, OSError) as error:
+                self.statusBar().showMessage(f"Autosave failed: {error}")
+
+    def offer_recovery(self) -> None:
+        pending = self.autosave.pending()
+        if pending is None:
+            return
+        midi, source = pending
+        name = source.name if source else "an untitled song"
+        question = f"MeloFormer did not close cleanly. Recover the unsaved changes to {name}?"
+        answer = QMessageBox.question(self, "Recover unsaved work", question)
+        if answer == QMessageBox.StandardButton.Yes:
+            try:
+                song = read_midi(midi)
+            except MeloformerError as error:
+                self.error("Could not recover", str(error))
+                return
+            self.editor.open_song(Song(), source)
+            self.editor.apply_song(song, "Recover autosave")
+            self.roll.fit()
+        self.autosave.clear()
+
+    # --- drag and drop --------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        urls = event.mimeData().urls()
+        if urls and Path(urls[0].toLocalFile()).suffix.lower() in (".mid", ".midi"):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        self.open_file(Path(event.mimeData().urls()[0].toLocalFile()))
+
+    # --- the model and generation ---------------------------------------------------------
+    def load_model(self, path: str, asked: bool = True) -> None:
+        """Load a bundle ("" = the default one) in the worker; a failure is a dialog only when
+        the user ``asked`` for this model (at start-up the Generate panel says it)."""
+        self._model_asked = asked
+        self.model_label.setText("Model: loading…")
+        self.panel.model_info.setText("loading…")
+        self.generator.load(Path(path) if path else None)
+
+    def _model_loaded(self, info: dict) -> None:
+        device = "GPU" if str(info.get("device", "cpu")).startswith("cuda") else "CPU"
+        size = f"{info.get('parameters', 0) / 1e6:.1f}M parameters" if info.get("parameters") else info.get("size", "")
+        self.model_label.setText(f"Model: {info.get('name')} on {device}")
+        note = " (no GPU found; the CPU works, more slowly)" if device == "CPU" else ""
+        self.panel.model_info.setText(f"{info.get('name')} — {size}, on the {device}{note}")
+
+    def _model_failed(self, message: str) -> None:
+        self.model_label.setText("Model: none")
+        self.panel.model_info.setText(f"No model: {message}")
+        if self._model_asked:
+            self.error("Could not load the model", message)
+        else:
+            self.statusBar().showMessage(f"No model loaded: {message}", 15_000)
+
+    def generator_cancel(self) -> None:
+        if self.generator.busy:
+            self.generator.cancel()
+            self.panel.status.setText("Cancelling…")
+
+    def _start(self, request: GenerationRequest, total: int, region: tuple[int, int | None], text: str) -> None:
+        """``region``: the ticks the result is written in; an open end (Continue) ends with the song."""
+        if self.generator.busy:
+            return
+        if self.generator.model_info is None:
+            self.error("No model", "The model is not loaded (yet); see the Generate panel.")
+            return
+        self._pending = {"region": region, "text": text, "started": time.perf_counter(), "bars": total}
+        self.panel.set_running(True, total)
+        self.panel.status.setText(f"{text}…")
+        self.panel.store(self.settings)
+        self.generator.start(request)
+
+    def _sampling(self):
+        return self.panel.sampling()
+
+    def continue_song(self) -> None:
+        song = self.editor.document.song
+        if not song.tracks:
+            self.error("Nothing to continue", "Open a MIDI file or draw some notes first.")
+            return
+        bars = self.panel.bars.value()
+        # the new bars start at the first bar line at or after the song's end (as the service counts bars)
+        starts = song.bar_starts(song.end_tick + 16 * song.resolution)  # past the next bar line, whatever the metre
+        region_start = next(b for b in starts if b >= song.end_tick)
+        request = GenerationRequest("continue", song, bars, self._sampling(), variations=self.panel.variations.value())
+        self._start(request, bars, (region_start, None), f"Continue {bars} bars")
+
+    def _selected_bars(self) -> tuple[int, int] | None:
+        selection = self.editor.document.selection
+        if not selection:
+            return None
+        song = self.editor.document.song
+        starts = song.bar_starts()
+        first_tick = min(ref.note.start for ref in selection)
+        last_tick = max(ref.note.start for ref in selection)
+        first = max(i for i, b in enumerate(starts) if b <= first_tick)
+        last = max(i for i, b in enumerate(starts) if b <= last_tick)
+        return first, last + 1
+
+    def arrange_tracks(self) -> None:
+        song, views = self.editor.document.song, self.editor.document.views
+        targets = tuple(i for i, view in enumerate(views) if view.generate)
+        if not targets or (len(targets) == len(song.tracks) and len(song.tracks) > 1):
+            self.error("Choose the tracks to write", "Tick “Gen” for the tracks to rewrite, untick the ones to keep.")
+            return
+        bars = self._selected_bars() or (0, len(song.bar_starts(max(song.end_tick - 1, 0))))
+        region = self._bar_ticks(bars)
+        request = GenerationRequest("arrange", song, bars, self._sampling(), targets, self.panel.variations.value())
+        self._start(request, bars[1] - bars[0], region, f"Arrange bars {bars[0] + 1}–{bars[1]}")
+
+    def regenerate_bars(self) -> None:
+        bars = self._selected_bars()
+        if bars is None:
+            self.error("Select some bars", "Select notes in the bars to regenerate (rubber band or Ctrl+A).")
+            return
+        song = self.editor.document.song
+        tracks = () if self.editor.current_track is None else (self.editor.current_track,)
+        request = GenerationRequest("infill", song, bars, self._sampling(), tracks, self.panel.variations.value())
+        self._start(request, bars[1] - bars[0], self._bar_ticks(bars), f"Regenerate bars {bars[0] + 1}–{bars[1]}")
+
+    def _bar_ticks(self, bars: tuple[int, int]) -> tuple[int, int]:
+        song = self.editor.document.song
+        starts = song.bar_starts(song.end_tick + song.resolution * 64)
+        return starts[bars[0]], starts[min(bars[1], len(starts) - 1)]
+
+    def _region(self, song: Song) -> tuple[int, int]:
+        """The ticks of the bars being written in ``song`` (for Continue: the new bars)."""
+        pending = self._pending or {}
+        start, end = pending.get("region", (0, None))
+        if end is not None:
+            return start, end
+        starts = [b for b in song.bar_starts(song.end_tick + 16 * song.resolution) if b >= start]
+        return start, starts[min(pending.get("bars", 1), len(starts) - 1)] if len(starts) > 1 else song.end_tick
+
+    def _progress(self, variation: int, done: int, total: int, song: Song) -> None:
+        self.panel.progress.setValue(done)
+        label = f" (take {variation + 1})" if self.panel.variations.value() > 1 else ""
+        self.panel.status.setText(f"{self._pending['text'] if self._pending else ''}: bar {done} of {total}{label}")
+        region = self._region(song)
+        self.editor.show_preview(song, region)
+        if done == 1:
+            self.roll.show_ticks(*region)
+
+    def _generated(self, takes: list[Variation]) -> None:
+        self.panel.set_running(False)
+        elapsed = time.perf_counter() - (self._pending or {}).get("started", time.perf_counter())
+        if not takes:
+            self._generation_cancelled()
+            return
+        self._takes = takes
+        if len(takes) == 1:
+            self._keep_take(0)
+        else:
+            self.panel.show_takes([f"Take {i + 1} (seed {t.seed})" for i, t in enumerate(takes)])
+        self.panel.status.setText(f"Done in {elapsed:.1f} s ({takes[0].summary.get('tokens_per_s', 0):.0f} tokens/s)")
+
+    def _preview_take(self, index: int) -> None:
+        if 0 <= index < len(self._takes):
+            song = self._takes[index].song
+            self.editor.show_preview(song, self._region(song))
+
+    def _keep_take(self, index: int) -> None:
+        if not 0 <= index < len(self._takes) or self._pending is None:
+            return
+        song = self._takes[index].song
+        region = self._region(song)
+        self.editor.accept_generation(song, region, self._pending["text"])
+        self.roll.show_ticks(*region)
+        self._takes, self._pending = [], None
+        self.panel.show_takes([])
+
+    def _generation_failed(self, message: str) -> None:
+        self.panel.set_running(False)
+        self.editor.show_preview(None)
+        self.panel.status.setText("Failed")
+        self.error("Generation failed", message)
+
+    def _generation_cancelled(self) -> None:
+        self.panel.set_running(False)
+        self.editor.show_preview(None)
+        self._pending = None
+        self.panel.status.setText("Cancelled; the song is as it was")
+
+    # --- closing --------------------------------------------------------------------------
+    def error(self, title: str, message: str) -> None:
+        self.statusBar().showMessage(message.splitlines()[0] if message else title, 10_000)
+        QMessageBox.warning(self, title, message)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if not self._confirm_discard():
+            event.ignore()
+            return
+        self.panel.store(self.settings)
+        self.settings.geometry = bytes(self.saveGeometry().toBase64()).decode()
+        self.settings.save()
+        self.autosave.clear()
+        self.generator.shutdown()
+        event.accept()

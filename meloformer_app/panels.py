@@ -1,0 +1,293 @@
+"""Side panels: the track list and the sampling / generation controls."""
+
+from __future__ import annotations
+
+import random
+
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QColorDialog,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from meloformer_app.settings import Settings
+from meloformer_core.gm import PROGRAM_NAMES
+from meloformer_core.model.sampling_config import SamplingConfig
+from meloformer_core.music import Track
+
+COLUMNS = ("Gen", "", "Name", "Instrument", "Drums", "M", "S")
+
+
+class TrackList(QWidget):
+    """One row per track: generate flag, colour, name, GM instrument, drum flag, mute, solo."""
+
+    def __init__(self, editor, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.editor = editor
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.table.itemSelectionChanged.connect(self._current_changed)
+        buttons = QHBoxLayout()
+        for text, tip, slot in (
+            ("+", "Add a track", self._add),
+            ("−", "Remove the selected track", self._remove),
+            ("▲", "Move the selected track up", lambda: self._move(-1)),
+            ("▼", "Move the selected track down", lambda: self._move(+1)),
+            ("All", "Edit every track (no ghost notes)", lambda: self.table.clearSelection()),
+        ):
+            button = QToolButton(text=text, toolTip=tip)
+            button.clicked.connect(slot)
+            buttons.addWidget(button)
+        buttons.addStretch()
+        self.setMinimumWidth(380)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.table)
+        layout.addLayout(buttons)
+        self._filling = False
+        editor.changed.connect(self._changed)
+        self.refresh()
+
+    def _changed(self, parts: set) -> None:
+        if parts & {"tracks", "song"} and not parts <= {"song"}:
+            self.refresh()
+        elif "current" in parts:
+            self._select_current()
+
+    def refresh(self) -> None:
+        self._filling = True
+        song, views = self.editor.document.song, self.editor.document.views
+        self.table.setRowCount(len(song.tracks))
+        for row, (track, view) in enumerate(zip(song.tracks, views, strict=True)):
+            self._checkbox(row, 0, view.generate, "Write this track when arranging",
+                           lambda on, r=row: self.editor.set_view(r, generate=on))  # fmt: skip
+            swatch = QPushButton(toolTip="Track colour")
+            swatch.setFixedSize(18, 18)
+            swatch.setStyleSheet(f"background:{view.colour}; border:1px solid #222;")
+            swatch.clicked.connect(lambda _=False, r=row: self._pick_colour(r))
+            self.table.setCellWidget(row, 1, swatch)
+            name = QLineEdit(track.name)
+            name.setFrame(False)
+            name.editingFinished.connect(lambda r=row, w=name: self._rename(r, w.text()))
+            self.table.setCellWidget(row, 2, name)
+            program = QComboBox(toolTip="General MIDI instrument")
+            program.setMaximumWidth(150)
+            program.addItems([f"{i + 1} {n}" for i, n in enumerate(PROGRAM_NAMES)])
+            program.setCurrentIndex(track.program)
+            program.setEnabled(not track.is_drum)
+            program.currentIndexChanged.connect(lambda value, r=row: self.editor.update_track(r, program=value))
+            self.table.setCellWidget(row, 3, program)
+            self._checkbox(row, 4, track.is_drum, "Drum track (MIDI channel 10)",
+                           lambda on, r=row: self.editor.update_track(r, is_drum=on))  # fmt: skip
+            self._checkbox(row, 5, view.muted, "Mute", lambda on, r=row: self.editor.set_view(r, muted=on))
+            self._checkbox(row, 6, view.solo, "Solo", lambda on, r=row: self.editor.set_view(r, solo=on))
+        self._select_current()
+        self._filling = False
+
+    def _checkbox(self, row: int, column: int, checked: bool, tip: str, slot) -> None:
+        box = QCheckBox(toolTip=tip)
+        box.setChecked(checked)
+        box.toggled.connect(slot)
+        holder = QWidget()
+        layout = QHBoxLayout(holder)
+        layout.setContentsMargins(4, 0, 4, 0)
+        layout.addWidget(box)
+        self.table.setCellWidget(row, column, holder)
+
+    def checkbox(self, row: int, column: int) -> QCheckBox:
+        return self.table.cellWidget(row, column).findChild(QCheckBox)
+
+    def _select_current(self) -> None:
+        current = self.editor.current_track
+        self._filling = True
+        if current is None:
+            self.table.clearSelection()
+        else:
+            self.table.selectRow(current)
+        self._filling = False
+
+    def _current_changed(self) -> None:
+        if self._filling:
+            return
+        rows = self.table.selectionModel().selectedRows()
+        self.editor.set_current_track(rows[0].row() if rows else None)
+
+    def _rename(self, row: int, text: str) -> None:
+        if row < len(self.editor.document.song.tracks) and text != self.editor.document.song.tracks[row].name:
+            self.editor.update_track(row, name=text)
+
+    def _pick_colour(self, row: int) -> None:
+        colour = QColorDialog.getColor(QColor(self.editor.document.views[row].colour), self, "Track colour")
+        if colour.isValid():
+            self.editor.set_view(row, colour=colour.name())
+
+    def _add(self) -> None:
+        self.editor.add_track(Track(f"Track {len(self.editor.document.song.tracks) + 1}", 0))
+
+    def _remove(self) -> None:
+        if self.editor.current_track is not None:
+            self.editor.remove_track(self.editor.current_track)
+
+    def _move(self, step: int) -> None:
+        if self.editor.current_track is not None:
+            self.editor.move_track(self.editor.current_track, self.editor.current_track + step)
+
+
+class SamplingPanel(QWidget):
+    """Bars, sampling settings, seed with a dice, variations, model picker, and the buttons."""
+
+    continue_requested = Signal()
+    arrange_requested = Signal()
+    regenerate_requested = Signal()
+    cancel_requested = Signal()
+    model_chosen = Signal(str)  # "" = the default bundle
+    variation_chosen = Signal(int)
+    keep_variation = Signal(int)
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        form = QFormLayout()
+        self.model = QComboBox(toolTip="The model bundle that writes the music")
+        self.model.addItem("Default model", "")
+        if settings.model_path:
+            self.model.addItem(settings.model_path, settings.model_path)
+            self.model.setCurrentIndex(1)
+        self.model.addItem("Choose a bundle folder…", "?")
+        self.model.activated.connect(self._model_activated)
+        self.model_info = QLabel("loading…")
+        self.model_info.setWordWrap(True)
+        self.bars = self._spin(QSpinBox(), 1, 64, settings.bars, "Bars to add after the song (Continue)")
+        self.temperature = self._spin(QDoubleSpinBox(), 0.0, 3.0, settings.temperature,
+                                      "Randomness: 0 always picks the likeliest token, 1 samples the model as it is",
+                                      0.05)  # fmt: skip
+        self.top_k = self._spin(QSpinBox(), 0, 1000, settings.top_k, "Keep only the k likeliest tokens (0 = off)")
+        self.top_p = self._spin(QDoubleSpinBox(), 0.01, 1.0, settings.top_p,
+                                "Keep the likeliest tokens holding this much probability (1 = off)", 0.01)  # fmt: skip
+        self.min_p = self._spin(QDoubleSpinBox(), 0.0, 0.99, settings.min_p,
+                                "Drop tokens less likely than this share of the best one (0 = off)", 0.01)  # fmt: skip
+        self.repetition = self._spin(QDoubleSpinBox(), 0.5, 3.0, settings.repetition_penalty,
+                                     "Above 1 discourages pitches used in the last bars", 0.05)  # fmt: skip
+        self.seed = self._spin(QSpinBox(), 0, 2**31 - 1, settings.seed, "Same seed, same model, same song → same music")
+        self.dice = QToolButton(text="Dice", toolTip="Roll a new random seed")
+        self.dice.clicked.connect(lambda: self.seed.setValue(random.randrange(2**31 - 1)))
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(self.dice)
+        self.variations = self._spin(QSpinBox(), 1, 8, settings.variations, "Write several takes to choose from")
+        form.addRow("Model", self.model)
+        form.addRow("", self.model_info)
+        form.addRow("Bars", self.bars)
+        form.addRow("Temperature", self.temperature)
+        form.addRow("Top-k", self.top_k)
+        form.addRow("Top-p", self.top_p)
+        form.addRow("Min-p", self.min_p)
+        form.addRow("Repetition penalty", self.repetition)
+        form.addRow("Seed", seed_row)
+        form.addRow("Variations", self.variations)
+        self.continue_button = QPushButton("Continue", toolTip="Add the bars after the song (Ctrl+Return)")
+        self.arrange_button = QPushButton("Arrange tracks", toolTip="Rewrite the tracks ticked “Gen” in the "
+                                          "selected bars (all bars when none), under the others")  # fmt: skip
+        self.regenerate_button = QPushButton("Regenerate bars", toolTip="Rewrite the bars of the selected notes so "
+                                             "they join what comes before and after")  # fmt: skip
+        self.cancel_button = QPushButton("Cancel", toolTip="Stop generating; the song stays as it was (Esc)")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("%v / %m bars")
+        self.progress.setValue(0)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.takes = QListWidget(toolTip="Click a take to hear and see it; double-click (or Keep) to use it")
+        self.takes.setVisible(False)
+        self.takes.currentRowChanged.connect(self.variation_chosen)
+        self.keep_button = QPushButton("Keep this take")
+        self.keep_button.setVisible(False)
+        self.keep_button.clicked.connect(lambda: self.keep_variation.emit(self.takes.currentRow()))
+        self.takes.itemDoubleClicked.connect(lambda _item: self.keep_variation.emit(self.takes.currentRow()))
+        self.continue_button.clicked.connect(self.continue_requested)
+        self.arrange_button.clicked.connect(self.arrange_requested)
+        self.regenerate_button.clicked.connect(self.regenerate_requested)
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        for widget in (self.continue_button, self.arrange_button, self.regenerate_button, self.progress,
+                       self.cancel_button, self.status, self.takes, self.keep_button):  # fmt: skip
+            layout.addWidget(widget)
+        layout.addStretch()
+
+    @staticmethod
+    def _spin(box, low, high, value, tip: str, step: float | None = None):
+        box.setRange(low, high)
+        if step is not None:
+            box.setSingleStep(step)
+            box.setDecimals(2)
+        box.setValue(value)
+        box.setToolTip(tip)
+        return box
+
+    def _model_activated(self, index: int) -> None:
+        data = self.model.itemData(index)
+        if data == "?":
+            from PySide6.QtWidgets import QFileDialog
+
+            folder = QFileDialog.getExistingDirectory(self, "Choose a model bundle folder")
+            if not folder:
+                self.model.setCurrentIndex(0)
+                return
+            self.model.insertItem(self.model.count() - 1, folder, folder)
+            self.model.setCurrentIndex(self.model.count() - 2)
+            data = folder
+        self.model_chosen.emit(data)
+
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(temperature=self.temperature.value(), top_k=self.top_k.value(),
+                              top_p=self.top_p.value(), min_p=self.min_p.value(),
+                              repetition_penalty=self.repetition.value(), seed=self.seed.value())  # fmt: skip
+
+    def store(self, settings: Settings) -> None:
+        settings.bars, settings.temperature = self.bars.value(), self.temperature.value()
+        settings.top_k = self.top_k.value()
+        settings.top_p, settings.min_p = self.top_p.value(), self.min_p.value()
+        settings.repetition_penalty, settings.seed = self.repetition.value(), self.seed.value()
+        settings.variations = self.variations.value()
+        settings.model_path = self.model.currentData() if self.model.currentData() not in ("?", None) else ""
+
+    def set_running(self, running: bool, total: int = 0) -> None:
+        for button in (self.continue_button, self.arrange_button, self.regenerate_button):
+            button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        if running:
+            self.progress.setRange(0, max(total, 1))
+            self.progress.setValue(0)
+            self.takes.setVisible(False)
+            self.keep_button.setVisible(False)
+
+    def show_takes(self, labels: list[str]) -> None:
+        self.takes.clear()
+        self.takes.addItems(labels)
+        self.takes.setVisible(len(labels) > 1)
+        self.keep_button.setVisible(len(labels) > 1)
+        if labels:
+            self.takes.setCurrentRow(0)

@@ -1,0 +1,519 @@
+"""The piano roll: keyboard, bar ruler, note canvas and velocity lane around one `Viewport`.
+
+The widgets paint; they never change the song themselves. Every gesture ends in one call
+to an `Editor` (see `meloformer_app.editor`), which turns it into an undoable command.
+Painting and hit tests work on a `NoteTable` (numpy columns) rebuilt when the song changes,
+and only the notes inside the visible window are drawn, so 20,000 notes stay smooth.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPen, QWheelEvent
+from PySide6.QtWidgets import QGridLayout, QScrollBar, QWidget
+
+from meloformer_app.document.edits import NoteRef
+from meloformer_app.view.geometry import Viewport
+from meloformer_app.view.notes import NoteTable
+from meloformer_core.gm import pitch_name
+from meloformer_core.music import Note, Song
+
+BLACK_KEYS = {1, 3, 6, 8, 10}
+EDGE_PX = 6  # grab the right edge of a note within this many pixels to resize it
+BACKGROUND, ROW_DARK, ROW_LIGHT = QColor("#1e2126"), QColor("#23272d"), QColor("#2a2e35")
+GENERATED = QColor(255, 220, 90, 38)
+
+
+class Tool(Enum):
+    SELECT = "select"
+    DRAW = "draw"
+    ERASE = "erase"
+
+
+class RollState:
+    """What every part of the roll reads: the song shown, the view and the editor's state."""
+
+    def __init__(self, editor) -> None:
+        self.editor = editor
+        self.viewport = Viewport()
+        self.table = NoteTable.of(Song())
+        self._song: Song | None = None
+        self.tool = Tool.SELECT
+        self.snap = True
+        self.playhead: int | None = None
+
+    def song(self) -> Song:
+        song = self.editor.shown_song()
+        if song is not self._song:
+            self._song = song
+            self.table = NoteTable.of(song)
+            self.viewport.resolution = song.resolution
+        return song
+
+    def editable_tracks(self) -> set[int] | None:
+        current = self.editor.current_track
+        return None if current is None else {current}
+
+
+class RollCanvas(QWidget):
+    changed_view = Signal()
+
+    def __init__(self, state: RollState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setMouseTracking(True)
+        self.setMinimumSize(200, 120)
+        self._drag: dict | None = None
+
+    # --- painting -------------------------------------------------------------------------
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        song = self.state.song()
+        vp, table = self.state.viewport, self.state.table
+        painter = QPainter(self)
+        width, height = self.width(), self.height()
+        painter.fillRect(self.rect(), BACKGROUND)
+        low, high = vp.pitch_at(height), vp.pitch_at(0)
+        for pitch in range(max(0, low), min(127, high) + 1):
+            painter.fillRect(QRectF(0, vp.y(pitch), width, vp.key_height),
+                             ROW_DARK if pitch % 12 in BLACK_KEYS else ROW_LIGHT)  # fmt: skip
+        first, last = vp.tick_at(0), vp.tick_at(width)
+        self._paint_grid(painter, song, first, last, height)
+        generated = self.state.editor.generated_range()
+        if generated is not None:
+            painter.fillRect(QRectF(vp.x(generated[0]), 0, vp.x(generated[1]) - vp.x(generated[0]), height), GENERATED)
+        visible = table.visible(first, last, low - 1, high + 1)
+        editable = self.state.editable_tracks()
+        selected = table.mask_of(self.state.editor.selection())
+        offset = self._drag_offset()
+        views = self.state.editor.track_views()
+        for track in np.unique(table.track[visible]).tolist():
+            rows = visible[table.track[visible] == track]
+            colour = QColor(views[track].colour if track < len(views) else "#888888")
+            ghost = editable is not None and track not in editable
+            muted = track < len(views) and views[track].muted
+            if ghost or muted:
+                colour.setAlpha(70)
+            self._paint_notes(painter, rows[~selected[rows]], colour, QColor(0, 0, 0, 120))
+            if len(rows[selected[rows]]):
+                self._paint_notes(painter, rows[selected[rows]], colour.lighter(150), QColor("#ffffff"), offset)
+        if self._drag and self._drag["kind"] == "band":
+            band = QRectF(self._drag["origin"], self._drag["point"]).normalized()
+            painter.setPen(QPen(QColor("#9cc7ff"), 1, Qt.PenStyle.DashLine))
+            painter.fillRect(band, QColor(120, 170, 255, 40))
+            painter.drawRect(band)
+        if self.state.playhead is not None:
+            painter.setPen(QPen(QColor("#ff6b6b"), 2))
+            x = vp.x(self.state.playhead)
+            painter.drawLine(QPointF(x, 0), QPointF(x, height))
+        painter.end()
+
+    def _paint_grid(self, painter: QPainter, song: Song, first: float, last: float, height: int) -> None:
+        vp = self.state.viewport
+        grid = vp.grid_ticks()
+        bars = song.bar_starts(int(last) + 1)
+        beat = song.resolution
+        painter.setPen(QPen(QColor("#30353d"), 1))
+        if grid * vp.px_per_tick >= 4:
+            tick = int(first // grid) * grid
+            while tick <= last:
+                painter.drawLine(QPointF(vp.x(tick), 0), QPointF(vp.x(tick), height))
+                tick += grid
+        painter.setPen(QPen(QColor("#3d434d"), 1))
+        if beat * vp.px_per_tick >= 6:
+            tick = int(first // beat) * beat
+            while tick <= last:
+                painter.drawLine(QPointF(vp.x(tick), 0), QPointF(vp.x(tick), height))
+                tick += beat
+        painter.setPen(QPen(QColor("#5a626e"), 1))
+        for bar in bars:
+            if first <= bar <= last:
+                painter.drawLine(QPointF(vp.x(bar), 0), QPointF(vp.x(bar), height))
+
+    def _paint_notes(self, painter: QPainter, rows: np.ndarray, fill: QColor, edge: QColor,
+                     offset: tuple[int, int, int] = (0, 0, 0)) -> None:  # fmt: skip
+        if not len(rows):
+            return
+        vp, data = self.state.viewport, self.state.table.data[rows]
+        dt, dp, dd = offset
+        xs = (data[:, 0] + dt - vp.left_tick) * vp.px_per_tick
+        ws = np.maximum((data[:, 2] + dd).clip(min=1) * vp.px_per_tick, 2.0)
+        ys = (vp.top_pitch - (data[:, 1] + dp)) * vp.key_height
+        h = max(vp.key_height - 1, 1.0)
+        rects = [QRectF(x, y, w, h) for x, y, w in zip(xs.tolist(), ys.tolist(), ws.tolist(), strict=True)]
+        painter.setPen(QPen(edge, 1) if vp.key_height >= 5 else Qt.PenStyle.NoPen)
+        painter.setBrush(fill)
+        painter.drawRects(rects)
+
+    # --- gestures -------------------------------------------------------------------------
+    def _snap_on(self, event) -> bool:
+        return self.state.snap and not (event.modifiers() & Qt.KeyboardModifier.AltModifier)
+
+    def _drag_offset(self) -> tuple[int, int, int]:
+        drag = self._drag
+        if not drag or drag["kind"] not in ("move", "resize"):
+            return (0, 0, 0)
+        return (drag.get("dt", 0), drag.get("dp", 0), drag.get("dd", 0))
+
+    def _hit(self, pos: QPointF) -> tuple[int | None, bool]:
+        vp = self.state.viewport
+        tick, pitch = vp.tick_at(pos.x()), vp.pitch_at(pos.y())
+        index = self.state.table.hit(tick, pitch, self.state.editable_tracks(), slack_ticks=2 / vp.px_per_tick)
+        if index is None:
+            return None, False
+        start, _, duration, _ = self.state.table.data[index]
+        near_edge = vp.x(start + duration) - pos.x() <= EDGE_PX and vp.x(start + duration) - vp.x(start) > 2 * EDGE_PX
+        return index, near_edge
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        self.setFocus()
+        editor, vp, pos = self.state.editor, self.state.viewport, event.position()
+        shift = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+        index, near_edge = self._hit(pos)
+        if self.state.tool is Tool.ERASE:
+            self._drag = {"kind": "erase", "refs": set()}
+            self._erase_at(pos)
+            return
+        if index is not None:
+            ref = self.state.table.ref(index)
+            selection = editor.selection()
+            if shift and ref in selection:
+                editor.select(selection - {ref})
+                return
+            if ref not in selection:
+                editor.select({ref}, add=shift)
+            editor.preview_note(ref.note, ref.track)
+            kind = "resize" if near_edge else "move"
+            self._drag = {"kind": kind, "origin": pos, "anchor": ref.note, "dt": 0, "dp": 0, "dd": 0}
+            return
+        if self.state.tool is Tool.DRAW:
+            track = editor.draw_track()
+            if track is None:
+                return
+            start = vp.snap(vp.tick_at(pos.x()), enabled=self._snap_on(event))
+            note = Note(start, vp.pitch_at(pos.y()), vp.grid_ticks(), editor.draw_velocity)
+            self._drag = {"kind": "draw", "origin": pos, "track": track, "note": note}
+            editor.preview_note(note, track)
+            self.update()
+            return
+        self._drag = {"kind": "band", "origin": pos, "point": pos, "add": shift}
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        pos, vp, drag = event.position(), self.state.viewport, self._drag
+        if drag is None:
+            index, near_edge = self._hit(pos)
+            if self.state.tool is Tool.ERASE:
+                self.setCursor(Qt.CursorShape.CrossCursor)
+            elif index is not None:
+                self.setCursor(Qt.CursorShape.SizeHorCursor if near_edge else Qt.CursorShape.SizeAllCursor)
+            else:
+                plain = self.state.tool is Tool.SELECT
+                self.setCursor(Qt.CursorShape.ArrowCursor if plain else Qt.CursorShape.CrossCursor)
+            return
+        snap = self._snap_on(event)
+        if drag["kind"] == "erase":
+            self._erase_at(pos)
+        elif drag["kind"] == "band":
+            drag["point"] = pos
+        elif drag["kind"] == "move":
+            anchor = drag["anchor"]
+            raw = anchor.start + (pos.x() - drag["origin"].x()) / vp.px_per_tick
+            drag["dt"] = vp.snap_nearest(raw, snap) - anchor.start if snap else round(raw - anchor.start)
+            drag["dp"] = vp.pitch_at(pos.y()) - vp.pitch_at(drag["origin"].y())
+        elif drag["kind"] == "resize":
+            anchor = drag["anchor"]
+            end = anchor.start + anchor.duration + (pos.x() - drag["origin"].x()) / vp.px_per_tick
+            end = vp.snap_nearest(end, snap) if snap else round(end)
+            drag["dd"] = max(end, anchor.start + 1) - (anchor.start + anchor.duration)
+        elif drag["kind"] == "draw":
+            note = drag["note"]
+            end = vp.tick_at(pos.x())
+            end = vp.snap(end, enabled=snap) + vp.grid_ticks() if snap else round(end)
+            drag["note"] = note._replace(duration=max(vp.grid_ticks() if snap else 1, end - note.start))
+        self.update()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        drag, self._drag = self._drag, None
+        if drag is None or event.button() != Qt.MouseButton.LeftButton:
+            return
+        editor, vp = self.state.editor, self.state.viewport
+        if drag["kind"] == "erase" and drag["refs"]:
+            editor.delete_notes(drag["refs"])
+        elif drag["kind"] == "band":
+            rect = QRectF(drag["origin"], drag["point"]).normalized()
+            refs = self.state.table.in_rect(vp.tick_at(rect.left()), vp.tick_at(rect.right()),
+                                            vp.pitch_at(rect.bottom()), vp.pitch_at(rect.top()),
+                                            self.state.editable_tracks())  # fmt: skip
+            editor.select(refs, add=drag["add"])
+        elif drag["kind"] == "move" and (drag["dt"] or drag["dp"]):
+            editor.move_selection(drag["dt"], drag["dp"])
+        elif drag["kind"] == "resize" and drag["dd"]:
+            editor.resize_selection(drag["dd"])
+        elif drag["kind"] == "draw":
+            editor.add_note(drag["track"], drag["note"])
+        self.update()
+
+    def _erase_at(self, pos: QPointF) -> None:
+        index, _ = self._hit(pos)
+        if index is not None:
+            ref = self.state.table.ref(index)
+            if ref not in self._drag["refs"]:
+                self._drag["refs"].add(ref)
+                self.state.editor.select(self._drag["refs"])
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
+        vp, delta = self.state.viewport, event.angleDelta()
+        steps = (delta.y() or delta.x()) / 120
+        mods = event.modifiers()
+        if mods & Qt.KeyboardModifier.ControlModifier:
+            if mods & Qt.KeyboardModifier.ShiftModifier:
+                vp.zoom_y(1.15**steps, event.position().y())
+            else:
+                vp.zoom_x(1.25**steps, event.position().x())
+        elif mods & Qt.KeyboardModifier.ShiftModifier or delta.x():
+            vp.left_tick = max(0.0, vp.left_tick - steps * 80 / vp.px_per_tick)
+        else:
+            vp.top_pitch = min(128.0, max(vp.top_pitch + steps * 3, self.height() / vp.key_height))
+        self.changed_view.emit()
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802
+        """Left/Right move the selection by one grid step (Up/Down, Delete are roll actions)."""
+        editor, key = self.state.editor, event.key()
+        if key in (Qt.Key.Key_Left, Qt.Key.Key_Right) and editor.selection():
+            step = self.state.viewport.grid_ticks()
+            editor.move_selection(step if key == Qt.Key.Key_Right else -step, 0)
+        elif key == Qt.Key.Key_Backspace:
+            editor.delete_selection()
+        else:
+            super().keyPressEvent(event)
+
+
+class Keyboard(QWidget):
+    def __init__(self, state: RollState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.setFixedWidth(56)
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        vp, painter = self.state.viewport, QPainter(self)
+        painter.fillRect(self.rect(), QColor("#f4f4f4"))
+        for pitch in range(max(0, vp.pitch_at(self.height())), min(127, vp.pitch_at(0)) + 1):
+            rect = QRectF(0, vp.y(pitch), self.width(), vp.key_height)
+            black = pitch % 12 in BLACK_KEYS
+            painter.fillRect(rect.adjusted(0, 0, -18 if black else 0, 0), QColor("#202020" if black else "#f4f4f4"))
+            painter.setPen(QColor("#b0b0b0"))
+            painter.drawLine(rect.bottomLeft(), rect.bottomRight())
+            if pitch % 12 == 0 or (vp.key_height >= 13 and not black):
+                painter.setPen(QColor("#303030"))
+                align = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                painter.drawText(rect.adjusted(2, 0, -2, 0), align, pitch_name(pitch))
+        painter.end()
+
+
+class Ruler(QWidget):
+    """Bar numbers, beats and time-signature changes; a click moves the playhead."""
+
+    seek = Signal(int)
+
+    def __init__(self, state: RollState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.setFixedHeight(26)
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        song, vp, painter = self.state.song(), self.state.viewport, QPainter(self)
+        painter.fillRect(self.rect(), QColor("#2b2f36"))
+        first, last = vp.tick_at(0), vp.tick_at(self.width())
+        generated = self.state.editor.generated_range()
+        if generated is not None:
+            painter.fillRect(QRectF(vp.x(generated[0]), 0, vp.x(generated[1]) - vp.x(generated[0]), self.height()),
+                             QColor(255, 220, 90, 110))  # fmt: skip
+        bars = song.bar_starts(int(last) + 1)
+        signatures = {ts.tick: ts for ts in song.time_signatures}
+        label_every = max(1, int(40 / max(1e-9, (bars[1] - bars[0]) * vp.px_per_tick))) if len(bars) > 1 else 1
+        for number, bar in enumerate(bars, start=1):
+            if bar > last or bar < first - song.resolution * 16:
+                continue
+            x = vp.x(bar)
+            painter.setPen(QColor("#c8ccd2"))
+            painter.drawLine(QPointF(x, 12), QPointF(x, self.height()))
+            text = str(number) if (number - 1) % label_every == 0 else ""
+            if bar in signatures:
+                ts = signatures[bar]
+                text = f"{text} {ts.numerator}/{ts.denominator}".strip()
+            if text:
+                painter.drawText(QPointF(x + 3, 11), text)
+        if song.resolution * vp.px_per_tick >= 6:
+            painter.setPen(QColor("#6c727c"))
+            tick = int(first // song.resolution) * song.resolution
+            while tick <= last:
+                painter.drawLine(QPointF(vp.x(tick), 20), QPointF(vp.x(tick), self.height()))
+                tick += song.resolution
+        if self.state.playhead is not None:
+            painter.setPen(QPen(QColor("#ff6b6b"), 2))
+            painter.drawLine(QPointF(vp.x(self.state.playhead), 0), QPointF(vp.x(self.state.playhead), self.height()))
+        painter.end()
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        tick = max(0, round(self.state.viewport.tick_at(event.position().x())))
+        self.seek.emit(tick)
+
+
+class VelocityLane(QWidget):
+    """One stem per visible note; drag to set the velocity of the note (or the selection)."""
+
+    def __init__(self, state: RollState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.setFixedHeight(72)
+        self._target: list[NoteRef] | None = None
+        self._velocity = 0
+
+    def _rows(self) -> np.ndarray:
+        vp, table = self.state.viewport, self.state.table
+        rows = table.visible(vp.tick_at(0), vp.tick_at(self.width()), 0, 127)
+        editable = self.state.editable_tracks()
+        if editable is not None:
+            rows = rows[np.isin(table.track[rows], list(editable))]
+        return rows
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        self.state.song()
+        vp, table, painter = self.state.viewport, self.state.table, QPainter(self)
+        painter.fillRect(self.rect(), QColor("#1b1d21"))
+        rows = self._rows()
+        selected = table.mask_of(self.state.editor.selection())
+        views = self.state.editor.track_views()
+        usable = self.height() - 4
+        for row in rows.tolist():
+            track, (start, _, _, velocity) = int(table.track[row]), table.data[row]
+            if self._target and selected[row]:
+                velocity = self._velocity
+            colour = QColor(views[track].colour if track < len(views) else "#888888")
+            if selected[row]:
+                colour = colour.lighter(150)
+            x, top = vp.x(start), self.height() - usable * velocity / 127
+            painter.setPen(QPen(colour, 2))
+            painter.drawLine(QPointF(x, self.height()), QPointF(x, top))
+            painter.drawEllipse(QPointF(x, top), 2.5, 2.5)
+        painter.end()
+
+    def _velocity_at(self, y: float) -> int:
+        return int(np.clip(round((self.height() - y) / (self.height() - 4) * 127), 1, 127))
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        vp, table, editor = self.state.viewport, self.state.table, self.state.editor
+        rows = self._rows()
+        if not len(rows):
+            return
+        xs = (table.data[rows, 0] - vp.left_tick) * vp.px_per_tick
+        nearest = int(rows[np.argmin(np.abs(xs - event.position().x()))])
+        ref = table.ref(nearest)
+        if abs(vp.x(ref.note.start) - event.position().x()) > 8:
+            return
+        if ref not in editor.selection():
+            editor.select({ref})
+        self._target = list(editor.selection())
+        self._velocity = self._velocity_at(event.position().y())
+        self.update()
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if self._target:
+            self._velocity = self._velocity_at(event.position().y())
+            self.update()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if self._target:
+            target, self._target = self._target, None
+            self.state.editor.set_velocity(target, self._velocity)
+
+
+class PianoRoll(QWidget):
+    """The four parts and two scroll bars, kept in step."""
+
+    def __init__(self, editor, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = RollState(editor)
+        self.canvas = RollCanvas(self.state)
+        self.keyboard = Keyboard(self.state)
+        self.ruler = Ruler(self.state)
+        self.velocity = VelocityLane(self.state)
+        self.hbar = QScrollBar(Qt.Orientation.Horizontal)
+        self.vbar = QScrollBar(Qt.Orientation.Vertical)
+        layout = QGridLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.ruler, 0, 1)
+        layout.addWidget(self.keyboard, 1, 0)
+        layout.addWidget(self.canvas, 1, 1)
+        layout.addWidget(self.vbar, 1, 2)
+        layout.addWidget(self.velocity, 2, 1)
+        layout.addWidget(self.hbar, 3, 1)
+        self.canvas.changed_view.connect(self.refresh)
+        self.hbar.valueChanged.connect(self._scrolled_x)
+        self.vbar.valueChanged.connect(self._scrolled_y)
+        self._syncing = False
+
+    def refresh(self) -> None:
+        """Repaint everything and bring the scroll bars in line with the viewport."""
+        song, vp = self.state.song(), self.state.viewport
+        self._syncing = True
+        visible_ticks = self.canvas.width() / vp.px_per_tick
+        end = max(song.end_tick + song.resolution * 8, int(vp.left_tick + visible_ticks))
+        self.hbar.setRange(0, max(0, int(end - visible_ticks)))
+        self.hbar.setPageStep(int(visible_ticks))
+        self.hbar.setSingleStep(max(1, int(visible_ticks / 20)))
+        self.hbar.setValue(int(vp.left_tick))
+        rows = self.canvas.height() / vp.key_height
+        self.vbar.setRange(0, max(0, int((128 - rows) * 10)))
+        self.vbar.setPageStep(int(rows * 10))
+        self.vbar.setValue(int((128 - vp.top_pitch) * 10))
+        self._syncing = False
+        for part in (self.canvas, self.keyboard, self.ruler, self.velocity):
+            part.update()
+
+    def _scrolled_x(self, value: int) -> None:
+        if not self._syncing:
+            self.state.viewport.left_tick = float(value)
+            self.refresh()
+
+    def _scrolled_y(self, value: int) -> None:
+        if not self._syncing:
+            self.state.viewport.top_pitch = 128 - value / 10
+            self.refresh()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self.refresh()
+
+    def fit(self) -> None:
+        """Show the whole song (or its first 32 bars) and centre the pitches it uses."""
+        song, vp = self.state.song(), self.state.viewport
+        width = max(self.canvas.width(), 400)
+        span = max(song.end_tick, song.resolution * 16)
+        vp.left_tick = 0.0
+        vp.px_per_tick = min(0.5, max(width / min(span * 1.05, song.resolution * 4 * 32), 0.002))
+        table = self.state.table
+        if len(table):
+            low, high = int(table.data[:, 1].min()), int(table.data[:, 1].max())
+            rows = max(self.canvas.height(), 300) / vp.key_height
+            vp.top_pitch = min(128.0, (low + high) / 2 + rows / 2)
+        self.refresh()
+
+    def show_ticks(self, start: int, end: int) -> None:
+        """Scroll (and zoom out if needed) so ticks [start, end) are in view."""
+        vp, width = self.state.viewport, max(self.canvas.width(), 100)
+        if end - start > width / vp.px_per_tick * 0.9:
+            vp.px_per_tick = width * 0.9 / max(end - start, 1)
+        if start < vp.left_tick or end > vp.tick_at(width):
+            vp.left_tick = max(0.0, end - width * 0.95 / vp.px_per_tick)
+        self.refresh()
+
+    def zoom(self, factor: float) -> None:
+        self.state.viewport.zoom_x(factor, self.canvas.width() / 2)
+        self.refresh()

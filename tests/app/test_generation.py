@@ -1,0 +1,118 @@
+"""Continue, arrange and regenerate in the window: streamed bars, one undo step, cancel, takes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES
+
+
+@pytest.fixture
+def loaded(window, qtbot, bundle_dir: Path):
+    with qtbot.waitSignal(window.generator.loaded, timeout=120_000):
+        window.load_model(str(bundle_dir))
+    assert "on the CPU" in window.panel.model_info.text()
+    window.open_file(FIXTURES / "drum_groove.mid")
+    return window
+
+
+def run(window, qtbot, action: str) -> None:
+    window.actions[action].trigger()
+    qtbot.waitUntil(lambda: not window.generator.busy, timeout=300_000)
+    qtbot.wait(50)
+
+
+def test_continue_streams_bars_and_is_one_undo_step(loaded, qtbot) -> None:
+    window = loaded
+    before = window.editor.document.song
+    streamed: list[int] = []
+    window.generator.progress.connect(lambda _v, done, _t, song: streamed.append(done))
+    window.panel.bars.setValue(3)
+    run(window, qtbot, "continue")
+    after = window.editor.document.song
+    assert streamed == [1, 2, 3]
+    assert [t.notes[: len(b.notes)] for t, b in zip(after.tracks, before.tracks, strict=True)] == [
+        b.notes for b in before.tracks
+    ]  # the original notes are untouched
+    start, end = window.editor.document.state.generated
+    assert start >= before.bar_starts()[-1] and sum(start <= b < end for b in after.bar_starts(end)) == 3
+    new_notes = [n for t, b in zip(after.tracks, before.tracks, strict=True) for n in t.notes[len(b.notes) :]]
+    assert new_notes and all(start <= n.start < end for n in new_notes)
+    assert window.editor.undo_stack.count() == 1 and window.isWindowModified()
+    window.editor.undo_stack.undo()
+    assert window.editor.document.song == before and window.editor.document.state.generated is None
+
+
+def test_same_seed_same_music(loaded, qtbot) -> None:
+    window = loaded
+    window.panel.seed.setValue(11)
+    run(window, qtbot, "continue")
+    first = window.editor.document.song
+    window.editor.undo_stack.undo()
+    run(window, qtbot, "continue")
+    assert window.editor.document.song == first
+
+
+def test_cancel_leaves_the_document_as_it_was(loaded, qtbot) -> None:
+    window = loaded
+    before = window.editor.document.song
+    window.panel.bars.setValue(64)
+    window.generator.progress.connect(lambda *_: window.actions["cancel"].trigger())
+    with qtbot.waitSignal(window.generator.cancelled, timeout=300_000):
+        window.actions["continue"].trigger()
+    qtbot.waitUntil(lambda: not window.generator.busy)
+    assert window.editor.document.song is before and window.editor.preview is None
+    assert window.editor.undo_stack.count() == 0 and "Cancelled" in window.panel.status.text()
+    assert window.panel.continue_button.isEnabled() and not window.panel.cancel_button.isEnabled()
+
+
+def test_variations_are_auditioned_then_one_is_kept(loaded, qtbot) -> None:
+    window = loaded
+    before = window.editor.document.song
+    window.panel.bars.setValue(2)
+    window.panel.variations.setValue(3)
+    run(window, qtbot, "continue")
+    assert window.panel.takes.count() == 3 and window.editor.undo_stack.count() == 0
+    window.panel.takes.setCurrentRow(2)
+    assert window.editor.shown_song() is window._takes[2].song and window.editor.document.song is before
+    window.panel.keep_button.click()
+    assert window.editor.undo_stack.count() == 1 and window.editor.document.song != before
+
+
+def test_arrange_rewrites_only_the_ticked_tracks(loaded, qtbot) -> None:
+    window = loaded
+    before = window.editor.document.song
+    for index in range(len(before.tracks)):
+        window.tracks.checkbox(index, 0).setChecked(index == 1)
+    count = window.editor.undo_stack.count()
+    run(window, qtbot, "arrange")
+    after = window.editor.document.song
+    assert [after.tracks[i] for i in (0, 2, 3)] == [before.tracks[i] for i in (0, 2, 3)]
+    assert window.editor.undo_stack.count() == count + 1
+
+
+def test_regenerate_needs_a_selection_then_keeps_the_rest(loaded, qtbot) -> None:
+    window = loaded
+    run(window, qtbot, "regenerate")
+    assert window.dialogs[-1][0] == "Select some bars"
+    song = window.editor.document.song
+    bar = song.bar_starts()
+    window.editor.set_current_track(1)
+    window.editor.select([r for r in window.roll.state.table.in_rect(bar[1], bar[2] - 1, 0, 127, {1})])
+    run(window, qtbot, "regenerate")
+    after = window.editor.document.song
+    assert [after.tracks[i] for i in (0, 2, 3)] == [song.tracks[i] for i in (0, 2, 3)]
+    outside = [n for n in song.tracks[1].notes if not bar[1] <= n.start < bar[2]]
+    assert [n for n in after.tracks[1].notes if not bar[1] <= n.start < bar[2]] == outside
+
+
+def test_a_broken_model_is_a_dialog_not_a_crash(window, qtbot, tmp_path: Path) -> None:
+    (tmp_path / "model.pt").write_bytes(b"not really")
+    with qtbot.waitSignal(window.generator.load_failed, timeout=60_000):
+        window.load_model(str(tmp_path))
+    assert "pickled" in window.dialogs[-1][1] and "No model" in window.panel.model_info.text()
+    window.open_file(FIXTURES / "jig_6_8.mid")
+    window.actions["continue"].trigger()
+    assert window.dialogs[-1][0] == "No model" and not window.generator.busy

@@ -1,0 +1,241 @@
+"""The real widgets, offscreen: open, draw, edit with the mouse and keys, undo, export."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QColor
+from PySide6.QtTest import QTest
+
+from meloformer_app.view.roll import Tool
+from meloformer_core.midi_io import read_midi
+from tests.conftest import FIXTURES, ROOT
+
+
+def point(window, tick: float, pitch: int) -> QPoint:
+    """The canvas point in the middle of the row of ``pitch`` at ``tick``."""
+    vp = window.roll.state.viewport
+    return QPoint(round(vp.x(tick)), round(vp.y(pitch) + vp.key_height / 2))
+
+
+def song_of(window):
+    return window.editor.document.song
+
+
+def test_open_a_real_file_draws_every_track(window) -> None:
+    assert window.open_file(FIXTURES / "bach_chorale.mid")
+    song = song_of(window)
+    assert len(song.tracks) == 4 and window.windowTitle().startswith("bach_chorale.mid")
+    assert window.tracks.table.rowCount() == 4
+    image = window.roll.canvas.grab().toImage()
+    vp = window.roll.state.viewport
+    width, height = image.width(), image.height()
+    for track, view in zip(song.tracks, window.editor.document.views, strict=True):
+        shown = [n for n in track.notes if 0 <= vp.x(n.start) + 4 < width and 0 <= vp.y(n.pitch) + 6 < height]
+        colours = [image.pixelColor(round(vp.x(n.start) + 4), round(vp.y(n.pitch) + vp.key_height / 2)) for n in shown]
+        drawn = [c for c in colours if c == QColor(view.colour)]
+        assert len(shown) > 10 and len(drawn) >= 0.6 * len(shown), track.name  # voices cross, so not all
+    # nothing is drawn where there is no note: the row of pitch 20 stays background
+    assert image.pixelColor(10, round(vp.y(int(vp.top_pitch) - 1) + 3)) != QColor(view.colour)
+
+
+def test_bad_file_gives_a_dialog_and_keeps_the_document(window, tmp_path: Path) -> None:
+    window.open_file(FIXTURES / "jig_6_8.mid")
+    before = song_of(window)
+    broken = tmp_path / "broken.mid"
+    broken.write_bytes((FIXTURES / "bach_chorale.mid").read_bytes()[:60])
+    assert not window.open_file(broken)
+    assert song_of(window) is before and window.editor.document.path.name == "jig_6_8.mid"
+    _title, text = window.dialogs[-1]
+    assert "broken.mid" in text and "\n" not in text.strip()
+
+
+def test_draw_move_resize_delete_each_undoable(window, qtbot) -> None:
+    window.open_file(FIXTURES / "jig_6_8.mid")
+    original = song_of(window)
+    canvas, vp = window.roll.canvas, window.roll.state.viewport
+    window.editor.set_current_track(0)
+    window.set_tool(Tool.DRAW)
+    quarter = original.resolution
+    window.roll.show_ticks(original.end_tick - quarter, original.end_tick + 3 * quarter)  # ~100 px per quarter
+    window.grid_box.setCurrentText("1/4")
+    grid = vp.grid_ticks()
+    assert grid == quarter
+    start = original.end_tick + 2 * grid - original.end_tick % grid  # an empty spot after the song
+    pitch = int(vp.top_pitch) - 5
+    click = point(window, start + grid // 2, pitch)
+    QTest.mouseClick(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, click)
+    drawn = [n for n in song_of(window).tracks[0].notes if n.start == start and n.pitch == pitch]
+    assert drawn and drawn[0].duration == grid
+    assert window.isWindowModified()
+    # move: drag the note one grid step right and two semitones up
+    window.set_tool(Tool.SELECT)
+    grab = point(window, start + grid / 3, pitch)
+    QTest.mousePress(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, grab)
+    QTest.mouseMove(canvas, point(window, start + grid + grid / 3, pitch + 2))
+    QTest.mouseRelease(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                       point(window, start + grid + grid / 3, pitch + 2))  # fmt: skip
+    moved = (start + grid, pitch + 2)
+    assert any((n.start, n.pitch) == moved for n in song_of(window).tracks[0].notes)
+    # resize: drag its right edge one more grid step
+    edge = point(window, start + 2 * grid - 1 / vp.px_per_tick, pitch + 2)
+    QTest.mousePress(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, edge)
+    QTest.mouseMove(canvas, edge + QPoint(round(grid * vp.px_per_tick), 0))
+    QTest.mouseRelease(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                       edge + QPoint(round(grid * vp.px_per_tick), 0))  # fmt: skip
+    assert [n.duration for n in song_of(window).tracks[0].notes if (n.start, n.pitch) == moved] == [2 * grid]
+    # transpose with the arrow keys (Shift = octave), then delete
+    canvas.setFocus()
+    QTest.keyClick(canvas, Qt.Key.Key_Up, Qt.KeyboardModifier.ShiftModifier)
+    assert any((n.start, n.pitch) == (moved[0], moved[1] + 12) for n in song_of(window).tracks[0].notes)
+    QTest.keyClick(canvas, Qt.Key.Key_Delete)
+    assert song_of(window) == original
+    stack = window.editor.undo_stack
+    assert stack.count() == 5
+    for expected_notes in (1, 1, 1, 1, 0):
+        stack.undo()
+        assert song_of(window).note_count == original.note_count + expected_notes
+    assert song_of(window) == original and not window.isWindowModified()
+    for _ in range(5):
+        stack.redo()
+    assert song_of(window) == original and stack.index() == 5
+
+
+def test_rubber_band_erase_copy_paste_quantize(window) -> None:
+    window.open_file(FIXTURES / "bach_chorale.mid")
+    song = song_of(window)
+    canvas, vp = window.roll.canvas, window.roll.state.viewport
+    bar = song.bar_starts()[1]
+    window.roll.show_ticks(0, 2 * bar)
+    top, bottom = int(vp.top_pitch) - 1, vp.pitch_at(canvas.height() - 2)
+    QTest.mousePress(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, point(window, 1, top))
+    end = bar - song.resolution // 2  # half a beat before bar 2: every note of bar 1 starts before it
+    QTest.mouseMove(canvas, point(window, end, bottom))
+    QTest.mouseRelease(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                       point(window, end, bottom))  # fmt: skip
+    in_first_bar = {(i, n) for i, t in enumerate(song.tracks) for n in t.notes
+                    if n.start < bar and bottom <= n.pitch <= top}  # fmt: skip
+    assert {(r.track, r.note) for r in window.editor.document.selection} == in_first_bar
+    window.actions["copy"].trigger()
+    window.roll.state.playhead = song.end_tick
+    window.actions["paste"].trigger()
+    assert song_of(window).note_count == song.note_count + len(in_first_bar)
+    window.editor.undo_stack.undo()
+    # erase: drag across the first note of the soprano
+    window.set_tool(Tool.ERASE)
+    first = song.tracks[0].notes[0]
+    QTest.mousePress(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     point(window, first.start + 5, first.pitch))  # fmt: skip
+    QTest.mouseRelease(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                       point(window, first.start + 5, first.pitch))  # fmt: skip
+    assert first not in list(song_of(window).tracks[0].notes)
+    window.editor.undo_stack.undo()
+    assert song_of(window) == song
+    window.editor.select_all()
+    window.editor.move_selection(7, 0)  # every note 7 ticks off the grid …
+    assert song_of(window) != song
+    window.actions["quantize"].trigger()  # … and back on it
+    assert song_of(window) == song
+
+
+def test_velocity_lane_sets_the_velocity(window) -> None:
+    window.open_file(FIXTURES / "jig_6_8.mid")
+    lane, vp = window.roll.velocity, window.roll.state.viewport
+    note = song_of(window).tracks[0].notes[0]
+    x = round(vp.x(note.start))
+    QTest.mousePress(lane, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, QPoint(x, 4))
+    QTest.mouseRelease(lane, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, QPoint(x, 4))
+    assert song_of(window).tracks[0].notes[0].velocity == 127
+
+
+def test_track_list_edits_are_undoable(window) -> None:
+    window.open_file(FIXTURES / "drum_groove.mid")
+    tracks, editor = window.tracks, window.editor
+    count = len(song_of(window).tracks)
+    editor.add_track(song_of(window).tracks[1].__class__("Strings", 48))
+    assert tracks.table.rowCount() == count + 1
+    tracks.checkbox(count, 5).setChecked(True)  # mute the new track
+    assert editor.document.views[count].muted and editor.document.audible_tracks() == list(range(count))
+    editor.set_current_track(count)
+    tracks._move(-1)
+    assert song_of(window).tracks[count - 1].name == "Strings" and editor.document.views[count - 1].muted
+    editor.update_track(count - 1, program=40)
+    assert song_of(window).tracks[count - 1].program == 40
+    while editor.undo_stack.canUndo():
+        editor.undo_stack.undo()
+    assert len(song_of(window).tracks) == count and tracks.table.rowCount() == count
+
+
+def test_save_and_export_read_back(window, tmp_path: Path) -> None:
+    source = tmp_path / "song.mid"
+    shutil.copy(FIXTURES / "drum_groove.mid", source)
+    window.open_file(source)
+    window.editor.move_selection(0, 0)
+    window.editor.select_all()
+    window.editor.move_selection(0, 1)
+    assert window.isWindowModified()
+    assert window.save() and not window.isWindowModified()
+    assert read_midi(source) == read_midi(source) and read_midi(source).note_count == song_of(window).note_count
+    files = window.export(tmp_path / "parts.mid", "all", per_track=True)
+    assert len(files) == len(song_of(window).tracks)
+    assert [read_midi(f).tracks[0].program for f in files] == [t.program for t in song_of(window).tracks]
+
+
+def test_autosave_and_recovery(window, qtbot) -> None:
+    window.open_file(FIXTURES / "jig_6_8.mid")
+    window.editor.select_all()
+    window.editor.delete_selection()
+    window.write_autosave()
+    assert window.autosave.pending() is not None
+    from PySide6.QtWidgets import QMessageBox
+
+    from meloformer_app.main_window import MainWindow
+    from meloformer_app.settings import Settings
+
+    second = MainWindow(Settings(), load_model=False)
+    qtbot.addWidget(second)
+    QMessageBox.question = lambda *a, **k: QMessageBox.StandardButton.Yes
+    second.offer_recovery()
+    assert second.editor.document.song.note_count == 0 and second.editor.document.path.name == "jig_6_8.mid"
+    assert second.editor.undo_stack.canUndo() and second.autosave.pending() is None
+    second.editor.document.mark_clean()
+    second.generator.shutdown()
+
+
+def test_importing_the_window_leaves_torch_unloaded() -> None:
+    code = "import sys, meloformer_app.main_window, meloformer_app.launch; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_the_app_starts_and_quits_in_a_subprocess(tmp_path: Path) -> None:
+    env = {"QT_QPA_PLATFORM": "offscreen", "MELOFORMER_TEST_QUIT_AFTER_MS": "1500",
+           "MELOFORMER_CONFIG_DIR": str(tmp_path / "c"), "MELOFORMER_DATA_DIR": str(tmp_path / "d")}  # fmt: skip
+    import os
+
+    command = [sys.executable, "-m", "meloformer_app.launch", str(FIXTURES / "drum_groove.mid")]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env}, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "Error" not in result.stderr
+
+
+def test_no_display_is_one_clear_line(tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    result = subprocess.run([sys.executable, "-m", "meloformer_app.launch"], capture_output=True, text=True,
+                            cwd=ROOT, env=env, timeout=60)  # fmt: skip
+    assert result.returncode == 2 and "no display" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["sizes", "--help"])
+def test_the_launcher_still_runs_headless_commands(command: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "meloformer_app.launch", command], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
