@@ -239,3 +239,15 @@ def test_the_launcher_still_runs_headless_commands(command: str) -> None:
     result = subprocess.run([sys.executable, "-m", "meloformer_app.launch", command], capture_output=True, text=True,
                             cwd=ROOT, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_painting_keeps_none_alive(window) -> None:
+    """PySide6 6.12.0 lost a reference to None per QPainter call and crashed the app on Python 3.11."""
+    window.open_file(FIXTURES / "bach_chorale.mid")
+    before = sys.getrefcount(None)
+    for _ in range(30):
+        window.roll.canvas.repaint()
+        window.roll.velocity.repaint()
+        window.roll.ruler.repaint()
+        window.roll.keyboard.repaint()
+    assert sys.getrefcount(None) >= before - 50
