@@ -5,8 +5,8 @@
 Steps timed (median of ``--repeat`` runs, in one process): reading the file, building the
 document and the roll's note table, and painting the whole window once (the first 32 bars,
 as a file opens); then repaints with every note in view and zoomed in to 8 bars, a scroll,
-and an edit (transpose 1,000 selected notes: one undo step and a repaint). Target: open + first draw ≤ 1 s. Prints a table
-and a JSON line.
+and an edit (transpose 1,000 selected notes: one undo step and a repaint).
+Target: open + first draw ≤ 1 s. Prints a table and a JSON line.
 """
 
 from __future__ import annotations
