@@ -15,6 +15,7 @@ from pathlib import Path
 from platformdirs import user_config_dir, user_data_dir
 
 from meloformer_core.atomic import write_bytes_atomically
+from meloformer_core.model.sampling_config import RECOMMENDED
 
 APP = "MeloFormer"
 MAX_RECENT = 10
@@ -34,9 +35,9 @@ class Settings:
     last_directory: str = ""
     model_path: str = ""  # "" = the default bundle
     bars: int = 4
-    temperature: float = 0.9
+    temperature: float = RECOMMENDED.temperature
     top_k: int = 0
-    top_p: float = 0.95
+    top_p: float = RECOMMENDED.top_p
     min_p: float = 0.0
     repetition_penalty: float = 1.0
     seed: int = 0

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from meloformer_core.errors import MeloformerError
+from meloformer_core.model.sampling_config import RECOMMENDED
 
 
 class UsageError(MeloformerError):
@@ -37,7 +38,7 @@ def _roundtrip(args: argparse.Namespace) -> dict:
 
 
 def _sampling(args: argparse.Namespace):
-    from meloformer_core.model.sampling import SamplingConfig
+    from meloformer_core.model.sampling_config import SamplingConfig
 
     return SamplingConfig(
         temperature=args.temperature,
@@ -175,9 +176,11 @@ def _sizes(args: argparse.Namespace) -> dict:
 
 def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sampling")
-    group.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
+    group.add_argument("--temperature", type=float, default=RECOMMENDED.temperature,
+                       help=f"0 = greedy, 1 = the model as it is (default {RECOMMENDED.temperature})")  # fmt: skip
     group.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens (0 = off)")
-    group.add_argument("--top-p", type=float, default=1.0, help="nucleus mass to keep (1 = off)")
+    group.add_argument("--top-p", type=float, default=RECOMMENDED.top_p,
+                       help=f"nucleus mass to keep, 1 = off (default {RECOMMENDED.top_p})")  # fmt: skip
     group.add_argument("--min-p", type=float, default=0.0, help="drop tokens below this share of the best (0 = off)")
     group.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeated pitches")
     group.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")

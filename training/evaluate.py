@@ -15,11 +15,14 @@ Without ``--model`` the default bundle is evaluated.
   fitted on the evaluation files themselves, which flatters the baseline);
 - continuations: each file long enough is cut after ``--bars-prompt`` bars, continued by
   ``--bars-generate`` bars, and the new bars are compared with the real ones:
-  ``decodable_rate`` (continuations that decode to a valid song), ``pitch_class_overlap``
-  (intersection of the duration-weighted pitch-class histograms, 1 = same), median
-  ``note_density_ratio`` and ``polyphony_ratio`` (generated / real), ``in_scale_rate``
-  (generated melodic notes in the major or minor scale that best fits the prompt) and
-  ``empty_rate`` (continuations without a single note).
+  ``decodable_rate`` (continuations that decode to a valid song), median
+  ``pitch_class_overlap`` (intersection of the normalised pitch-class histograms of the
+  notes, as in Yang & Lerch 2020; 1 = same), median ``note_density_ratio`` and
+  ``polyphony_ratio`` (generated / real), ``in_scale_rate`` (generated melodic notes in
+  the major or minor scale that best fits the prompt) and ``empty_rate`` (continuations
+  without a single note). For scale, ``reference_pitch_class_overlap`` is the same overlap
+  between the prompt itself and the real continuation: how alike two real passages of
+  the same piece are.
 
 Prints a table, then one JSON object as the last line. Same seed, same numbers.
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +43,7 @@ from meloformer_core.encoding.quantize import from_grid, to_grid
 from meloformer_core.encoding.windows import split_into_windows
 from meloformer_core.errors import MeloformerError
 from meloformer_core.midi_io import read_midi
+from meloformer_core.model.sampling_config import RECOMMENDED, SamplingConfig
 from meloformer_core.music import Song
 
 MAJOR = np.array([1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1], dtype=bool)
@@ -46,12 +51,20 @@ MINOR = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 1, 0], dtype=bool)  # natural mi
 HARMONIC_EXTRA = 11  # the raised seventh of harmonic minor also counts as in scale
 
 
-def pitch_class_profile(song: Song) -> np.ndarray:
+def pitch_class_profile(song: Song, by_duration: bool = True) -> np.ndarray:
+    """Melodic notes per pitch class, weighted by duration (for key finding) or counted."""
     profile = np.zeros(12)
     for track in song.tracks:
         if not track.is_drum and len(track.notes):
-            np.add.at(profile, track.notes.pitches % 12, track.notes.durations.astype(float))
+            weights = track.notes.durations.astype(float) if by_duration else 1.0
+            np.add.at(profile, track.notes.pitches % 12, weights)
     return profile
+
+
+def pitch_class_overlap(a: Song, b: Song) -> float:
+    """Histogram intersection of the two songs' pitch-class histograms (note counts)."""
+    first, second = pitch_class_profile(a, by_duration=False), pitch_class_profile(b, by_duration=False)
+    return float(np.minimum(first / max(first.sum(), 1e-9), second / max(second.sum(), 1e-9)).sum())
 
 
 def best_scale(profile: np.ndarray) -> np.ndarray:
@@ -114,14 +127,15 @@ def evaluation_files(data: Path, split: str = "valid") -> tuple[list[Path], Path
 
 
 def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_prompt: int, bars_generate: int,
-             seed: int, limit: int | None, progress: bool = False, split: str = "valid") -> dict:  # fmt: skip
+             seed: int, limit: int | None, progress: bool = False, split: str = "valid",
+             sampling: SamplingConfig | None = None) -> dict:  # fmt: skip
     import torch
 
     from meloformer_core.model.masks import build_layout
-    from meloformer_core.model.sampling import SamplingConfig
     from meloformer_core.service import GenerationService
     from training.train import document_loss
 
+    sampling = sampling or RECOMMENDED
     files, dataset = evaluation_files(data, split)
     files = files[:limit]
     train_data = train_data or dataset
@@ -169,7 +183,7 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         prompt = from_grid(slice_grid(grid, 0, bars_prompt))
         real = from_grid(slice_grid(grid, bars_prompt, bars_prompt + bars_generate))
         try:
-            result = service.continue_song(prompt, bars_generate, SamplingConfig(seed=seed + index, top_p=0.95))
+            result = service.continue_song(prompt, bars_generate, replace(sampling, seed=seed + index))
             generated_grid = slice_grid(to_grid(result.song, vocab), bars_prompt, bars_prompt + bars_generate)
             generated = from_grid(generated_grid)
             generated.validate()
@@ -178,14 +192,11 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         except MeloformerError:
             rows.append({"file": path.name, "decodable": False})
             continue
-        real_profile, new_profile = pitch_class_profile(real), pitch_class_profile(generated)
-        overlap = float(
-            np.minimum(real_profile / max(real_profile.sum(), 1e-9), new_profile / max(new_profile.sum(), 1e-9)).sum()
-        )
         scale = best_scale(pitch_class_profile(prompt))
         melodic = np.concatenate([t.notes.pitches for t in generated.tracks if not t.is_drum] or [np.zeros(0, int)])
         rows.append({
-            "file": path.name, "decodable": decodable, "pitch_class_overlap": overlap,
+            "file": path.name, "decodable": decodable, "pitch_class_overlap": pitch_class_overlap(generated, real),
+            "reference_pitch_class_overlap": pitch_class_overlap(prompt, real),
             "note_density_ratio": generated.note_count / max(real.note_count, 1),
             "polyphony_ratio": polyphony(generated) / max(polyphony(real), 1e-9),
             "in_scale_rate": float(scale[melodic % 12].mean()) if len(melodic) else 0.0,
@@ -206,10 +217,13 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         "continuations": len(rows),
         "decodable_rate": round(len(scored) / len(rows), 4) if rows else 0.0,
         "pitch_class_overlap": median("pitch_class_overlap"),
+        "reference_pitch_class_overlap": median("reference_pitch_class_overlap"),
         "note_density_ratio": median("note_density_ratio"),
         "polyphony_ratio": median("polyphony_ratio"),
         "in_scale_rate": median("in_scale_rate"),
         "empty_rate": round(sum(r["empty"] for r in scored) / len(scored), 4) if scored else 0.0,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
         "seed": seed,
     }
 
@@ -224,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bars-prompt", type=int, default=8)
     parser.add_argument("--bars-generate", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=RECOMMENDED.temperature)
+    parser.add_argument("--top-p", type=float, default=RECOMMENDED.top_p)
     parser.add_argument("--limit", type=int, default=None, help="only the first N files")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
@@ -231,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         report = evaluate(
             args.model, args.data, args.train_data, args.bars_prompt, args.bars_generate, args.seed, args.limit,
             progress=not args.quiet, split=args.split,
+            sampling=SamplingConfig(temperature=args.temperature, top_p=args.top_p),
         )  # fmt: skip
     except MeloformerError as error:
         print(f"meloformer-eval: error: {error}", file=sys.stderr)

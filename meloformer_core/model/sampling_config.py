@@ -37,3 +37,9 @@ class SamplingConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# What the app, the CLI and meloformer-eval start from: a little below the model's own
+# distribution and without its least likely tail, which keeps continuations in key and
+# in style (see resources/models/default/MODEL_CARD.md for the measurements).
+RECOMMENDED = SamplingConfig(temperature=0.9, top_p=0.95)
