@@ -36,6 +36,7 @@ from meloformer_app.view.roll import PianoRoll, Tool
 from meloformer_core.errors import MeloformerError
 from meloformer_core.midi_io import midi_bytes, read_midi, write_midi
 from meloformer_core.music import Song
+from meloformer_core.playback.ports import list_output_ports
 
 MIDI_FILTER = "MIDI files (*.mid *.midi);;All files (*)"
 
@@ -61,6 +62,8 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_toolbar()
         self.model_label = QLabel("Model: loading…")
+        self.midi_label = QLabel("MIDI: …")
+        self.statusBar().addPermanentWidget(self.midi_label)
         self.statusBar().addPermanentWidget(self.model_label)
         self.setAcceptDrops(True)
         self.editor.changed.connect(self._document_changed)
@@ -89,6 +92,7 @@ class MainWindow(QMainWindow):
         else:
             self.resize(1400, 860)
         self._update_title()
+        QTimer.singleShot(0, self.refresh_midi_outputs)
         if load_model:
             QTimer.singleShot(0, lambda: self.load_model(self.settings.model_path, asked=False))
 
@@ -336,6 +340,17 @@ class MainWindow(QMainWindow):
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
         self.open_file(Path(event.mimeData().urls()[0].toLocalFile()))
+
+    def refresh_midi_outputs(self) -> None:
+        """Say politely whether a MIDI output exists (the app works without one)."""
+        ports, problems = list_output_ports()
+        if ports:
+            self.midi_label.setText(f"MIDI out: {len(ports)} port(s)")
+            self.midi_label.setToolTip("\n".join(port.label for port in ports))
+        else:
+            self.midi_label.setText("No MIDI output")
+            why = "\n".join(problems) or "No MIDI output ports were found."
+            self.midi_label.setToolTip(f"{why}\nEditing, generating and exporting work without one.")
 
     # --- the model and generation ---------------------------------------------------------
     def load_model(self, path: str, asked: bool = True) -> None:

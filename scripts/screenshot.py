@@ -41,9 +41,8 @@ def main(out: Path) -> int:
         app.processEvents()
         time.sleep(0.02)
     window.screen().grabWindow(window.winId()).save(str(out))
-    print(
-        f"{out}: {len(song.tracks)} tracks, {song.note_count} notes, generated ticks {window.editor.document.state.generated}"
-    )
+    generated = window.editor.document.state.generated
+    print(f"{out}: {len(song.tracks)} tracks, {song.note_count} notes, generated ticks {generated}")
     window.editor.document.mark_clean()
     window.close()
     return 0

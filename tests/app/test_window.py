@@ -251,3 +251,37 @@ def test_painting_keeps_none_alive(window) -> None:
         window.roll.ruler.repaint()
         window.roll.keyboard.repaint()
     assert sys.getrefcount(None) >= before - 50
+
+
+def test_no_midi_device_is_said_politely(window, monkeypatch: pytest.MonkeyPatch) -> None:
+    import meloformer_app.main_window as main_window
+
+    problem = "ALSA: MidiOutAlsa::initialize: error creating ALSA sequencer client object."
+    monkeypatch.setattr(main_window, "list_output_ports", lambda: ([], [problem]))
+    window.refresh_midi_outputs()
+    assert window.midi_label.text() == "No MIDI output"
+    assert problem in window.midi_label.toolTip() and "work without one" in window.midi_label.toolTip()
+
+
+def test_closing_with_unsaved_work_asks_first(window, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    window.open_file(FIXTURES / "jig_6_8.mid")
+    window.editor.select_all()
+    window.editor.delete_selection()
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Cancel)
+    assert not window.close() and window.isVisible()
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Discard)
+    assert window.close()
+
+
+def test_dropping_a_midi_file_opens_it(window) -> None:
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(FIXTURES / "folk_song_3_4.mid"))])
+    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, data, Qt.MouseButton.NoButton,
+                       Qt.KeyboardModifier.NoModifier)  # fmt: skip
+    window.dropEvent(event)
+    assert window.editor.document.path.name == "folk_song_3_4.mid"

@@ -1,0 +1,80 @@
+"""MIDI output ports of every API python-rtmidi was built with (ALSA and JACK on Linux,
+CoreMIDI on macOS, WinMM on Windows).
+
+An API that cannot start is not an error: on a machine without an ALSA sequencer,
+``rtmidi.MidiOut()`` raises, and JACK without a running server has no ports. Listing
+reports those as readable problems beside the ports that do exist, and never starts a
+JACK server or hangs. The C libraries' own chatter on stderr is kept out of the terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+from meloformer_core.errors import MeloformerError
+
+
+class PortError(MeloformerError):
+    """No MIDI output, or the chosen one cannot be opened."""
+
+
+@dataclass(frozen=True)
+class OutputPort:
+    api: str  # "alsa", "jack", "coremidi", "winmm", …
+    name: str
+    index: int  # position in that API's list
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.api.upper()})"
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 (ALSA and JACK print straight to it)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def list_output_ports() -> tuple[list[OutputPort], list[str]]:
+    """All output ports, and one line per API that could not be asked (why)."""
+    try:
+        import rtmidi
+    except ImportError:
+        return [], ["python-rtmidi is not installed (pip install python-rtmidi)"]
+    os.environ.setdefault("JACK_NO_START_SERVER", "1")
+    ports: list[OutputPort] = []
+    problems: list[str] = []
+    for api in rtmidi.get_compiled_api():
+        name = rtmidi.get_api_name(api)
+        try:
+            with _quiet_stderr():
+                out = rtmidi.MidiOut(api)
+                names = out.get_ports()
+                out.delete()
+        except (SystemError, RuntimeError, rtmidi.RtMidiError) as error:
+            problems.append(f"{name.upper()}: {str(error).splitlines()[0]}")
+            continue
+        ports += [OutputPort(name, port, index) for index, port in enumerate(names)]
+    return ports, problems
+
+
+def describe_outputs() -> str:
+    """One polite line for a status bar or a CLI."""
+    ports, problems = list_output_ports()
+    if ports:
+        return f"MIDI out: {len(ports)} port(s), e.g. {ports[0].label}"
+    reason = "; ".join(problems) if problems else "no MIDI output ports"
+    return f"No MIDI output found ({reason}); editing and generating work without one"
