@@ -242,7 +242,65 @@ def build_parser() -> argparse.ArgumentParser:
 
     sizes = commands.add_parser("sizes", help="list the named model sizes with their parameter counts")
     sizes.set_defaults(run=_sizes)
+
+    ports = commands.add_parser("ports", help="list the MIDI output ports (every API python-rtmidi was built with)")
+    ports.set_defaults(run=_ports)
+    play = commands.add_parser(
+        "play", help="play a MIDI file on a MIDI output port",
+        description="Play IN (or bars A to B of it) on a MIDI output port; exit when it has finished.",
+    )  # fmt: skip
+    play.add_argument("input", type=Path, metavar="IN.mid")
+    play.add_argument("--port", default=None, help="the port's name or a part of it (default: the first port)")
+    play.add_argument("--bars", default=None, metavar="A:B", help="bars A to B, from 1, inclusive (default: all)")
+    play.add_argument("--metronome", action="store_true", help="click the beats on the drum channel")
+    play.set_defaults(run=_play)
     return parser
+
+
+def _ports(args: argparse.Namespace) -> dict:
+    from meloformer_core.playback.ports import list_output_ports
+
+    ports, problems = list_output_ports()
+    for port in ports:
+        print(port.label)
+    for problem in problems:
+        print(f"unavailable: {problem}", file=sys.stderr)
+    if not ports:
+        print("no MIDI output ports", file=sys.stderr)
+    return {"ports": [port.label for port in ports], "problems": problems}
+
+
+def _play(args: argparse.Namespace) -> dict:
+    import threading
+    import time
+
+    from meloformer_core.midi_io import read_midi
+    from meloformer_core.playback.player import Player
+    from meloformer_core.playback.ports import open_output
+
+    song = read_midi(args.input)
+    first, stop = 0, None
+    bars = parse_bars(args.bars)
+    if bars is not None:
+        starts = song.bar_starts(song.end_tick + 16 * song.resolution)
+        if bars[0] >= len(starts) - 1:
+            raise UsageError(f"--bars {args.bars}: the song has {len(starts) - 1} bars")
+        first, stop = starts[bars[0]], starts[min(bars[1], len(starts) - 1)]
+    done, failure = threading.Event(), []
+    with open_output(args.port) as output:
+        player = Player(output.send, on_error=lambda message: (failure.append(message), done.set()),
+                        on_finished=done.set)  # fmt: skip
+        player.metronome = args.metronome
+        started = time.monotonic()
+        player.play(song, first, end_tick=stop)
+        try:
+            done.wait()
+        finally:
+            player.close()
+    if failure:
+        raise MeloformerError(failure[0])
+    played = sum(e.message[0] & 0xF0 == 0x90 for e in player.events)
+    return {"port": output.label, "seconds": round(time.monotonic() - started, 3), "notes_played": played}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

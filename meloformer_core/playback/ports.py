@@ -78,3 +78,55 @@ def describe_outputs() -> str:
         return f"MIDI out: {len(ports)} port(s), e.g. {ports[0].label}"
     reason = "; ".join(problems) if problems else "no MIDI output ports"
     return f"No MIDI output found ({reason}); editing and generating work without one"
+
+
+class MidiOutput:
+    """An open output port: ``send`` takes one message as a list of bytes."""
+
+    def __init__(self, port: OutputPort | None, handle, label: str) -> None:
+        self.port, self._handle, self.label = port, handle, label
+
+    def send(self, message: list[int]) -> None:
+        self._handle.send_message(message)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close_port()
+            self._handle.delete()
+            self._handle = None
+
+    def __enter__(self) -> MidiOutput:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_output(name: str | None = None, client: str = "MeloFormer") -> MidiOutput:
+    """Open the output port whose label or name contains ``name`` (the first port when None).
+    Raise `PortError` with one readable line when there is none."""
+    import rtmidi
+
+    ports, problems = list_output_ports()
+    if name:
+        wanted = name.lower()
+        matches = [p for p in ports if p.label.lower() == wanted or p.name.lower() == wanted]
+        matches = matches or [p for p in ports if wanted in p.label.lower()]
+    else:
+        matches = ports
+    if not matches:
+        known = ", ".join(p.label for p in ports) or "none"
+        why = f" ({'; '.join(problems)})" if problems and not ports else ""
+        raise PortError(f"no MIDI output port {name!r}; available: {known}{why}" if name else
+                        f"no MIDI output port available{why}")  # fmt: skip
+    port = matches[0]
+    api = next(a for a in rtmidi.get_compiled_api() if rtmidi.get_api_name(a) == port.api)
+    try:
+        with _quiet_stderr():
+            handle = rtmidi.MidiOut(api, name=client)
+            names = handle.get_ports()
+            index = names.index(port.name) if port.name in names else port.index
+            handle.open_port(index, "out")
+    except (SystemError, RuntimeError, ValueError, rtmidi.RtMidiError) as error:
+        raise PortError(f"cannot open MIDI output {port.label}: {str(error).splitlines()[0]}") from None
+    return MidiOutput(port, handle, port.label)

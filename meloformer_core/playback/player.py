@@ -1,0 +1,255 @@
+"""Playing a `Song` on a MIDI output: a schedule of timed messages and a player thread.
+
+Plain Python (no Qt): the app wraps `Player` in a thin adapter, the CLI and the tests
+use it directly. Times come from the tempo map (`Song.seconds_at`); the player waits on
+a monotonic clock for each event's due time (never a sum of sleeps, so errors do not
+accumulate). Stop, pause, seeking, editing the song and losing the port all end with a
+note-off for every sounding note and All Notes Off on every channel used: no stuck notes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from meloformer_core.midi_io import assign_channels
+from meloformer_core.music import Song
+
+NOTE_ON, NOTE_OFF, CONTROL, PROGRAM = 0x90, 0x80, 0xB0, 0xC0
+ALL_NOTES_OFF, ALL_SOUND_OFF = 123, 120
+METRONOME_CHANNEL, METRONOME_HIGH, METRONOME_LOW = 9, 76, 77  # hi / low wood block on the drum channel
+Sink = Callable[[list[int]], None]
+
+
+@dataclass(frozen=True)
+class Event:
+    seconds: float  # from the start of the song
+    tick: int
+    order: int  # at equal times: note-offs (0) before programs (1) before note-ons (2)
+    message: tuple[int, ...]
+
+
+def schedule(song: Song, tracks: Iterable[int] | None = None, start_tick: int = 0, end_tick: int | None = None,
+             metronome: bool = False) -> list[Event]:  # fmt: skip
+    """Every message to play ticks [start_tick, end_tick) of ``tracks`` (all when None), in
+    time order: program changes first, notes cut at ``end_tick``, and metronome clicks on
+    the beats when asked. Notes that started before ``start_tick`` are not re-struck."""
+    end = song.end_tick if end_tick is None else end_tick
+    chosen = range(len(song.tracks)) if tracks is None else sorted(set(tracks))
+    channels = assign_channels(song)
+    starts_s = float(song.seconds_at([start_tick])[0])
+    events: list[Event] = []
+    for index in chosen:
+        track, channel = song.tracks[index], channels[index]
+        events.append(Event(starts_s, start_tick, 1, (PROGRAM | channel, track.program)))
+        data = track.notes.array
+        inside = data[(data[:, 0] >= start_tick) & (data[:, 0] < end)]
+        if not len(inside):
+            continue
+        offs = np.minimum(inside[:, 0] + inside[:, 2], end)
+        on_s, off_s = song.seconds_at(inside[:, 0]), song.seconds_at(offs)
+        for (tick, pitch, _, velocity), off, t_on, t_off in zip(inside.tolist(), offs.tolist(), on_s.tolist(),
+                                                                off_s.tolist(), strict=True):  # fmt: skip
+            events.append(Event(t_on, tick, 2, (NOTE_ON | channel, pitch, velocity)))
+            events.append(Event(t_off, off, 0, (NOTE_OFF | channel, pitch, 0)))
+    if metronome:
+        bars = set(song.bar_starts(end))
+        beat = song.resolution
+        first = -(-start_tick // beat) * beat
+        ticks = np.arange(first, end, beat)
+        for tick, seconds in zip(ticks.tolist(), song.seconds_at(ticks).tolist(), strict=True):
+            key = METRONOME_HIGH if tick in bars else METRONOME_LOW
+            events.append(Event(seconds, tick, 2, (NOTE_ON | METRONOME_CHANNEL, key, 100)))
+            off = min(tick + beat // 4, end)
+            events.append(Event(float(song.seconds_at([off])[0]), off, 0, (NOTE_OFF | METRONOME_CHANNEL, key, 0)))
+    events.sort(key=lambda e: (e.seconds, e.order))
+    return events
+
+
+class Player:
+    """Plays a song on ``sink`` (a callable taking one MIDI message as a list of bytes)."""
+
+    def __init__(self, sink: Sink, on_error: Callable[[str], None] | None = None,
+                 on_finished: Callable[[], None] | None = None) -> None:  # fmt: skip
+        self.sink = sink
+        self.on_error = on_error
+        self.on_finished = on_finished
+        self.song = Song()
+        self.tracks: list[int] | None = None
+        self.loop: tuple[int, int] | None = None
+        self.metronome = False
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._playing = False
+        self._paused_tick: int | None = None
+        self._origin_clock = 0.0  # monotonic time at which song second `_origin_seconds` sounds
+        self._origin_seconds = 0.0
+        self._sounding: set[tuple[int, int]] = set()  # (channel, pitch)
+        self._channels: set[int] = set()
+        self.position_tick = 0
+        self._end_tick: int | None = None
+        self._closing = False
+        self.events: list[Event] = []  # the schedule being played
+        self._next = 0
+
+    # --- transport ------------------------------------------------------------------------
+    @property
+    def playing(self) -> bool:
+        return self._playing
+
+    def play(self, song: Song, start_tick: int = 0, tracks: Iterable[int] | None = None,
+             end_tick: int | None = None) -> None:  # fmt: skip
+        """Start (or restart) playing ``song`` from ``start_tick`` to ``end_tick`` (or the end)."""
+        self.stop()
+        with self._lock:
+            self.song, self.tracks = song, None if tracks is None else list(tracks)
+            self._end_tick = end_tick
+            self._start(start_tick)
+
+    def _start(self, tick: int) -> None:
+        loop_end = self.loop[1] if self.loop else None
+        end = loop_end if loop_end is not None and tick < loop_end else self._end_tick
+        self.events = schedule(self.song, self.tracks, tick, end, self.metronome)
+        self._next = 0
+        self._origin_seconds = float(self.song.seconds_at([tick])[0])
+        self._origin_clock = time.monotonic() + 0.01  # a little lead so the first event is on time
+        self._channels |= {event.message[0] & 0x0F for event in self.events}
+        self.position_tick = tick
+        self._playing = True
+        self._paused_tick = None
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="meloformer-player", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop and silence everything; the position stays where it was."""
+        with self._lock:
+            self._playing = False
+            self._silence()
+        self._wake.set()
+
+    def pause(self) -> None:
+        with self._lock:
+            if self._playing:
+                tick = self.current_tick()
+                self.stop()
+                self._paused_tick = tick
+
+    def resume(self) -> None:
+        with self._lock:
+            if self._paused_tick is not None and not self._playing:
+                self._start(self._paused_tick)
+
+    def seek(self, tick: int) -> None:
+        with self._lock:
+            if self._playing:
+                self._silence()
+                self._start(tick)
+            else:
+                self.position_tick = tick
+                if self._paused_tick is not None:
+                    self._paused_tick = tick
+
+    def update_song(self, song: Song, tracks: Iterable[int] | None = None) -> None:
+        """The song was edited (or tracks muted) while playing: go on from here with the new one."""
+        with self._lock:
+            self.song, self.tracks = song, None if tracks is None else list(tracks)
+            if self._playing:
+                tick = self.current_tick()
+                self._silence()
+                self._start(tick)
+
+    def current_tick(self) -> int:
+        """Where the music is now (for the playhead)."""
+        with self._lock:
+            if not self._playing:
+                return self._paused_tick if self._paused_tick is not None else self.position_tick
+            seconds = self._origin_seconds + max(0.0, time.monotonic() - self._origin_clock)
+            return _tick_at_seconds(self.song, seconds)
+
+    def close(self) -> None:
+        self.stop()
+        self._closing = True
+        thread, self._thread = self._thread, None
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout=2)
+
+    # --- the thread -----------------------------------------------------------------------
+    def _silence(self) -> None:
+        """Note-off for every sounding note, then All Notes Off on every channel used."""
+        try:
+            for channel, pitch in sorted(self._sounding):
+                self.sink([NOTE_OFF | channel, pitch, 0])
+            for channel in sorted(self._channels):
+                self.sink([CONTROL | channel, ALL_NOTES_OFF, 0])
+        except Exception:  # the port is gone: nothing more can sound on it
+            pass
+        self._sounding.clear()
+
+    def _run(self) -> None:
+        while not self._closing:
+            with self._lock:
+                if not self._playing:
+                    due = None
+                elif self._next >= len(self.events):
+                    due = self._finish()
+                else:
+                    event = self.events[self._next]
+                    due = self._origin_clock + (event.seconds - self._origin_seconds)
+                    if due <= time.monotonic():
+                        self._send(event)
+                        continue
+            self._wake.clear()
+            self._wake.wait(None if due is None else max(0.0, min(due - time.monotonic(), 0.05)))
+
+    def _send(self, event: Event) -> None:
+        message = event.message
+        try:
+            self.sink(list(message))
+        except Exception as error:  # the port vanished mid-song
+            self._playing = False
+            self._sounding.clear()
+            if self.on_error is not None:
+                self.on_error(f"MIDI output lost: {error}")
+            return
+        status, channel = message[0] & 0xF0, message[0] & 0x0F
+        if status == NOTE_ON:
+            self._sounding.add((channel, message[1]))
+        elif status == NOTE_OFF:
+            self._sounding.discard((channel, message[1]))
+        self.position_tick = event.tick
+        self._next += 1
+
+    def _finish(self) -> float | None:
+        """At the end of the schedule: loop back, or stop."""
+        if self.loop is not None:
+            self._silence()
+            self._start(self.loop[0])
+            return None
+        self._playing = False
+        self._silence()
+        self.position_tick = self._end_tick if self._end_tick is not None else self.song.end_tick
+        if self.on_finished is not None:
+            self.on_finished()
+        return None
+
+
+def _tick_at_seconds(song: Song, seconds: float) -> int:
+    """Inverse of `Song.seconds_at` (tempo maps are piecewise linear and increasing)."""
+    low, high = 0, max(song.end_tick, song.resolution) * 2
+    while song.seconds_at([high])[0] < seconds:
+        high *= 2
+    while low < high:
+        middle = (low + high) // 2
+        if song.seconds_at([middle])[0] < seconds:
+            low = middle + 1
+        else:
+            high = middle
+    return low
