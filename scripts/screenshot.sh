@@ -6,13 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-docs/screenshot.png}"
-if ! command -v xvfb-run >/dev/null || ! dpkg -s libxcb-icccm4 libxcb-keysyms1 >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get install -y -q xvfb libxcb-icccm4 libxcb-keysyms1 >/dev/null
-    else
-        echo "screenshot: install xvfb libxcb-icccm4 libxcb-keysyms1 first (apt-get install …)" >&2
-        exit 1
-    fi
+bash scripts/system-packages.sh
+if ! command -v xvfb-run >/dev/null; then
+    echo "screenshot: install xvfb libxcb-icccm4 libxcb-keysyms1 first (apt-get install …)" >&2
+    exit 1
 fi
 bash scripts/setup.sh
 mkdir -p "$(dirname "$out")"

@@ -195,18 +195,19 @@ class Player:
 
     def _run(self) -> None:
         while not self._closing:
+            self._wake.clear()  # before looking, so a wake-up while we look is not lost
             with self._lock:
                 if not self._playing:
                     due = None
                 elif self._next >= len(self.events):
-                    due = self._finish()
+                    self._finish()
+                    continue
                 else:
                     event = self.events[self._next]
                     due = self._origin_clock + (event.seconds - self._origin_seconds)
                     if due <= time.monotonic():
                         self._send(event)
                         continue
-            self._wake.clear()
             self._wake.wait(None if due is None else max(0.0, min(due - time.monotonic(), 0.05)))
 
     def _send(self, event: Event) -> None:
@@ -227,18 +228,17 @@ class Player:
         self.position_tick = event.tick
         self._next += 1
 
-    def _finish(self) -> float | None:
+    def _finish(self) -> None:
         """At the end of the schedule: loop back, or stop."""
         if self.loop is not None:
             self._silence()
             self._start(self.loop[0])
-            return None
+            return
         self._playing = False
         self._silence()
         self.position_tick = self._end_tick if self._end_tick is not None else self.song.end_tick
         if self.on_finished is not None:
             self.on_finished()
-        return None
 
 
 def _tick_at_seconds(song: Song, seconds: float) -> int:
