@@ -58,6 +58,12 @@ ACTIONS = (
     ActionSpec("regenerate", "&Regenerate Selected Bars", ("Ctrl+R",),
                "Rewrite the bars of the selected notes to join what comes before and after"),
     ActionSpec("cancel", "Cancel &Generation", ("Esc",), "Stop generating; the song stays as it was"),
+    ActionSpec("play", "&Play / Stop", ("Space",), "Play from the playhead, or stop", roll_only=True),
+    ActionSpec("play_start", "Play from &Start", ("Return", "Enter"), "Play from the first bar", roll_only=True),
+    ActionSpec("loop", "&Loop", ("L",), "Loop the selected bars (the whole song when nothing is selected)",
+               checkable=True),
+    ActionSpec("metronome", "&Metronome", ("K",), "Click the beats while playing", checkable=True),
+    ActionSpec("refresh_ports", "&Refresh MIDI Ports", (), "Look again for MIDI outputs (devices come and go)"),
 )  # fmt: skip
 
 

@@ -31,6 +31,7 @@ from meloformer_app.editor import Editor
 from meloformer_app.generation import GenerationRequest, Generator, Variation
 from meloformer_app.panels import SamplingPanel, TrackList
 from meloformer_app.settings import Autosave, Settings
+from meloformer_app.transport import Transport
 from meloformer_app.view.geometry import GRID_CHOICES
 from meloformer_app.view.roll import PianoRoll, Tool
 from meloformer_core.errors import MeloformerError
@@ -67,6 +68,11 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.model_label)
         self.setAcceptDrops(True)
         self.editor.changed.connect(self._document_changed)
+        self.transport = Transport(self)
+        self.transport.position.connect(self._playhead_moved)
+        self.transport.state_changed.connect(self._playing_changed)
+        self.transport.failed.connect(lambda message: self.error("Playback", message))
+        self.roll.ruler.seek.connect(self.seek)
         self.generator = Generator(device=device, parent=self)
         self.generator.loaded.connect(self._model_loaded)
         self.generator.load_failed.connect(self._model_failed)
@@ -106,6 +112,7 @@ class MainWindow(QMainWindow):
             "&View": ["zoom_in", "zoom_out", "zoom_fit"],
             "&Tools": ["tool_select", "tool_draw", "tool_erase", None, "snap", "triplets"],
             "&Generate": ["continue", "arrange", "regenerate", "cancel"],
+            "&Play": ["play", "play_start", "loop", "metronome", None, "refresh_ports"],
         }  # fmt: skip
         for title, names in menus.items():
             menu = bar.addMenu(title)
@@ -135,6 +142,8 @@ class MainWindow(QMainWindow):
             "zoom_in": lambda: self.roll.zoom(1.25), "zoom_out": lambda: self.roll.zoom(0.8),
             "zoom_fit": self.roll.fit, "continue": self.continue_song, "arrange": self.arrange_tracks,
             "regenerate": self.regenerate_bars, "cancel": self.generator_cancel,
+            "play": self.play_or_stop, "play_start": lambda: self.play_from(0),
+            "refresh_ports": self.refresh_midi_outputs,
         }  # fmt: skip
         for name, slot in connections.items():
             a[name].triggered.connect(slot)
@@ -143,6 +152,8 @@ class MainWindow(QMainWindow):
         a["snap"].setChecked(True)
         a["snap"].toggled.connect(lambda on: setattr(self.roll.state, "snap", on))
         a["triplets"].toggled.connect(self._set_triplets)
+        a["loop"].toggled.connect(self._set_loop)
+        a["metronome"].toggled.connect(lambda on: setattr(self.transport, "metronome", on))
         self.set_tool(Tool.SELECT)
 
     def _build_toolbar(self) -> None:
@@ -158,6 +169,16 @@ class MainWindow(QMainWindow):
         toolbar.addSeparator()
         for name in ("zoom_in", "zoom_out", "zoom_fit", None, "continue", "cancel"):
             toolbar.addSeparator() if name is None else toolbar.addAction(self.actions[name])
+        play = self.addToolBar("Play")
+        play.setObjectName("PlayToolbar")
+        for name in ("play", "play_start", "loop", "metronome"):
+            play.addAction(self.actions[name])
+        self.port_box = QComboBox(toolTip="The MIDI output to play on")
+        self.port_box.setMinimumWidth(180)
+        self.port_box.activated.connect(self._port_chosen)
+        play.addWidget(QLabel(" MIDI out "))
+        play.addWidget(self.port_box)
+        play.addAction(self.actions["refresh_ports"])
 
     def set_tool(self, tool: Tool) -> None:
         self.roll.state.tool = tool
@@ -179,6 +200,8 @@ class MainWindow(QMainWindow):
 
     # --- document state -------------------------------------------------------------------
     def _document_changed(self, parts: set) -> None:
+        if parts & {"song", "tracks"} and self.transport.playing:
+            self.transport.update_song(self.editor.shown_song(), self.editor.document.audible_tracks())
         self._update_title()
         self.roll.refresh()
         song = self.editor.shown_song()
@@ -342,8 +365,19 @@ class MainWindow(QMainWindow):
         self.open_file(Path(event.mimeData().urls()[0].toLocalFile()))
 
     def refresh_midi_outputs(self) -> None:
-        """Say politely whether a MIDI output exists (the app works without one)."""
+        """List the MIDI outputs, keep the chosen one, and say politely when there is none."""
         ports, problems = list_output_ports()
+        self.transport.ports, self.transport.problems = ports, problems
+        self.port_box.clear()
+        for port in ports:
+            self.port_box.addItem(port.label, port.label)
+        chosen = self.port_box.findData(self.settings.midi_port)
+        if chosen >= 0:
+            self.port_box.setCurrentIndex(chosen)
+        if ports:
+            self.transport.choose_port(self.port_box.currentData())
+        else:
+            self.port_box.addItem("(no MIDI output)", "")
         if ports:
             self.midi_label.setText(f"MIDI out: {len(ports)} port(s)")
             self.midi_label.setToolTip("\n".join(port.label for port in ports))
@@ -351,6 +385,52 @@ class MainWindow(QMainWindow):
             self.midi_label.setText("No MIDI output")
             why = "\n".join(problems) or "No MIDI output ports were found."
             self.midi_label.setToolTip(f"{why}\nEditing, generating and exporting work without one.")
+
+    def _port_chosen(self, index: int) -> None:
+        name = self.port_box.itemData(index) or ""
+        self.settings.midi_port = name
+        self.transport.choose_port(name)
+
+    # --- playback -------------------------------------------------------------------------
+    def play_or_stop(self) -> None:
+        if self.transport.playing:
+            self.transport.stop()
+        else:
+            self.play_from(self.transport.start_tick)
+
+    def play_from(self, tick: int) -> None:
+        if self.transport.playing:
+            self.transport.stop()
+        song = self.editor.shown_song()
+        if not song.note_count:
+            self.statusBar().showMessage("Nothing to play", 5000)
+            return
+        if not self.transport.ports and not self.transport.refresh_ports():
+            self.error("No MIDI output", "There is no MIDI output to play on (see the MIDI out box); "
+                       "connect a device or start a software synthesizer, then Refresh MIDI Ports.")  # fmt: skip
+            return
+        self.transport.play(song, tick, self.editor.document.audible_tracks(), self._loop_ticks())
+
+    def seek(self, tick: int) -> None:
+        self.transport.seek(tick)
+
+    def _loop_ticks(self) -> tuple[int, int]:
+        bars = self._selected_bars()
+        if bars is not None:
+            return self._bar_ticks(bars)
+        song = self.editor.shown_song()
+        starts = song.bar_starts(song.end_tick + 16 * song.resolution)
+        return 0, next(b for b in starts if b >= song.end_tick)
+
+    def _set_loop(self, on: bool) -> None:
+        self.transport.loop_enabled = on
+        self.transport.set_loop(self._loop_ticks())
+
+    def _playing_changed(self, playing: bool) -> None:
+        self.actions["play"].setText("&Stop" if playing else "&Play / Stop")
+
+    def _playhead_moved(self, tick: int) -> None:
+        self.roll.move_playhead(tick)
 
     # --- the model and generation ---------------------------------------------------------
     def load_model(self, path: str, asked: bool = True) -> None:
@@ -518,5 +598,6 @@ class MainWindow(QMainWindow):
         self.settings.geometry = bytes(self.saveGeometry().toBase64()).decode()
         self.settings.save()
         self.autosave.clear()
+        self.transport.shutdown()
         self.generator.shutdown()
         event.accept()

@@ -40,3 +40,23 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = MeloFormer(named_config("debug", len(DEFAULT_VOCAB), max_seq_len=512))
     return save_bundle(model, DEFAULT_VOCAB, tmp_path_factory.mktemp("models") / "debug-bundle")
+
+
+@pytest.fixture(scope="session")
+def jack():
+    """A JACK server with the dummy driver (skips where JACK is not installed)."""
+    from tests.jack import JackServer
+
+    server = JackServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def receiver(jack):
+    """A JACK MIDI input client recording what it gets."""
+    from tests.jack import Receiver
+
+    client = Receiver()
+    yield client
+    client.close()

@@ -74,13 +74,14 @@ class RollCanvas(QWidget):
         song = self.state.song()
         vp, table = self.state.viewport, self.state.table
         painter = QPainter(self)
-        width, height = self.width(), self.height()
-        painter.fillRect(self.rect(), BACKGROUND)
-        low, high = vp.pitch_at(height), vp.pitch_at(0)
+        area = event.rect()  # often a thin strip (the moving playhead): draw only what is in it
+        height = self.height()
+        painter.fillRect(area, BACKGROUND)
+        low, high = vp.pitch_at(area.bottom() + 1), vp.pitch_at(area.top())
         for pitch in range(max(0, low), min(127, high) + 1):
-            painter.fillRect(QRectF(0, vp.y(pitch), width, vp.key_height),
+            painter.fillRect(QRectF(area.left(), vp.y(pitch), area.width(), vp.key_height),
                              ROW_DARK if pitch % 12 in BLACK_KEYS else ROW_LIGHT)  # fmt: skip
-        first, last = vp.tick_at(0), vp.tick_at(width)
+        first, last = vp.tick_at(area.left() - 1), vp.tick_at(area.right() + 2)
         self._paint_grid(painter, song, first, last, height)
         generated = self.state.editor.generated_range()
         if generated is not None:
@@ -504,6 +505,21 @@ class PianoRoll(QWidget):
             rows = max(self.canvas.height(), 300) / vp.key_height
             vp.top_pitch = min(128.0, (low + high) / 2 + rows / 2)
         self.refresh()
+
+    def move_playhead(self, tick: int) -> None:
+        """Move the playhead, repainting only the strips it leaves and enters; page along
+        when it runs off the right edge."""
+        vp, old = self.state.viewport, self.state.playhead
+        self.state.playhead = tick
+        width = self.canvas.width()
+        if not 0 <= vp.x(tick) < width and old is not None and 0 <= vp.x(old) < width:  # it was on screen: follow
+            vp.left_tick = max(0.0, tick - width * 0.05 / vp.px_per_tick)
+            self.refresh()
+            return
+        for part in (self.canvas, self.ruler):
+            for at in (old, tick):
+                if at is not None:
+                    part.update(int(vp.x(at)) - 3, 0, 6, part.height())
 
     def show_ticks(self, start: int, end: int) -> None:
         """Scroll (and zoom out if needed) so ticks [start, end) are in view."""

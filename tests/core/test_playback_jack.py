@@ -16,21 +16,7 @@ from meloformer_core.music import Song, TempoChange, Track
 from meloformer_core.playback.player import Player, schedule
 from meloformer_core.playback.ports import PortError, list_output_ports, open_output
 from tests.conftest import FIXTURES, ROOT
-from tests.jack import FluidSynth, JackServer, Receiver, read_streamed_wav
-
-
-@pytest.fixture(scope="module")
-def jack():
-    server = JackServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def receiver(jack):
-    client = Receiver()
-    yield client
-    client.close()
+from tests.jack import FluidSynth, read_streamed_wav
 
 
 def test_ports_are_listed_and_a_missing_one_is_one_line(receiver) -> None:

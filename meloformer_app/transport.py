@@ -1,0 +1,122 @@
+"""The thin Qt adapter over the plain-Python `Player`: port choice, transport, playhead.
+
+The player runs in its own thread with its own clock; this adapter only opens the port,
+forwards commands, polls the position for the playhead (30 times a second) and turns the
+player's callbacks into Qt signals (delivered on the GUI thread).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from meloformer_core.errors import MeloformerError
+from meloformer_core.music import Song
+from meloformer_core.playback.player import Player
+from meloformer_core.playback.ports import MidiOutput, OutputPort, list_output_ports, open_output
+
+
+class Transport(QObject):
+    position = Signal(int)  # the playhead, in ticks
+    state_changed = Signal(bool)  # playing or not
+    failed = Signal(str)
+    _finished = Signal()
+    _error = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.output: MidiOutput | None = None
+        self.port_name = ""
+        self.player: Player | None = None
+        self.ports: list[OutputPort] = []
+        self.problems: list[str] = []
+        self.timer = QTimer(self, interval=33)
+        self.timer.timeout.connect(self._tick)
+        self._finished.connect(self._done)
+        self._error.connect(self._lost)
+        self.start_tick = 0
+        self.loop_enabled = False
+        self.metronome = False
+
+    def refresh_ports(self) -> list[OutputPort]:
+        self.ports, self.problems = list_output_ports()
+        return self.ports
+
+    def choose_port(self, name: str) -> None:
+        """Use the port named ``name`` from the next Play on ("" = the first one found)."""
+        if name != self.port_name:
+            self.close_output()
+            self.port_name = name
+
+    def _ensure_output(self) -> bool:
+        if self.output is not None:
+            return True
+        try:
+            self.output = open_output(self.port_name or None)
+        except MeloformerError as error:
+            self.failed.emit(str(error))
+            return False
+        self.player = Player(self.output.send, on_error=self._error.emit, on_finished=self._finished.emit)
+        return True
+
+    @property
+    def playing(self) -> bool:
+        return self.player is not None and self.player.playing
+
+    def play(self, song: Song, start_tick: int, tracks: list[int], loop: tuple[int, int] | None = None) -> bool:
+        if not song.tracks or not self._ensure_output():
+            return False
+        self.player.loop = loop if self.loop_enabled else None
+        self.player.metronome = self.metronome
+        self.player.play(song, start_tick, tracks)
+        self.timer.start()
+        self.state_changed.emit(True)
+        return True
+
+    def stop(self) -> None:
+        if self.player is not None:
+            self.player.stop()
+        self.timer.stop()
+        self.state_changed.emit(False)
+        if self.player is not None:
+            self.position.emit(self.player.current_tick())
+
+    def seek(self, tick: int) -> None:
+        self.start_tick = tick
+        if self.player is not None and self.player.playing:
+            self.player.seek(tick)
+        self.position.emit(tick)
+
+    def update_song(self, song: Song, tracks: list[int]) -> None:
+        """An edit (or mute/solo) while playing: the player goes on with the new song."""
+        if self.player is not None and self.player.playing:
+            self.player.update_song(song, tracks)
+
+    def set_loop(self, loop: tuple[int, int] | None) -> None:
+        if self.player is not None:
+            self.player.loop = loop if self.loop_enabled else None
+
+    def _tick(self) -> None:
+        if self.player is not None:
+            self.position.emit(self.player.current_tick())
+
+    def _done(self) -> None:
+        self.timer.stop()
+        self.state_changed.emit(False)
+
+    def _lost(self, message: str) -> None:
+        self.timer.stop()
+        self.close_output()
+        self.state_changed.emit(False)
+        self.failed.emit(message)
+
+    def close_output(self) -> None:
+        if self.player is not None:
+            self.player.close()
+            self.player = None
+        if self.output is not None:
+            self.output.close()
+            self.output = None
+
+    def shutdown(self) -> None:
+        self.timer.stop()
+        self.close_output()
