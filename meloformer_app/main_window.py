@@ -37,7 +37,7 @@ from meloformer_app.view.roll import PianoRoll, Tool
 from meloformer_core.errors import MeloformerError
 from meloformer_core.midi_io import midi_bytes, read_midi, write_midi
 from meloformer_core.music import Song
-from meloformer_core.playback.ports import list_output_ports
+from meloformer_core.playback.ports import VIRTUAL, list_output_ports, virtual_possible
 
 MIDI_FILTER = "MIDI files (*.mid *.midi);;All files (*)"
 
@@ -99,6 +99,9 @@ class MainWindow(QMainWindow):
             self.resize(1400, 860)
         self._update_title()
         QTimer.singleShot(0, self.refresh_midi_outputs)
+        self.ports_timer = QTimer(self, interval=5000)  # devices come and go
+        self.ports_timer.timeout.connect(self._poll_ports)
+        self.ports_timer.start()
         if load_model:
             QTimer.singleShot(0, lambda: self.load_model(self.settings.model_path, asked=False))
 
@@ -371,10 +374,12 @@ class MainWindow(QMainWindow):
         self.port_box.clear()
         for port in ports:
             self.port_box.addItem(port.label, port.label)
+        if virtual_possible(problems):
+            self.port_box.addItem("Virtual output (MeloFormer:out)", VIRTUAL)
         chosen = self.port_box.findData(self.settings.midi_port)
         if chosen >= 0:
             self.port_box.setCurrentIndex(chosen)
-        if ports:
+        if self.port_box.count():
             self.transport.choose_port(self.port_box.currentData())
         else:
             self.port_box.addItem("(no MIDI output)", "")
@@ -385,6 +390,13 @@ class MainWindow(QMainWindow):
             self.midi_label.setText("No MIDI output")
             why = "\n".join(problems) or "No MIDI output ports were found."
             self.midi_label.setToolTip(f"{why}\nEditing, generating and exporting work without one.")
+
+    def _poll_ports(self) -> None:
+        if self.transport.playing or self.port_box.view().isVisible():
+            return
+        ports, _ = list_output_ports()
+        if [p.label for p in ports] != [p.label for p in self.transport.ports]:
+            self.refresh_midi_outputs()
 
     def _port_chosen(self, index: int) -> None:
         name = self.port_box.itemData(index) or ""

@@ -250,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Play IN (or bars A to B of it) on a MIDI output port; exit when it has finished.",
     )  # fmt: skip
     play.add_argument("input", type=Path, metavar="IN.mid")
-    play.add_argument("--port", default=None, help="the port's name or a part of it (default: the first port)")
+    play.add_argument("--port", default=None,
+                      help="the port's name or a part of it (default: the first port); 'virtual' opens a port of "
+                           "our own (MeloFormer:out) for a synthesizer to connect to")  # fmt: skip
     play.add_argument("--bars", default=None, metavar="A:B", help="bars A to B, from 1, inclusive (default: all)")
     play.add_argument("--metronome", action="store_true", help="click the beats on the drum channel")
     play.set_defaults(run=_play)

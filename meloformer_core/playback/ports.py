@@ -102,11 +102,49 @@ class MidiOutput:
         self.close()
 
 
-def open_output(name: str | None = None, client: str = "MeloFormer") -> MidiOutput:
-    """Open the output port whose label or name contains ``name`` (the first port when None).
-    Raise `PortError` with one readable line when there is none."""
+VIRTUAL = "virtual"  # as a port name: open a port of our own that synthesizers can connect to
+VIRTUAL_APIS = ("jack", "alsa", "core")  # the APIs that can make one (not Windows' WinMM)
+
+
+def virtual_possible(problems: list[str]) -> bool:
+    """Whether an API that can open a virtual port started (``problems`` from `list_output_ports`)."""
+    try:
+        import rtmidi
+    except ImportError:
+        return False
+    failed = {problem.split(":", 1)[0].lower() for problem in problems}
+    compiled = {rtmidi.get_api_name(api) for api in rtmidi.get_compiled_api()}
+    return bool((compiled & set(VIRTUAL_APIS)) - failed)
+
+
+def open_virtual_output(client: str = "MeloFormer") -> MidiOutput:
+    """A port of our own (``MeloFormer:out``) that other programs connect to."""
     import rtmidi
 
+    problems = []
+    for api in rtmidi.get_compiled_api():
+        name = rtmidi.get_api_name(api)
+        if name not in VIRTUAL_APIS:
+            continue
+        try:
+            with _quiet_stderr():
+                handle = rtmidi.MidiOut(api, name=client)
+                handle.open_virtual_port("out")
+        except (SystemError, RuntimeError, rtmidi.RtMidiError) as error:
+            problems.append(f"{name.upper()}: {str(error).splitlines()[0]}")
+            continue
+        return MidiOutput(None, handle, f"{client}:out (virtual, {name.upper()})")
+    raise PortError(f"cannot open a virtual MIDI output ({'; '.join(problems) or 'no API here supports one'})")
+
+
+def open_output(name: str | None = None, client: str = "MeloFormer") -> MidiOutput:
+    """Open the output port whose label or name contains ``name`` (the first port when None;
+    a virtual port of our own for `VIRTUAL`). Raise `PortError` with one readable line when
+    there is none."""
+    import rtmidi
+
+    if name == VIRTUAL:
+        return open_virtual_output(client)
     ports, problems = list_output_ports()
     if name:
         wanted = name.lower()

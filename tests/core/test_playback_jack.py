@@ -104,3 +104,24 @@ def test_cli_missing_port_is_one_line_and_non_zero(jack) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "no-such" in result.stderr
+
+
+def test_a_virtual_port_reaches_a_client_that_connects(jack) -> None:
+    import rtmidi
+
+    from meloformer_core.playback.ports import VIRTUAL, virtual_possible
+
+    assert virtual_possible(list_output_ports()[1])
+    with open_output(VIRTUAL) as output:
+        assert "virtual" in output.label
+        listener = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="mf-listener")
+        got: list[list[int]] = []
+        listener.set_callback(lambda event, _data: got.append(event[0]))
+        index = next(i for i, name in enumerate(listener.get_ports()) if name.startswith("MeloFormer"))
+        listener.open_port(index)
+        output.send([0x90, 60, 100])
+        output.send([0x80, 60, 0])
+        time.sleep(0.2)
+        listener.close_port()
+        listener.delete()
+    assert got == [[0x90, 60, 100], [0x80, 60, 0]]
