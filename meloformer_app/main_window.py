@@ -6,7 +6,6 @@ dialog naming the file and the problem, and the document stays as it was.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer
@@ -28,7 +27,8 @@ from PySide6.QtWidgets import (
 from meloformer_app.actions import build_actions
 from meloformer_app.document.export import export_song
 from meloformer_app.editor import Editor
-from meloformer_app.generation import GenerationRequest, Generator, Variation
+from meloformer_app.generation import Generator, Variation
+from meloformer_app.generation_flow import GenerationMixin
 from meloformer_app.panels import SamplingPanel, TrackList
 from meloformer_app.settings import Autosave, Settings
 from meloformer_app.transport import Transport
@@ -42,7 +42,7 @@ from meloformer_core.playback.ports import VIRTUAL, list_output_ports, virtual_p
 MIDI_FILTER = "MIDI files (*.mid *.midi);;All files (*)"
 
 
-class MainWindow(QMainWindow):
+class MainWindow(GenerationMixin, QMainWindow):
     def __init__(self, settings: Settings | None = None, *, load_model: bool = True, device: str | None = None) -> None:
         super().__init__()
         self.settings = settings or Settings.load()
@@ -443,159 +443,6 @@ class MainWindow(QMainWindow):
 
     def _playhead_moved(self, tick: int) -> None:
         self.roll.move_playhead(tick)
-
-    # --- the model and generation ---------------------------------------------------------
-    def load_model(self, path: str, asked: bool = True) -> None:
-        """Load a bundle ("" = the default one) in the worker; a failure is a dialog only when
-        the user ``asked`` for this model (at start-up the Generate panel says it)."""
-        self._model_asked = asked
-        self.model_label.setText("Model: loading…")
-        self.panel.model_info.setText("loading…")
-        self.generator.load(Path(path) if path else None)
-
-    def _model_loaded(self, info: dict) -> None:
-        device = "GPU" if str(info.get("device", "cpu")).startswith("cuda") else "CPU"
-        size = f"{info.get('parameters', 0) / 1e6:.1f}M parameters" if info.get("parameters") else info.get("size", "")
-        self.model_label.setText(f"Model: {info.get('name')} on {device}")
-        note = " (no GPU found; the CPU works, more slowly)" if device == "CPU" else ""
-        self.panel.model_info.setText(f"{info.get('name')} — {size}, on the {device}{note}")
-
-    def _model_failed(self, message: str) -> None:
-        self.model_label.setText("Model: none")
-        self.panel.model_info.setText(f"No model: {message}")
-        if self._model_asked:
-            self.error("Could not load the model", message)
-        else:
-            self.statusBar().showMessage(f"No model loaded: {message}", 15_000)
-
-    def generator_cancel(self) -> None:
-        if self.generator.busy:
-            self.generator.cancel()
-            self.panel.status.setText("Cancelling…")
-
-    def _start(self, request: GenerationRequest, total: int, region: tuple[int, int | None], text: str) -> None:
-        """``region``: the ticks the result is written in; an open end (Continue) ends with the song."""
-        if self.generator.busy:
-            return
-        if self.generator.model_info is None:
-            self.error("No model", "The model is not loaded (yet); see the Generate panel.")
-            return
-        self._pending = {"region": region, "text": text, "started": time.perf_counter(), "bars": total}
-        self.panel.set_running(True, total)
-        self.panel.status.setText(f"{text}…")
-        self.panel.store(self.settings)
-        self.generator.start(request)
-
-    def _sampling(self):
-        return self.panel.sampling()
-
-    def continue_song(self) -> None:
-        song = self.editor.document.song
-        if not song.tracks:
-            self.error("Nothing to continue", "Open a MIDI file or draw some notes first.")
-            return
-        bars = self.panel.bars.value()
-        # the new bars start at the first bar line at or after the song's end (as the service counts bars)
-        starts = song.bar_starts(song.end_tick + 16 * song.resolution)  # past the next bar line, whatever the metre
-        region_start = next(b for b in starts if b >= song.end_tick)
-        request = GenerationRequest("continue", song, bars, self._sampling(), variations=self.panel.variations.value())
-        self._start(request, bars, (region_start, None), f"Continue {bars} bars")
-
-    def _selected_bars(self) -> tuple[int, int] | None:
-        selection = self.editor.document.selection
-        if not selection:
-            return None
-        song = self.editor.document.song
-        starts = song.bar_starts()
-        first_tick = min(ref.note.start for ref in selection)
-        last_tick = max(ref.note.start for ref in selection)
-        first = max(i for i, b in enumerate(starts) if b <= first_tick)
-        last = max(i for i, b in enumerate(starts) if b <= last_tick)
-        return first, last + 1
-
-    def arrange_tracks(self) -> None:
-        song, views = self.editor.document.song, self.editor.document.views
-        targets = tuple(i for i, view in enumerate(views) if view.generate)
-        if not targets or (len(targets) == len(song.tracks) and len(song.tracks) > 1):
-            self.error("Choose the tracks to write", "Tick “Gen” for the tracks to rewrite, untick the ones to keep.")
-            return
-        bars = self._selected_bars() or (0, len(song.bar_starts(max(song.end_tick - 1, 0))))
-        region = self._bar_ticks(bars)
-        request = GenerationRequest("arrange", song, bars, self._sampling(), targets, self.panel.variations.value())
-        self._start(request, bars[1] - bars[0], region, f"Arrange bars {bars[0] + 1}–{bars[1]}")
-
-    def regenerate_bars(self) -> None:
-        bars = self._selected_bars()
-        if bars is None:
-            self.error("Select some bars", "Select notes in the bars to regenerate (rubber band or Ctrl+A).")
-            return
-        song = self.editor.document.song
-        tracks = () if self.editor.current_track is None else (self.editor.current_track,)
-        request = GenerationRequest("infill", song, bars, self._sampling(), tracks, self.panel.variations.value())
-        self._start(request, bars[1] - bars[0], self._bar_ticks(bars), f"Regenerate bars {bars[0] + 1}–{bars[1]}")
-
-    def _bar_ticks(self, bars: tuple[int, int]) -> tuple[int, int]:
-        song = self.editor.document.song
-        starts = song.bar_starts(song.end_tick + song.resolution * 64)
-        return starts[bars[0]], starts[min(bars[1], len(starts) - 1)]
-
-    def _region(self, song: Song) -> tuple[int, int]:
-        """The ticks of the bars being written in ``song`` (for Continue: the new bars)."""
-        pending = self._pending or {}
-        start, end = pending.get("region", (0, None))
-        if end is not None:
-            return start, end
-        starts = [b for b in song.bar_starts(song.end_tick + 16 * song.resolution) if b >= start]
-        return start, starts[min(pending.get("bars", 1), len(starts) - 1)] if len(starts) > 1 else song.end_tick
-
-    def _progress(self, variation: int, done: int, total: int, song: Song) -> None:
-        self.panel.progress.setValue(done)
-        label = f" (take {variation + 1})" if self.panel.variations.value() > 1 else ""
-        self.panel.status.setText(f"{self._pending['text'] if self._pending else ''}: bar {done} of {total}{label}")
-        region = self._region(song)
-        self.editor.show_preview(song, region)
-        if done == 1:
-            self.roll.show_ticks(*region)
-
-    def _generated(self, takes: list[Variation]) -> None:
-        self.panel.set_running(False)
-        elapsed = time.perf_counter() - (self._pending or {}).get("started", time.perf_counter())
-        if not takes:
-            self._generation_cancelled()
-            return
-        self._takes = takes
-        if len(takes) == 1:
-            self._keep_take(0)
-        else:
-            self.panel.show_takes([f"Take {i + 1} (seed {t.seed})" for i, t in enumerate(takes)])
-        self.panel.status.setText(f"Done in {elapsed:.1f} s ({takes[0].summary.get('tokens_per_s', 0):.0f} tokens/s)")
-
-    def _preview_take(self, index: int) -> None:
-        if 0 <= index < len(self._takes):
-            song = self._takes[index].song
-            self.editor.show_preview(song, self._region(song))
-
-    def _keep_take(self, index: int) -> None:
-        if not 0 <= index < len(self._takes) or self._pending is None:
-            return
-        song = self._takes[index].song
-        region = self._region(song)
-        self.editor.accept_generation(song, region, self._pending["text"])
-        self.roll.show_ticks(*region)
-        self._takes, self._pending = [], None
-        self.panel.show_takes([])
-
-    def _generation_failed(self, message: str) -> None:
-        self.panel.set_running(False)
-        self.editor.show_preview(None)
-        self.panel.status.setText("Failed")
-        self.error("Generation failed", message)
-
-    def _generation_cancelled(self) -> None:
-        self.panel.set_running(False)
-        self.editor.show_preview(None)
-        self._pending = None
-        self.panel.status.setText("Cancelled; the song is as it was")
 
     # --- closing --------------------------------------------------------------------------
     def error(self, title: str, message: str) -> None:

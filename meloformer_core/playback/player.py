@@ -5,6 +5,8 @@ use it directly. Times come from the tempo map (`Song.seconds_at`); the player w
 a monotonic clock for each event's due time (never a sum of sleeps, so errors do not
 accumulate). Stop, pause, seeking, editing the song and losing the port all end with a
 note-off for every sounding note and All Notes Off on every channel used: no stuck notes.
+Only the player's thread writes to the port (other threads leave the note-offs for it to
+send first): RtMidi's JACK output loses messages written from two threads.
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ class Player:
         self._closing = False
         self.events: list[Event] = []  # the schedule being played
         self._next = 0
+        self._to_silence: list[list[int]] = []  # note-offs and All Notes Off the thread sends next
+        self._flushed = threading.Event()
 
     # --- transport ------------------------------------------------------------------------
     @property
@@ -127,12 +131,15 @@ class Player:
             self._thread.start()
         self._wake.set()
 
-    def stop(self) -> None:
-        """Stop and silence everything; the position stays where it was."""
+    def stop(self, wait: float = 0.5) -> None:
+        """Stop and silence everything (waiting up to ``wait`` s until it is sent); the position
+        stays where it was."""
         with self._lock:
             self._playing = False
             self._silence()
         self._wake.set()
+        if self._to_silence and self._thread is not None and self._thread is not threading.current_thread():
+            self._flushed.wait(wait)
 
     def pause(self) -> None:
         with self._lock:
@@ -183,20 +190,30 @@ class Player:
 
     # --- the thread -----------------------------------------------------------------------
     def _silence(self) -> None:
-        """Note-off for every sounding note, then All Notes Off on every channel used."""
+        """Queue a note-off for every sounding note, then All Notes Off on every channel used."""
+        self._to_silence += [[NOTE_OFF | channel, pitch, 0] for channel, pitch in sorted(self._sounding)]
+        self._to_silence += [[CONTROL | channel, ALL_NOTES_OFF, 0] for channel in sorted(self._channels)]
+        self._sounding.clear()
+        self._flushed.clear()
+
+    def _flush(self) -> None:
+        """Send what `_silence` queued (on the player's thread)."""
+        queued, self._to_silence = self._to_silence, []
         try:
-            for channel, pitch in sorted(self._sounding):
-                self.sink([NOTE_OFF | channel, pitch, 0])
-            for channel in sorted(self._channels):
-                self.sink([CONTROL | channel, ALL_NOTES_OFF, 0])
+            for message in queued:
+                self.sink(message)
         except Exception:  # the port is gone: nothing more can sound on it
             pass
-        self._sounding.clear()
+        self._flushed.set()
 
     def _run(self) -> None:
-        while not self._closing:
+        while True:
             self._wake.clear()  # before looking, so a wake-up while we look is not lost
             with self._lock:
+                if self._to_silence:
+                    self._flush()
+                if self._closing:
+                    return
                 if not self._playing:
                     due = None
                 elif self._next >= len(self.events):

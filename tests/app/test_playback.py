@@ -47,7 +47,7 @@ def test_play_loop_and_stop_on_a_jack_port(window, qtbot, receiver) -> None:
     played = [m for _, m in receiver.messages if m[0] & 0xF0 == 0x90]
     assert len(played) > len(one_bar)  # it went round at least once …
     assert played == (one_bar * 4)[: len(played)]  # … playing bar 1 again and again, nothing after it
-    assert not sounding(receiver.messages)
+    assert not sounding(receiver.messages), [m for _, m in receiver.messages if m[0] & 0xF0 != 0x80 or m[1] != 73][-30:]
 
 
 def test_edits_while_playing_keep_playing(window, qtbot, receiver) -> None:
