@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from meloformer_core.midi_io import read_midi, write_midi
-from meloformer_core.music import Song, TempoChange, Track
+from meloformer_core.midi_io import read_midi
 from meloformer_core.playback.player import Player, schedule
 from meloformer_core.playback.ports import PortError, list_output_ports, open_output
 from tests.conftest import FIXTURES, ROOT
@@ -69,20 +68,21 @@ def test_stop_silences_every_channel(receiver) -> None:
     assert all_off == {0, 1, 2, 9}
 
 
-def test_cli_play_into_fluidsynth_renders_the_notes(jack, tmp_path: Path) -> None:
-    """Three chords in one second, then silence: the WAV sounds where they were played, not after."""
+def test_cli_play_of_a_real_file_into_fluidsynth(jack, tmp_path: Path) -> None:
+    """Two bars of the Bach chorale: the WAV sounds while they play and is silent after."""
     wav = tmp_path / "out.wav"
     synth = FluidSynth(wav)
-    chords = [(0, 60), (480, 64), (960, 67)]
-    notes = [(start, pitch + offset, 480, 110) for start, pitch in chords for offset in (0, 4, 7)]
-    song = Song(480, (TempoChange(0, 333_333),), (), (), (Track("piano", 0, False, notes),))  # 180 BPM: 1 s
-    midi = tmp_path / "chords.mid"
-    write_midi(song, midi)
+    chorale = ROOT / "resources" / "examples" / "bach_chorale.mid"
+    song = read_midi(chorale)
+    bars = song.bar_starts()
+    seconds = float(song.seconds_at([bars[2]])[0])
+    expected = [e for e in schedule(song, None, 0, bars[2]) if e.message[0] & 0xF0 == 0x90]
     time.sleep(0.5)
-    result = subprocess.run([sys.executable, "-m", "meloformer_core.cli", "play", str(midi), "--port", synth.port],
-                            capture_output=True, text=True, timeout=60, cwd=ROOT)  # fmt: skip
+    command = [sys.executable, "-m", "meloformer_core.cli", "play", str(chorale), "--port", synth.port, "--bars", "1:2"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1])["notes_played"] == 9
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["notes_played"] == len(expected) and abs(report["seconds"] - seconds) < 0.2
     time.sleep(1.5)
     synth.stop()
     rate, audio = read_streamed_wav(wav)
@@ -91,12 +91,26 @@ def test_cli_play_into_fluidsynth_renders_the_notes(jack, tmp_path: Path) -> Non
     rms = np.array([level[i : i + window].mean() for i in range(0, len(level) - window, window)])
     loud = np.flatnonzero(rms > 200)
     assert len(loud), "the WAV is silent"
-    first = loud[0]
-    seconds = lambda w: w / 20  # noqa: E731
-    # sound during the three chords (one second), silence from half a second after the end
-    assert (rms[first : first + 18] > 50).all(), rms[first : first + 20]
-    tail = rms[first + int(1.5 * 20) :]
-    assert len(tail) > 10 and (tail < 50).all(), f"sound {seconds(np.argmax(tail > 50))} s after the end"
+    first, span = loud[0], int(seconds * 20)
+    assert (rms[first : first + span - 1] > 50).all(), "silence where the chorale has notes"
+    tail = rms[first + span + 10 :]  # half a second after the last note-off: release is over
+    assert len(tail) > 10 and (tail < 50).all(), "sound after the end"
+
+
+def test_cli_play_onsets_are_on_time(receiver) -> None:
+    """`meloformer play` of a real multi-track file: onsets relative to the first within a few ms."""
+    chorale = ROOT / "resources" / "examples" / "bach_chorale.mid"
+    song = read_midi(chorale)
+    expected = [e.seconds for e in schedule(song, None, 0, song.bar_starts()[3]) if e.message[0] & 0xF0 == 0x90]
+    command = [sys.executable, "-m", "meloformer_core.cli", "play", str(chorale), "--port", receiver.port,
+               "--bars", "1:3"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    time.sleep(0.1)
+    arrived = [t for t, m in receiver.messages if m[0] & 0xF0 == 0x90]
+    assert len(arrived) == len(expected)
+    errors_ms = np.abs((np.array(arrived) - arrived[0]) - (np.array(expected) - expected[0])) * 1000
+    assert errors_ms.mean() <= 5, errors_ms.mean()
 
 
 def test_cli_missing_port_is_one_line_and_non_zero(jack) -> None:
