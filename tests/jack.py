@@ -106,3 +106,14 @@ def read_streamed_wav(path: Path) -> tuple[int, np.ndarray]:
             return rate, samples.reshape(-1, channels)
         offset += 8 + size
     raise ValueError(f"{path}: no data chunk")
+
+
+def sounding(messages) -> set[tuple[int, int]]:
+    """(channel, key) of the notes left sounding by a list of (time, message)."""
+    on: set[tuple[int, int]] = set()
+    for _, (status, *data) in messages:
+        if status & 0xF0 == 0x90 and data[1]:
+            on.add((status & 0x0F, data[0]))
+        elif status & 0xF0 == 0x80:
+            on.discard((status & 0x0F, data[0]))
+    return on

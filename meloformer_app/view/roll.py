@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import Enum
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPen, QWheelEvent
 from PySide6.QtWidgets import QGridLayout, QScrollBar, QWidget
 
@@ -113,26 +113,16 @@ class RollCanvas(QWidget):
         painter.end()
 
     def _paint_grid(self, painter: QPainter, song: Song, first: float, last: float, height: int) -> None:
+        """Grid lines, beat lines and bar lines, each only when they are far enough apart."""
         vp = self.state.viewport
-        grid = vp.grid_ticks()
-        bars = song.bar_starts(int(last) + 1)
-        beat = song.resolution
-        painter.setPen(QPen(QColor("#30353d"), 1))
-        if grid * vp.px_per_tick >= 4:
-            tick = int(first // grid) * grid
-            while tick <= last:
-                painter.drawLine(QPointF(vp.x(tick), 0), QPointF(vp.x(tick), height))
-                tick += grid
-        painter.setPen(QPen(QColor("#3d434d"), 1))
-        if beat * vp.px_per_tick >= 6:
-            tick = int(first // beat) * beat
-            while tick <= last:
-                painter.drawLine(QPointF(vp.x(tick), 0), QPointF(vp.x(tick), height))
-                tick += beat
+        bars = [bar for bar in song.bar_starts(int(last) + 1) if first <= bar <= last]
+        for step, colour, min_px in ((vp.grid_ticks(), "#30353d", 4), (song.resolution, "#3d434d", 6)):
+            if step * vp.px_per_tick >= min_px:
+                ticks = range(int(first // step) * step, int(last) + 1, step)
+                painter.setPen(QPen(QColor(colour), 1))
+                painter.drawLines([QLineF(vp.x(t), 0, vp.x(t), height) for t in ticks])
         painter.setPen(QPen(QColor("#5a626e"), 1))
-        for bar in bars:
-            if first <= bar <= last:
-                painter.drawLine(QPointF(vp.x(bar), 0), QPointF(vp.x(bar), height))
+        painter.drawLines([QLineF(vp.x(bar), 0, vp.x(bar), height) for bar in bars])
 
     def _paint_notes(self, painter: QPainter, rows: np.ndarray, fill: QColor, edge: QColor,
                      offset: tuple[int, int, int] = (0, 0, 0)) -> None:  # fmt: skip

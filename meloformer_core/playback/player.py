@@ -143,10 +143,12 @@ class Player:
 
     def pause(self) -> None:
         with self._lock:
-            if self._playing:
-                tick = self.current_tick()
-                self.stop()
-                self._paused_tick = tick
+            if not self._playing:
+                return
+            tick = self.current_tick()
+        self.stop()  # not under the lock: it waits for the player's thread to send the note-offs
+        with self._lock:
+            self._paused_tick = tick
 
     def resume(self) -> None:
         with self._lock:

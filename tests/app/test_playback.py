@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from meloformer_core.playback.player import schedule
 from tests.conftest import FIXTURES
-
-
-def sounding(messages) -> set[tuple[int, int]]:
-    on: set[tuple[int, int]] = set()
-    for _, (status, *data) in messages:
-        if status & 0xF0 == 0x90 and data[1]:
-            on.add((status & 0x0F, data[0]))
-        elif status & 0xF0 == 0x80:
-            on.discard((status & 0x0F, data[0]))
-    return on
+from tests.jack import sounding
 
 
 def test_play_loop_and_stop_on_a_jack_port(window, qtbot, receiver) -> None:

@@ -12,6 +12,7 @@ from meloformer_core.midi_io import read_midi
 from meloformer_core.music import Song, TempoChange, Track
 from meloformer_core.playback.player import ALL_NOTES_OFF, Player, schedule
 from tests.conftest import FIXTURES
+from tests.jack import sounding
 
 # two tracks, 120 then 60 quarters per minute from tick 960 (beat 3)
 SONG = Song(480, (TempoChange(0, 500_000), TempoChange(960, 1_000_000)), (), (), (
@@ -31,13 +32,7 @@ class Recorder:
         self.messages.append((time.monotonic(), list(message)))
 
     def sounding(self) -> set[tuple[int, int]]:
-        on: set[tuple[int, int]] = set()
-        for _, (status, *data) in self.messages:
-            if status & 0xF0 == 0x90 and data[1]:
-                on.add((status & 0x0F, data[0]))
-            elif status & 0xF0 == 0x80:
-                on.discard((status & 0x0F, data[0]))
-        return on
+        return sounding(self.messages)
 
 
 def test_schedule_follows_the_tempo_map_and_channels() -> None:

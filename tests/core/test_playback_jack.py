@@ -15,7 +15,7 @@ from meloformer_core.midi_io import read_midi
 from meloformer_core.playback.player import Player, schedule
 from meloformer_core.playback.ports import PortError, list_output_ports, open_output
 from tests.conftest import FIXTURES, ROOT
-from tests.jack import FluidSynth, read_streamed_wav
+from tests.jack import FluidSynth, read_streamed_wav, sounding
 
 
 def test_ports_are_listed_and_a_missing_one_is_one_line(receiver) -> None:
@@ -57,13 +57,7 @@ def test_stop_silences_every_channel(receiver) -> None:
         player.stop()
         time.sleep(0.1)
         player.close()
-    sounding: set[tuple[int, int]] = set()
-    for _, (status, *data) in receiver.messages:
-        if status & 0xF0 == 0x90 and data[1]:
-            sounding.add((status & 0x0F, data[0]))
-        elif status & 0xF0 == 0x80:
-            sounding.discard((status & 0x0F, data[0]))
-    assert not sounding
+    assert not sounding(receiver.messages)
     all_off = {m[0] & 0x0F for _, m in receiver.messages if m[0] & 0xF0 == 0xB0 and m[1] == 123}
     assert all_off == {0, 1, 2, 9}
 
