@@ -158,3 +158,19 @@ def test_fine_tune_from_a_bundle_or_checkpoint(data: Path, uninterrupted: Path, 
     assert wrong.returncode == 1 and "a different model" in wrong.stderr.strip().splitlines()[-1]
     both = train(data, tmp_path / "both", "--init", str(bundle), "--resume")
     assert both.returncode == 2 and "give one of them" in both.stderr
+
+
+def test_flex_batches_have_one_shape(data: Path, tmp_path: Path) -> None:
+    """Compiled FlexAttention recompiles for every new shape (and then falls back to eager):
+    with the flex back end every batch's token and summary streams have fixed lengths."""
+    from training.recipes import recipe
+    from training.train import Trainer
+
+    trainer = Trainer(data, tmp_path / "run", recipe("debug", ["attention=flex"]), resume=False)
+    shapes = set()
+    for _ in range(6):
+        layout = trainer.layout(trainer.loader.next_batch())
+        shapes.add((tuple(layout.tokens.shape), tuple(layout.seg_valid.shape)))
+        assert layout.seg_valid.sum(dim=1).max() <= trainer.config.max_seq_len // 2
+    trainer.close()
+    assert shapes == {((2, 512), (2, 256))}
