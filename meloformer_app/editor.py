@@ -179,8 +179,8 @@ class Editor(QObject):
     def update_track(self, index: int, **changes) -> None:
         state = self.document.state
         what = ", ".join(changes)
-        self.apply(state.__class__(edits.update_track(state.song, index, **changes), state.views, state.generated),
-                   f"Change track {index + 1} {what}")  # fmt: skip
+        song = edits.update_track(state.song, index, **changes)
+        self.apply(State(song, state.views, state.generated), f"Change track {index + 1} {what}")
 
     def move_track(self, index: int, to: int) -> None:
         state = self.document.state

@@ -77,12 +77,11 @@ class Document:
     def set_state(self, state: State) -> None:
         """Used by undo commands only."""
         parts = {"song"} if state.song is not self.state.song else set()
-        if state.views != self.state.views:
-            parts.add("tracks")
-        if state.song.tracks != self.state.song.tracks and len(state.song.tracks) != len(self.state.song.tracks):
-            parts.add("tracks")
-        if any(a.name != b.name or a.program != b.program or a.is_drum != b.is_drum
-               for a, b in zip(state.song.tracks, self.state.song.tracks, strict=False)):  # fmt: skip
+
+        def headers(song: Song) -> list[tuple]:
+            return [(t.name, t.program, t.is_drum) for t in song.tracks]
+
+        if state.views != self.state.views or headers(state.song) != headers(self.state.song):
             parts.add("tracks")
         if state.generated != self.state.generated:
             parts.add("generated")
