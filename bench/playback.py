@@ -5,9 +5,10 @@
 Starts a JACK server with the dummy driver (unless one runs), a receiving rtmidi client,
 and plays a dense 16-track song (every track a note every sixteenth at 120 BPM: 128 note
 events a second). For every note-on the receiver gets, the error is its arrival time
-(monotonic clock in the receiving callback) minus when it was due; its median is the
-constant latency (JACK delivers MIDI once per period of 256 frames, 5.3 ms at 48 kHz),
-and jitter is each error's distance from that median. With
+(monotonic clock in the receiving callback) minus when the player's clock said it was due;
+its median is the constant latency (JACK delivers MIDI once per period of 256 frames,
+5.3 ms at 48 kHz, and the receiving callback adds its own), and jitter is each error's
+distance from that median. With
 ``--while-generating`` the default model continues a song in another thread meanwhile,
 as in the app. Prints a table and a JSON line (milliseconds).
 """
@@ -65,22 +66,25 @@ def main() -> int:
             while not stop_generating.is_set():
                 service.continue_song(chorale, 4, cancel=stop_generating)
 
-        threading.Thread(target=generate, daemon=True).start()
+        generator = threading.Thread(target=generate, daemon=True)
+        generator.start()
         time.sleep(3)  # the model is loaded and writing
     done = threading.Event()
     try:
         with open_output(receiver.port) as output:
             player = Player(output.send, on_finished=done.set)
-            started = time.monotonic()
             player.play(song)
+            origin_clock, origin_seconds = player.origin
             done.wait(args.seconds + 30)
             player.close()
-        time.sleep(0.2)
+        time.sleep(1.0)  # the last messages reach the receiver
     finally:
         stop_generating.set()
+        if args.while_generating:
+            generator.join(30)
         receiver.close()
         server.stop()
-    arrived = [t - started - 0.01 for t, m in receiver.messages if m[0] & 0xF0 == 0x90]  # minus the 10 ms lead
+    arrived = [t - origin_clock + origin_seconds for t, m in receiver.messages if m[0] & 0xF0 == 0x90]
     count = min(len(arrived), len(expected))
     errors_ms = (np.array(arrived[:count]) - np.array([e.seconds for e in expected[:count]])) * 1000
     latency = float(np.median(errors_ms))

@@ -73,12 +73,14 @@ class Transport(QObject):
         return True
 
     def stop(self) -> None:
+        """Stop where the music is; the next Play goes on from there (Enter plays from the start)."""
         if self.player is not None:
+            if self.player.playing:
+                self.start_tick = self.player.current_tick()
             self.player.stop()
         self.timer.stop()
         self.state_changed.emit(False)
-        if self.player is not None:
-            self.position.emit(self.player.current_tick())
+        self.position.emit(self.start_tick)
 
     def seek(self, tick: int) -> None:
         self.start_tick = tick

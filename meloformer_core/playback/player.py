@@ -174,6 +174,12 @@ class Player:
                 self._silence()
                 self._start(tick)
 
+    @property
+    def origin(self) -> tuple[float, float]:
+        """(monotonic time, song second) that coincide in the schedule being played."""
+        with self._lock:
+            return self._origin_clock, self._origin_seconds
+
     def current_tick(self) -> int:
         """Where the music is now (for the playhead)."""
         with self._lock:
