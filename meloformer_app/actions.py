@@ -52,6 +52,7 @@ ACTIONS = (
     ActionSpec("zoom_in", "Zoom &In", ("Ctrl+=", "Ctrl++"), "Zoom in (Ctrl+wheel)"),
     ActionSpec("zoom_out", "Zoom &Out", ("Ctrl+-",), "Zoom out (Ctrl+wheel)"),
     ActionSpec("zoom_fit", "&Fit Song", ("Ctrl+0",), "Show the whole song"),
+    ActionSpec("dark_theme", "&Dark Theme", (), "Dark or light colours (remembered)", checkable=True),
     ActionSpec("continue", "&Continue", ("Ctrl+Return",), "Add new bars after the song"),
     ActionSpec("arrange", "&Arrange Selected Tracks", ("Ctrl+Shift+A",),
                "Rewrite the tracks ticked “Gen” in the selected bars, under the other tracks"),

@@ -31,6 +31,7 @@ from meloformer_app.generation import Generator, Variation
 from meloformer_app.generation_flow import GenerationMixin
 from meloformer_app.panels import SamplingPanel, TrackList
 from meloformer_app.settings import Autosave, Settings
+from meloformer_app.theme import apply_theme
 from meloformer_app.transport import Transport
 from meloformer_app.view.geometry import GRID_CHOICES
 from meloformer_app.view.roll import PianoRoll, Tool
@@ -112,7 +113,7 @@ class MainWindow(GenerationMixin, QMainWindow):
             "&File": ["new", "open", "recent", "save", "save_as", "export", None, "quit"],
             "&Edit": ["undo", "redo", None, "cut", "copy", "paste", "delete", "select_all", None, "quantize",
                       "transpose_up", "transpose_down", "octave_up", "octave_down"],
-            "&View": ["zoom_in", "zoom_out", "zoom_fit"],
+            "&View": ["zoom_in", "zoom_out", "zoom_fit", None, "dark_theme"],
             "&Tools": ["tool_select", "tool_draw", "tool_erase", None, "snap", "triplets"],
             "&Generate": ["continue", "arrange", "regenerate", "cancel"],
             "&Play": ["play", "play_start", "loop", "metronome", None, "refresh_ports"],
@@ -156,6 +157,8 @@ class MainWindow(GenerationMixin, QMainWindow):
         a["snap"].toggled.connect(lambda on: setattr(self.roll.state, "snap", on))
         a["triplets"].toggled.connect(self._set_triplets)
         a["loop"].toggled.connect(self._set_loop)
+        a["dark_theme"].setChecked(self.settings.theme == "dark")
+        a["dark_theme"].toggled.connect(self.set_theme)
         a["metronome"].toggled.connect(lambda on: setattr(self.transport, "metronome", on))
         self.set_tool(Tool.SELECT)
 
@@ -182,6 +185,13 @@ class MainWindow(GenerationMixin, QMainWindow):
         play.addWidget(QLabel(" MIDI out "))
         play.addWidget(self.port_box)
         play.addAction(self.actions["refresh_ports"])
+
+    def set_theme(self, dark: bool) -> None:
+        from PySide6.QtWidgets import QApplication
+
+        self.settings.theme = "dark" if dark else "light"
+        apply_theme(QApplication.instance(), self.settings.theme)
+        self.settings.save()
 
     def set_tool(self, tool: Tool) -> None:
         self.roll.state.tool = tool

@@ -285,3 +285,18 @@ def test_dropping_a_midi_file_opens_it(window) -> None:
                        Qt.KeyboardModifier.NoModifier)  # fmt: skip
     window.dropEvent(event)
     assert window.editor.document.path.name == "folk_song_3_4.mid"
+
+
+def test_theme_and_shortcut_overrides_are_remembered(window, qtbot) -> None:
+    from meloformer_app.main_window import MainWindow
+    from meloformer_app.settings import Settings
+
+    window.actions["dark_theme"].setChecked(False)
+    assert Settings.load().theme == "light"
+    settings = Settings.load()
+    settings.shortcuts = {"continue": "F5"}
+    second = MainWindow(settings, load_model=False)
+    qtbot.addWidget(second)
+    assert second.actions["continue"].shortcut().toString() == "F5" and "(F5)" in second.actions["continue"].toolTip()
+    assert not second.actions["dark_theme"].isChecked()
+    second.generator.shutdown()
