@@ -76,14 +76,18 @@ def main() -> int:
             window.roll.state.viewport.top_pitch = 128
             started = time.perf_counter()
             window.roll.canvas.repaint()
+            window.roll.velocity.repaint()
             times["redraw all notes"].append(time.perf_counter() - started)
+            window.roll.state.viewport.px_per_tick = window.roll.canvas.width() / (480 * 4 * 8)
             window.roll.show_ticks(0, 480 * 4 * 8)
             started = time.perf_counter()
             window.roll.canvas.repaint()
+            window.roll.velocity.repaint()
             times["redraw 8 bars"].append(time.perf_counter() - started)
             started = time.perf_counter()
             window.roll.hbar.setValue(window.roll.hbar.value() + 480 * 8)
             window.roll.canvas.repaint()
+            window.roll.velocity.repaint()
             times["scroll + redraw"].append(time.perf_counter() - started)
             song = window.editor.document.song
             refs = window.roll.state.table.in_rect(0, song.end_tick, 0, 127, {0, 1})[:1000]
@@ -91,6 +95,7 @@ def main() -> int:
             started = time.perf_counter()
             window.editor.move_selection(0, 1)
             window.roll.canvas.repaint()
+            window.roll.velocity.repaint()
             times["move 1,000 notes"].append(time.perf_counter() - started)
         notes = window.editor.document.song.note_count
         window.editor.document.mark_clean()

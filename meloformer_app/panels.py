@@ -71,7 +71,9 @@ class TrackList(QWidget):
         self.refresh()
 
     def _changed(self, parts: set) -> None:
-        if parts & {"tracks", "song"} and not parts <= {"song"}:
+        """Rebuild the rows only when the document's tracks change (not on note edits, and not
+        for a generation's preview, which the list does not show)."""
+        if "tracks" in parts and "preview" not in parts:
             self.refresh()
         elif "current" in parts:
             self._select_current()

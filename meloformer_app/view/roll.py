@@ -380,18 +380,25 @@ class VelocityLane(QWidget):
         rows = self._rows()
         selected = table.mask_of(self.state.editor.selection())
         views = self.state.editor.track_views()
-        usable = self.height() - 4
-        for row in rows.tolist():
-            track, (start, _, _, velocity) = int(table.track[row]), table.data[row]
-            if self._target and selected[row]:
-                velocity = self._velocity
+        usable, bottom = self.height() - 4, self.height()
+        velocities = table.data[:, 3].astype(float)
+        if self._target:
+            velocities = np.where(selected, self._velocity, velocities)
+        xs = (table.data[rows, 0] - vp.left_tick) * vp.px_per_tick
+        tops = bottom - usable * velocities[rows] / 127
+        dots = len(rows) <= 3000  # stems only when they are too dense to tell apart
+        for track in np.unique(table.track[rows]).tolist():
             colour = QColor(views[track].colour if track < len(views) else "#888888")
-            if selected[row]:
-                colour = colour.lighter(150)
-            x, top = vp.x(start), self.height() - usable * velocity / 127
-            painter.setPen(QPen(colour, 2))
-            painter.drawLine(QPointF(x, self.height()), QPointF(x, top))
-            painter.drawEllipse(QPointF(x, top), 2.5, 2.5)
+            for chosen, shade in ((False, colour), (True, colour.lighter(150))):
+                mask = (table.track[rows] == track) & (selected[rows] == chosen)
+                if not mask.any():
+                    continue
+                painter.setPen(QPen(shade, 2))
+                stems = list(zip(xs[mask].tolist(), tops[mask].tolist(), strict=True))
+                painter.drawLines([QLineF(x, bottom, x, top) for x, top in stems])
+                if dots:
+                    painter.setBrush(shade)
+                    painter.drawRects([QRectF(x - 2, top - 2, 4, 4) for x, top in stems])
         painter.end()
 
     def _velocity_at(self, y: float) -> int:
