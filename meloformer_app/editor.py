@@ -39,6 +39,7 @@ class StateCommand(QUndoCommand):
 
 class Editor(QObject):
     changed = Signal(set)  # which parts: song, tracks, selection, generated, dirty, preview
+    note_touched = Signal(int, int, int)  # track, key, velocity of a note clicked or drawn (to audition)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -109,7 +110,8 @@ class Editor(QObject):
         self.changed.emit({"current"})
 
     def preview_note(self, note: Note, track: int) -> None:
-        """A hook for auditioning (playback connects here)."""
+        """A note was clicked or drawn: let it be heard."""
+        self.note_touched.emit(track, int(note.pitch), int(note.velocity))
 
     # --- note edits -----------------------------------------------------------------------
     def draw_track(self) -> int | None:

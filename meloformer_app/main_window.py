@@ -74,6 +74,9 @@ class MainWindow(GenerationMixin, QMainWindow):
         self.transport.state_changed.connect(self._playing_changed)
         self.transport.failed.connect(lambda message: self.error("Playback", message))
         self.roll.ruler.seek.connect(self.seek)
+        self.editor.note_touched.connect(
+            lambda track, key, velocity: self.transport.audition(self.editor.shown_song(), track, key, velocity)
+        )
         self.generator = Generator(device=device, parent=self)
         self.generator.loaded.connect(self._model_loaded)
         self.generator.load_failed.connect(self._model_failed)

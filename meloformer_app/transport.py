@@ -10,6 +10,7 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from meloformer_core.errors import MeloformerError
+from meloformer_core.midi_io import assign_channels
 from meloformer_core.music import Song
 from meloformer_core.playback.player import Player
 from meloformer_core.playback.ports import MidiOutput, OutputPort, list_output_ports, open_output
@@ -47,13 +48,14 @@ class Transport(QObject):
             self.close_output()
             self.port_name = name
 
-    def _ensure_output(self) -> bool:
+    def _ensure_output(self, quiet: bool = False) -> bool:
         if self.output is not None:
             return True
         try:
             self.output = open_output(self.port_name or None)
         except MeloformerError as error:
-            self.failed.emit(str(error))
+            if not quiet:
+                self.failed.emit(str(error))
             return False
         self.player = Player(self.output.send, on_error=self._error.emit, on_finished=self._finished.emit)
         return True
@@ -71,6 +73,13 @@ class Transport(QObject):
         self.timer.start()
         self.state_changed.emit(True)
         return True
+
+    def audition(self, song: Song, track: int, key: int, velocity: int) -> None:
+        """Sound one note of ``track`` (clicked or drawn); silent when there is no output."""
+        if not self.ports or not 0 <= track < len(song.tracks) or not self._ensure_output(quiet=True):
+            return
+        channel = assign_channels(song)[track]
+        self.player.audition(channel, song.tracks[track].program, key, velocity)
 
     def stop(self) -> None:
         """Stop where the music is; the next Play goes on from there (Enter plays from the start)."""

@@ -11,6 +11,7 @@ send first): RtMidi's JACK output loses messages written from two threads.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -100,6 +101,7 @@ class Player:
         self._next = 0
         self._to_silence: list[list[int]] = []  # note-offs and All Notes Off the thread sends next
         self._flushed = threading.Event()
+        self._auditions: list[tuple[float, int, int]] = []  # (note-off due, channel, key) of single notes
 
     # --- transport ------------------------------------------------------------------------
     @property
@@ -126,9 +128,22 @@ class Player:
         self.position_tick = tick
         self._playing = True
         self._paused_tick = None
+        self._ensure_thread()
+        self._wake.set()
+
+    def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="meloformer-player", daemon=True)
             self._thread.start()
+
+    def audition(self, channel: int, program: int, key: int, velocity: int = 90, seconds: float = 0.3) -> None:
+        """Sound one note now (a click in the editor), alone or over what is playing."""
+        with self._lock:
+            self._to_silence += [[PROGRAM | channel, program], [NOTE_ON | channel, key, velocity]]
+            self._auditions.append((time.monotonic() + seconds, channel, key))
+            self._channels.add(channel)
+            self._flushed.clear()
+            self._ensure_thread()
         self._wake.set()
 
     def stop(self, wait: float = 0.5) -> None:
@@ -222,18 +237,28 @@ class Player:
                     self._flush()
                 if self._closing:
                     return
-                if not self._playing:
-                    due = None
-                elif self._next >= len(self.events):
-                    self._finish()
-                    continue
-                else:
+                wake_at = self._end_auditions()
+                if self._playing:
+                    if self._next >= len(self.events):
+                        self._finish()
+                        continue
                     event = self.events[self._next]
                     due = self._origin_clock + (event.seconds - self._origin_seconds)
                     if due <= time.monotonic():
                         self._send(event)
                         continue
-            self._wake.wait(None if due is None else max(0.0, min(due - time.monotonic(), 0.05)))
+                    wake_at.append(due)
+            timeout = None if not wake_at else max(0.0, min(min(wake_at) - time.monotonic(), 0.05))
+            self._wake.wait(timeout)
+
+    def _end_auditions(self) -> list[float]:
+        """Note-offs for auditioned notes that are due; the times of the others."""
+        now = time.monotonic()
+        for _, channel, key in [a for a in self._auditions if a[0] <= now]:
+            with contextlib.suppress(Exception):  # a port that is gone has nothing sounding
+                self.sink([NOTE_OFF | channel, key, 0])
+        self._auditions = [a for a in self._auditions if a[0] > now]
+        return [a[0] for a in self._auditions]
 
     def _send(self, event: Event) -> None:
         message = event.message

@@ -56,3 +56,19 @@ def test_edits_while_playing_keep_playing(window, qtbot, receiver) -> None:
     window.transport.stop()
     qtbot.wait(50)
     assert not sounding(receiver.messages)
+
+
+def test_clicking_a_note_lets_it_be_heard(window, qtbot, receiver) -> None:
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtTest import QTest
+
+    window.refresh_midi_outputs()
+    window._port_chosen(window.port_box.findData(f"{receiver.port} (JACK)"))
+    window.open_file(FIXTURES / "jig_6_8.mid")
+    note = window.editor.document.song.tracks[0].notes[0]
+    vp = window.roll.state.viewport
+    at = QPoint(round(vp.x(note.start) + 3), round(vp.y(note.pitch) + vp.key_height / 2))
+    QTest.mouseClick(window.roll.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, at)
+    qtbot.waitUntil(lambda: any(m[0] & 0xF0 == 0x80 for _, m in receiver.messages), timeout=3000)
+    assert [m for _, m in receiver.messages if m[0] & 0xF0 == 0x90] == [[0x90, note.pitch, note.velocity]]
+    assert not sounding(receiver.messages)

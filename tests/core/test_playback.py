@@ -113,3 +113,15 @@ def test_a_vanishing_port_stops_with_a_message() -> None:
     time.sleep(0.3)
     assert errors and "MIDI output lost" in errors[0] and not player.playing
     player.close()
+
+
+def test_audition_sounds_one_note_and_ends_it() -> None:
+    recorder = Recorder()
+    player = Player(recorder)
+    player.audition(3, 40, 64, 100, seconds=0.1)
+    time.sleep(0.05)
+    assert recorder.sounding() == {(3, 64)}
+    time.sleep(0.15)
+    assert not recorder.sounding()
+    assert [m for _, m in recorder.messages][:2] == [[0xC3, 40], [0x93, 64, 100]]
+    player.close()
