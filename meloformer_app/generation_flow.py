@@ -61,9 +61,7 @@ class GenerationMixin:
             self.error("Nothing to continue", "Open a MIDI file or draw some notes first.")
             return
         bars = self.panel.bars.value()
-        # the new bars start at the first bar line at or after the song's end (as the service counts bars)
-        starts = song.bar_starts(song.end_tick + 16 * song.resolution)  # past the next bar line, whatever the metre
-        region_start = next(b for b in starts if b >= song.end_tick)
+        region_start = song.bar_lines()[-1]  # the new bars start at the first bar line after the song
         request = GenerationRequest("continue", song, bars, self._sampling(), variations=self.panel.variations.value())
         self._start(request, bars, (region_start, None), f"Continue {bars} bars")
 
@@ -101,8 +99,7 @@ class GenerationMixin:
         self._start(request, bars[1] - bars[0], self._bar_ticks(bars), f"Regenerate bars {bars[0] + 1}–{bars[1]}")
 
     def _bar_ticks(self, bars: tuple[int, int]) -> tuple[int, int]:
-        song = self.editor.document.song
-        starts = song.bar_starts(song.end_tick + song.resolution * 64)
+        starts = self.editor.document.song.bar_lines()
         return starts[bars[0]], starts[min(bars[1], len(starts) - 1)]
 
     def _region(self, song: Song) -> tuple[int, int]:
@@ -111,7 +108,7 @@ class GenerationMixin:
         start, end = pending.get("region", (0, None))
         if end is not None:
             return start, end
-        starts = [b for b in song.bar_starts(song.end_tick + 16 * song.resolution) if b >= start]
+        starts = [b for b in song.bar_lines() if b >= start]
         return start, starts[min(pending.get("bars", 1), len(starts) - 1)] if len(starts) > 1 else song.end_tick
 
     def _progress(self, variation: int, done: int, total: int, song: Song) -> None:

@@ -443,9 +443,7 @@ class MainWindow(GenerationMixin, QMainWindow):
         bars = self._selected_bars()
         if bars is not None:
             return self._bar_ticks(bars)
-        song = self.editor.shown_song()
-        starts = song.bar_starts(song.end_tick + 16 * song.resolution)
-        return 0, next(b for b in starts if b >= song.end_tick)
+        return 0, self.editor.shown_song().bar_lines()[-1]
 
     def _set_loop(self, on: bool) -> None:
         self.transport.loop_enabled = on

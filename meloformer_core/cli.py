@@ -284,7 +284,7 @@ def _play(args: argparse.Namespace) -> dict:
     first, stop = 0, None
     bars = parse_bars(args.bars)
     if bars is not None:
-        starts = song.bar_starts(song.end_tick + 16 * song.resolution)
+        starts = song.bar_lines()
         if bars[0] >= len(starts) - 1:
             raise UsageError(f"--bars {args.bars}: the song has {len(starts) - 1} bars")
         first, stop = starts[bars[0]], starts[min(bars[1], len(starts) - 1)]

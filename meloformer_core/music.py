@@ -315,6 +315,12 @@ class Song:
             if position > until:
                 return starts
 
+    def bar_lines(self) -> list[int]:
+        """Bar starts up to the first bar line at or after the end: the song's bars and where
+        the next one (a continuation) begins. A bar is at most 16 quarters long."""
+        starts = self.bar_starts(self.end_tick + 16 * self.resolution)
+        return starts[: next(i for i, tick in enumerate(starts) if tick >= self.end_tick) + 1]
+
     def seconds_at(self, ticks: np.ndarray | Sequence[int]) -> np.ndarray:
         """Convert ticks to seconds through the tempo map (vectorised)."""
         ticks = np.asarray(ticks, dtype=np.float64)
