@@ -44,6 +44,8 @@ class RollState:
         self.tool = Tool.SELECT
         self.snap = True
         self.playhead: int | None = None
+        self._selected_key: tuple | None = None
+        self._selected_mask = np.zeros(0, dtype=bool)
 
     def song(self) -> Song:
         song = self.editor.shown_song()
@@ -52,6 +54,15 @@ class RollState:
             self.table = NoteTable.of(song)
             self.viewport.resolution = song.resolution
         return song
+
+    def selected(self) -> np.ndarray:
+        """Which notes of the table are selected; kept until the song or the selection changes
+        (the canvas and the velocity lane both ask on every repaint, the playhead 30 times a second)."""
+        self.song()
+        key = (self.table, self.editor.selection())
+        if self._selected_key is None or key[0] is not self._selected_key[0] or key[1] != self._selected_key[1]:
+            self._selected_key, self._selected_mask = key, self.table.mask_of(key[1])
+        return self._selected_mask
 
     def editable_tracks(self) -> set[int] | None:
         current = self.editor.current_track
@@ -88,7 +99,7 @@ class RollCanvas(QWidget):
             painter.fillRect(QRectF(vp.x(generated[0]), 0, vp.x(generated[1]) - vp.x(generated[0]), height), GENERATED)
         visible = table.visible(first, last, low - 1, high + 1)
         editable = self.state.editable_tracks()
-        selected = table.mask_of(self.state.editor.selection())
+        selected = self.state.selected()
         offset = self._drag_offset()
         views = self.state.editor.track_views()
         for track in np.unique(table.track[visible]).tolist():
@@ -378,7 +389,7 @@ class VelocityLane(QWidget):
         vp, table, painter = self.state.viewport, self.state.table, QPainter(self)
         painter.fillRect(self.rect(), QColor("#1b1d21"))
         rows = self._rows()
-        selected = table.mask_of(self.state.editor.selection())
+        selected = self.state.selected()
         views = self.state.editor.track_views()
         usable, bottom = self.height() - 4, self.height()
         velocities = table.data[:, 3].astype(float)
