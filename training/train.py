@@ -4,9 +4,10 @@
     torchrun --nproc_per_node 8 -m training.train --data DIR --out DIR --recipe small
 
 One process trains on one device; under ``torchrun`` every rank takes its share of the
-batches (DDP, or FSDP2 ``fully_shard`` when the recipe says ``fsdp``). On GPUs: bf16
-autocast and FlexAttention; on CPUs: float32 and the dense reference path (FlexAttention
-has no CPU backward). The model itself knows nothing of distribution: it is wrapped here.
+batches (DDP, or FSDP2 ``fully_shard`` when the recipe says ``fsdp``). bf16 autocast where
+the device has native bf16 (GPUs, CPUs with AVX-512 BF16 or AMX; float32 elsewhere).
+Attention: FlexAttention on GPUs, the dense reference path on CPUs (FlexAttention has no
+CPU backward). The model itself knows nothing of distribution: it is wrapped here.
 
 Outputs in OUT: ``checkpoints/step-*/`` (atomic, last K kept), ``metrics.jsonl`` (one line
 per logged step and per validation), ``tensorboard/`` (scalars: loss, learning rate,
@@ -54,6 +55,15 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     progress = min(1.0, (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps))
     floor = config.lr * config.min_lr_ratio
     return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: any GPU here, or a CPU with AVX-512
+    BF16 or AMX, where bf16 autocast trains the `default` model about 1.5× faster than
+    float32 (`bench/train.py`)."""
+    if device.type == "cuda":
+        return True
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def document_loss(logits: torch.Tensor, layout) -> tuple[torch.Tensor, int]:
@@ -113,7 +123,7 @@ class Trainer:
         self.backend = (
             config.attention if config.attention != "auto" else ("flex" if self.device.type == "cuda" else "dense")
         )
-        self.autocast = config.bf16 and self.device.type == "cuda"
+        self.autocast = config.bf16 and bf16_native(self.device)
 
         torch.manual_seed(config.seed)
         self.train_data = TokenDataset(data, "train")
@@ -259,7 +269,7 @@ class Trainer:
 
     def _forward_loss(self, rows) -> tuple[torch.Tensor, int, int]:
         layout = self.layout(rows).to(self.device)
-        context = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else nullcontext()
+        context = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast else nullcontext()
         with context:
             logits = self.model(layout, self.backend)
         loss, count = document_loss(logits, layout)
@@ -274,7 +284,8 @@ class Trainer:
             )
         parameters = self.raw_model.parameter_count()
         self._say(f"{config.size}: {parameters:,} parameters on {self.device} × {self.world_size}, "
-                  f"attention {self.backend}, {len(self.train_data)} training windows "
+                  f"attention {self.backend}, {'bf16 autocast' if self.autocast else 'float32'}, "
+                  f"{len(self.train_data)} training windows "
                   f"({self.train_data.token_count:,} tokens)")  # fmt: skip
         kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, "0"))
         nan_at = int(os.environ.get(NAN_AT_STEP_ENV, "0"))
