@@ -19,10 +19,7 @@ def run(path: Path | None = None) -> int:
     window = MainWindow()
     apply_theme(app, window.settings.theme)
     window.show()
-    if path is not None:
-        QTimer.singleShot(0, lambda: window.open_file(path, confirm=False))
-    else:
-        QTimer.singleShot(0, window.offer_recovery)
+    QTimer.singleShot(0, lambda: window.start(path))
     quit_after = int(os.environ.get("MELOFORMER_TEST_QUIT_AFTER_MS", "0"))  # start-up tests
     if quit_after:
         QTimer.singleShot(quit_after, window.close)

@@ -352,10 +352,19 @@ class MainWindow(GenerationMixin, QMainWindow):
             except (MeloformerError, OSError) as error:
                 self.statusBar().showMessage(f"Autosave failed: {error}")
 
-    def offer_recovery(self) -> None:
+    def start(self, path: Path | None = None) -> None:
+        """Once the window shows: offer the work a crash left behind (before the next autosave
+        can overwrite it), then open ``path``, unless that is the file just recovered."""
+        recovered = self.offer_recovery()
+        current = self.editor.document.path
+        if path is not None and not (recovered and current is not None and current.resolve() == path.resolve()):
+            self.open_file(path, confirm=recovered)
+
+    def offer_recovery(self) -> bool:
+        """Ask whether to recover the autosave of a session that did not end cleanly."""
         pending = self.autosave.pending()
         if pending is None:
-            return
+            return False
         midi, source = pending
         name = source.name if source else "an untitled song"
         question = f"MeloFormer did not close cleanly. Recover the unsaved changes to {name}?"
@@ -365,11 +374,14 @@ class MainWindow(GenerationMixin, QMainWindow):
                 song = read_midi(midi)
             except MeloformerError as error:
                 self.error("Could not recover", str(error))
-                return
+                return False  # the autosave stays where it is
             self.editor.open_song(Song(), source)
             self.editor.apply_song(song, "Recover autosave")
             self.roll.fit()
+            self.autosave.clear()
+            return True
         self.autosave.clear()
+        return False
 
     # --- drag and drop --------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802

@@ -186,25 +186,62 @@ def test_save_and_export_read_back(window, tmp_path: Path) -> None:
     assert [read_midi(f).tracks[0].program for f in files] == [t.program for t in song_of(window).tracks]
 
 
-def test_autosave_and_recovery(window, qtbot) -> None:
-    window.open_file(FIXTURES / "jig_6_8.mid")
+def crashed_session(window) -> None:
+    """Edits to the jig autosaved, then the app dies without a clean exit."""
+    window.open_file(FIXTURES / "jig_6_8.mid", confirm=False)
     window.editor.select_all()
     window.editor.delete_selection()
     window.write_autosave()
     assert window.autosave.pending() is not None
+    window.editor.document.mark_clean()  # its own close must not ask
+
+
+def next_session(qtbot, monkeypatch, answers: list):
     from PySide6.QtWidgets import QMessageBox
 
     from meloformer_app.main_window import MainWindow
     from meloformer_app.settings import Settings
 
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, *a, **k: asked.append(title) or answers.pop(0))
     second = MainWindow(Settings(), load_model=False)
     qtbot.addWidget(second)
-    QMessageBox.question = lambda *a, **k: QMessageBox.StandardButton.Yes
-    second.offer_recovery()
+    return second, asked
+
+
+@pytest.mark.parametrize("argument", [None, "jig_6_8.mid"])
+def test_autosave_is_recovered_at_start(window, qtbot, monkeypatch, argument) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    crashed_session(window)
+    second, asked = next_session(qtbot, monkeypatch, [QMessageBox.StandardButton.Yes])
+    second.start(FIXTURES / argument if argument else None)  # started with no file, or with the crashed one
+    assert asked == ["Recover unsaved work"]
     assert second.editor.document.song.note_count == 0 and second.editor.document.path.name == "jig_6_8.mid"
     assert second.editor.undo_stack.canUndo() and second.autosave.pending() is None
     second.editor.document.mark_clean()
     second.generator.shutdown()
+
+
+def test_a_file_argument_opens_only_after_the_crash_is_dealt_with(window, qtbot, monkeypatch) -> None:
+    """Opening the file first let the next autosave overwrite the crash's unsaved work."""
+    from PySide6.QtWidgets import QMessageBox
+
+    crashed_session(window)
+    cancel = [QMessageBox.StandardButton.Yes, QMessageBox.StandardButton.Cancel]
+    second, asked = next_session(qtbot, monkeypatch, cancel)
+    second.start(FIXTURES / "bach_chorale.mid")
+    assert asked == ["Recover unsaved work", "Unsaved changes"]
+    assert second.editor.document.path.name == "jig_6_8.mid" and second.editor.document.song.note_count == 0
+    second.editor.document.mark_clean()
+    second.generator.shutdown()
+
+    discard = [QMessageBox.StandardButton.Yes, QMessageBox.StandardButton.Discard]
+    crashed_session(window)
+    third, asked = next_session(qtbot, monkeypatch, discard)
+    third.start(FIXTURES / "bach_chorale.mid")
+    assert third.editor.document.path.name == "bach_chorale.mid" and third.editor.document.song.note_count > 0
+    third.generator.shutdown()
 
 
 def test_importing_the_window_leaves_torch_unloaded() -> None:
