@@ -17,7 +17,7 @@ from meloformer_core.model.bundle import load_bundle
 from meloformer_core.model.sampling import SamplingConfig
 from meloformer_core.service import GenerationService, TrackRequest
 from tests.conftest import FIXTURES
-from training.train import KILL_AFTER_STEP_ENV, NAN_AT_STEP_ENV
+from training.train import KILL_AFTER_STEP_ENV, NAN_AT_STEP_ENV, bf16_native
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = ["--set", "max_steps=6", "--set", "checkpoint_every=3", "--set", "eval_every=3", "--set", "warmup_steps=2"]
@@ -69,6 +69,17 @@ def test_killed_and_resumed_run_has_the_same_losses(data: Path, uninterrupted: P
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stderr and "step 3" in resumed.stderr
     assert losses(out) == losses(uninterrupted)
+
+
+def test_bf16_where_the_cpu_has_it_and_float32_on_request(data: Path, tmp_path: Path) -> None:
+    import torch
+
+    default = train(data, tmp_path / "default", "--set", "max_steps=1")
+    assert default.returncode == 0, default.stderr
+    expected = "bf16 autocast" if bf16_native(torch.device("cpu")) else "float32"
+    assert f"attention dense, {expected}," in default.stderr
+    off = train(data, tmp_path / "off", "--set", "max_steps=1", "--set", "bf16=false")
+    assert off.returncode == 0 and "attention dense, float32," in off.stderr
 
 
 def free_port() -> int:
