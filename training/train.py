@@ -5,9 +5,10 @@
 
 One process trains on one device; under ``torchrun`` every rank takes its share of the
 batches (DDP, or FSDP2 ``fully_shard`` when the recipe says ``fsdp``). bf16 autocast where
-the device has native bf16 (GPUs, CPUs with AVX-512 BF16 or AMX; float32 elsewhere).
-Attention: FlexAttention on GPUs, the dense reference path on CPUs (FlexAttention has no
-CPU backward). The model itself knows nothing of distribution: it is wrapped here.
+the device has native bf16 (Ampere or later GPUs, CPUs with AVX-512 BF16 or AMX), float32
+elsewhere. Attention: FlexAttention on GPUs, the dense reference path on CPUs
+(FlexAttention has no CPU backward). The model itself knows nothing of distribution: it is
+wrapped here.
 
 Outputs in OUT: ``checkpoints/step-*/`` (atomic, last K kept), ``metrics.jsonl`` (one line
 per logged step and per validation), ``tensorboard/`` (scalars: loss, learning rate,
@@ -58,11 +59,11 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 
 
 def bf16_native(device: torch.device) -> bool:
-    """Whether ``device`` computes in bfloat16 natively: any GPU here, or a CPU with AVX-512
-    BF16 or AMX, where bf16 autocast trains the `default` model about 1.5× faster than
-    float32 (`bench/train.py`)."""
+    """Whether ``device`` computes in bfloat16 natively: an NVIDIA GPU from Ampere on, or a
+    CPU with AVX-512 BF16 or AMX, where bf16 autocast trains the `default` model about 1.5×
+    faster than float32 (`bench/train.py`)."""
     if device.type == "cuda":
-        return True
+        return torch.cuda.get_device_capability(device)[0] >= 8
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
