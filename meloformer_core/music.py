@@ -317,8 +317,10 @@ class Song:
 
     def bar_lines(self) -> list[int]:
         """Bar starts up to the first bar line at or after the end: the song's bars and where
-        the next one (a continuation) begins. A bar is at most 16 quarters long."""
-        starts = self.bar_starts(self.end_tick + 16 * self.resolution)
+        the next one (a continuation) begins."""
+        metres = (self.time_signature_at(0), *self.time_signatures)
+        longest = max(ts.bar_ticks(self.resolution) for ts in metres)
+        starts = self.bar_starts(self.end_tick + int(longest) + 1)
         return starts[: next(i for i, tick in enumerate(starts) if tick >= self.end_tick) + 1]
 
     def seconds_at(self, ticks: np.ndarray | Sequence[int]) -> np.ndarray:

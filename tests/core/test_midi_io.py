@@ -196,4 +196,7 @@ def test_song_is_immutable_and_compares_by_value() -> None:
     )
     assert edited != song and edited.note_count == 1 and song.note_count == 2
     assert song.bar_starts(until_tick=4000) == [0, 1920, 3840]
+    assert song.bar_lines() == [0, 1920]  # the bar, and where a continuation starts
+    long_bars = song.replace(time_signatures=(TimeSignature(0, 18, 4),))  # longer than 16 quarters
+    assert long_bars.bar_lines() == [0, 18 * 480]
     assert song.seconds_at([0, 480, 960]).tolist() == [0.0, 0.5, 1.0]
