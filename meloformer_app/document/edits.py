@@ -38,8 +38,8 @@ def _replace_notes(song: Song, changes: dict[int, tuple[list[Note], list[Note]]]
 
 
 def clamp_note(note: Note) -> Note:
-    return Note(max(0, int(note.start)), int(np.clip(note.pitch, 0, 127)), max(1, int(note.duration)),
-                int(np.clip(note.velocity, 1, 127)))  # fmt: skip
+    return Note(max(0, int(note.start)), min(127, max(0, int(note.pitch))), max(1, int(note.duration)),
+                min(127, max(1, int(note.velocity))))  # fmt: skip
 
 
 def add_notes(song: Song, refs: Iterable[NoteRef]) -> tuple[Song, list[NoteRef]]:
@@ -151,8 +151,6 @@ def track_order_after_move(count: int, index: int, to: int) -> list[int]:
 def keep_ranges(song: Song, tracks: Iterable[int] | None, start: int | None, stop: int | None) -> Song:
     """The song with only ``tracks`` (all when None) and only notes starting in [start, stop)
     (shifted so ``start`` is tick 0); the maps move with them. For exporting a part."""
-    from meloformer_core.music import TempoChange, TimeSignature
-
     chosen = [song.tracks[i] for i in (range(len(song.tracks)) if tracks is None else tracks)]
     if start is None:
         return song.replace(tracks=tuple(chosen))
@@ -165,11 +163,11 @@ def keep_ranges(song: Song, tracks: Iterable[int] | None, start: int | None, sto
         inside[:, 2] = np.minimum(inside[:, 2], stop - start - inside[:, 0])
         kept.append(track.with_notes(NoteArray(inside)))
 
-    def shift(events, kind):
+    def shift(events):
         before = [e for e in events if e.tick <= start]
         after = [e._replace(tick=e.tick - start) for e in events if start < e.tick < stop]
         return ([before[-1]._replace(tick=0)] if before else []) + after
 
-    return song.replace(tracks=tuple(kept), tempos=tuple(shift(song.tempos, TempoChange)),
-                        time_signatures=tuple(shift(song.time_signatures, TimeSignature)),
-                        key_signatures=tuple(shift(song.key_signatures, None)))  # fmt: skip
+    return song.replace(tracks=tuple(kept), tempos=tuple(shift(song.tempos)),
+                        time_signatures=tuple(shift(song.time_signatures)),
+                        key_signatures=tuple(shift(song.key_signatures)))  # fmt: skip
