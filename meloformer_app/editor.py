@@ -15,7 +15,7 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from meloformer_app.document import edits
 from meloformer_app.document.edits import NoteRef
-from meloformer_app.document.model import PALETTE, Document, State, TrackView
+from meloformer_app.document.model import Document, State, TrackView, views_for
 from meloformer_core.music import Note, Song, Track
 
 
@@ -78,7 +78,7 @@ class Editor(QObject):
         self.undo_stack.push(StateCommand(self.document, self.document.state, state, text, selection))
 
     def apply_song(self, song: Song, text: str, selection=None) -> None:
-        self.apply(self.document.with_views(song=song), text, None if selection is None else frozenset(selection))
+        self.apply(self.document.with_song(song), text, None if selection is None else frozenset(selection))
 
     # --- what the views read --------------------------------------------------------------
     def shown_song(self) -> Song:
@@ -90,8 +90,7 @@ class Editor(QObject):
     def track_views(self) -> tuple[TrackView, ...]:
         views = self.document.views
         if self.preview is not None and len(self.preview.tracks) > len(views):
-            extra = len(self.preview.tracks) - len(views)
-            views += tuple(TrackView(PALETTE[(len(views) + i) % len(PALETTE)]) for i in range(extra))
+            return views_for(len(self.preview.tracks), views)
         return views
 
     def selection(self) -> frozenset[NoteRef]:
@@ -169,7 +168,7 @@ class Editor(QObject):
     # --- track edits ----------------------------------------------------------------------
     def add_track(self, track: Track) -> None:
         state = self.document.state
-        views = (*state.views, TrackView(PALETTE[len(state.views) % len(PALETTE)]))
+        views = views_for(len(state.views) + 1, state.views)
         self.apply(State(edits.add_track(state.song, track), views, state.generated), f"Add track {track.name}")
 
     def remove_track(self, index: int) -> None:
@@ -211,9 +210,6 @@ class Editor(QObject):
     def accept_generation(self, song: Song, generated: tuple[int, int], text: str) -> None:
         """The result as one undo step; new tracks get views."""
         state = self.document.state
-        views = state.views + tuple(
-            TrackView(PALETTE[i % len(PALETTE)]) for i in range(len(state.views), len(song.tracks))
-        )
         self.preview = None
-        self.apply(State(song, views, generated), text, ())
+        self.apply(State(song, views_for(len(song.tracks), state.views), generated), text, ())
         self.changed.emit({"preview", "song", "tracks"})

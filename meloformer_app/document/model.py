@@ -36,8 +36,9 @@ class State:
     generated: tuple[int, int] | None = None  # tick range of the last generated bars
 
 
-def default_views(song: Song, start: int = 0) -> tuple[TrackView, ...]:
-    return tuple(TrackView(PALETTE[(start + i) % len(PALETTE)]) for i in range(len(song.tracks)))
+def views_for(count: int, views: tuple[TrackView, ...] = ()) -> tuple[TrackView, ...]:
+    """Views for ``count`` tracks: the given ones first, then new ones in palette colours."""
+    return views[:count] + tuple(TrackView(PALETTE[i % len(PALETTE)]) for i in range(len(views), count))
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Document:
 
     @classmethod
     def from_song(cls, song: Song, path: Path | None = None) -> Document:
-        state = State(song, default_views(song))
+        state = State(song, views_for(len(song.tracks)))
         return cls(state=state, path=path, clean_state=state)
 
     @property
@@ -106,8 +107,9 @@ class Document:
         self.clean_state = self.state
         self.notify({"dirty"})
 
-    def with_views(self, **changes) -> State:
-        return replace(self.state, **changes)
+    def with_song(self, song: Song) -> State:
+        """The current state with ``song``; its tracks keep their views, new tracks get one."""
+        return replace(self.state, song=song, views=views_for(len(song.tracks), self.state.views))
 
     def audible_tracks(self) -> list[int]:
         """Tracks to play: the solo ones if any, else every track not muted."""

@@ -223,6 +223,21 @@ def test_autosave_is_recovered_at_start(window, qtbot, monkeypatch, argument) ->
     second.generator.shutdown()
 
 
+def test_a_recovered_song_gets_its_tracks_views(window, qtbot, monkeypatch) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    from meloformer_core.midi_io import write_midi
+
+    song = read_midi(FIXTURES / "bach_chorale.mid")
+    window.autosave.folder.mkdir(parents=True, exist_ok=True)
+    write_midi(song, window.autosave.midi)
+    second, _ = next_session(qtbot, monkeypatch, [QMessageBox.StandardButton.Yes])
+    second.start()
+    assert len(second.editor.document.views) == len(song.tracks) == second.tracks.table.rowCount()
+    second.editor.document.mark_clean()
+    second.generator.shutdown()
+
+
 def test_a_file_argument_opens_only_after_the_crash_is_dealt_with(window, qtbot, monkeypatch) -> None:
     """Opening the file first let the next autosave overwrite the crash's unsaved work."""
     from PySide6.QtWidgets import QMessageBox
