@@ -46,7 +46,8 @@ class GenerationMixin:
         if self.generator.model_info is None:
             self.error("No model", "The model is not loaded (yet); see the Generate panel.")
             return
-        self._pending = {"region": region, "text": text, "started": time.perf_counter(), "bars": total}
+        self._pending = {"region": region, "text": text, "started": time.perf_counter(), "bars": total,
+                         "song": request.song}  # fmt: skip
         self.panel.set_running(True, total)
         self.panel.status.setText(f"{text}…")
         self.panel.store(self.settings)
@@ -111,7 +112,22 @@ class GenerationMixin:
         starts = [b for b in song.bar_lines() if b >= start]
         return start, starts[min(pending.get("bars", 1), len(starts) - 1)] if len(starts) > 1 else song.end_tick
 
+    def _stale(self) -> bool:
+        """Whether the song changed since the request (another file, an edit, an undo). Then the
+        result would overwrite that change: the generation stops and its bars are dropped."""
+        if self._pending is None or self.editor.document.song is self._pending["song"]:
+            return False
+        if self.generator.busy:
+            self.generator.cancel()
+        self._takes = []
+        self.panel.show_takes([])
+        self._generation_cancelled()
+        self.panel.status.setText("The song changed while generating: the new bars were dropped")
+        return True
+
     def _progress(self, variation: int, done: int, total: int, song: Song) -> None:
+        if self._stale():
+            return
         self.panel.progress.setValue(done)
         label = f" (take {variation + 1})" if self.panel.variations.value() > 1 else ""
         self.panel.status.setText(f"{self._pending['text'] if self._pending else ''}: bar {done} of {total}{label}")
@@ -134,12 +150,12 @@ class GenerationMixin:
         self.panel.status.setText(f"Done in {elapsed:.1f} s ({takes[0].summary.get('tokens_per_s', 0):.0f} tokens/s)")
 
     def _preview_take(self, index: int) -> None:
-        if 0 <= index < len(self._takes):
+        if 0 <= index < len(self._takes) and not self._stale():
             song = self._takes[index].song
             self.editor.show_preview(song, self._region(song))
 
     def _keep_take(self, index: int) -> None:
-        if not 0 <= index < len(self._takes) or self._pending is None:
+        if not 0 <= index < len(self._takes) or self._pending is None or self._stale():
             return
         song = self._takes[index].song
         region = self._region(song)

@@ -116,3 +116,17 @@ def test_a_broken_model_is_a_dialog_not_a_crash(window, qtbot, tmp_path: Path) -
     window.open_file(FIXTURES / "jig_6_8.mid")
     window.actions["continue"].trigger()
     assert window.dialogs[-1][0] == "No model" and not window.generator.busy
+
+
+def test_takes_are_dropped_when_the_song_changes_before_one_is_kept(loaded, qtbot) -> None:
+    """Keeping a take after opening another file used to write the old song over it."""
+    window = loaded
+    window.panel.bars.setValue(1)
+    window.panel.variations.setValue(2)
+    run(window, qtbot, "continue")
+    assert window.panel.takes.count() == 2
+    window.open_file(FIXTURES / "jig_6_8.mid", confirm=False)
+    opened = window.editor.document.song
+    window.panel.keep_button.click()
+    assert window.editor.document.song is opened and window.editor.undo_stack.count() == 0
+    assert window.panel.takes.count() == 0 and "dropped" in window.panel.status.text()
