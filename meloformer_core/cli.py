@@ -301,7 +301,7 @@ def _play(args: argparse.Namespace) -> dict:
             player.close()
     if failure:
         raise MeloformerError(failure[0])
-    played = sum(e.message[0] & 0xF0 == 0x90 for e in player.events)
+    played = sum(e.message[0] & 0xF0 == 0x90 and not e.click for e in player.events)
     return {"port": output.label, "seconds": round(time.monotonic() - started, 3), "notes_played": played}
 
 

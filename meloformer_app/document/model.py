@@ -12,8 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
 from meloformer_app.document.edits import NoteRef
-from meloformer_core.music import Song
+from meloformer_core.music import Song, rows_in
 
 PALETTE = ("#e0555a", "#4f9de0", "#5cbf6a", "#e0a53c", "#a86fe0", "#3cc7c2", "#e07bb4", "#9aa84a",
            "#d9774a", "#6f83e0", "#c9c24a", "#4ab0a0", "#b05c8c", "#7aa0c8", "#c88a6f", "#8cc88a")  # fmt: skip
@@ -91,10 +93,12 @@ class Document:
         self.notify(parts | {"dirty"})
 
     def _existing(self, refs: frozenset[NoteRef]) -> frozenset[NoteRef]:
-        present: dict[int, set] = {}
+        kept: set[NoteRef] = set()
         for track in {ref.track for ref in refs if ref.track < len(self.song.tracks)}:
-            present[track] = set(map(tuple, self.song.tracks[track].notes.array.tolist()))
-        return frozenset(ref for ref in refs if tuple(ref.note) in present.get(ref.track, ()))
+            asked = [ref for ref in refs if ref.track == track]
+            found = rows_in(np.array([tuple(ref.note) for ref in asked]), self.song.tracks[track].notes.array)
+            kept.update(ref for ref, there in zip(asked, found, strict=True) if there)
+        return frozenset(kept)
 
     def select(self, refs, add: bool = False) -> None:
         refs = frozenset(refs)

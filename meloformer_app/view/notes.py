@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from meloformer_app.document.edits import NoteRef
-from meloformer_core.music import Note, Song
+from meloformer_core.music import Note, Song, rows_in
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,5 @@ class NoteTable:
 
     def mask_of(self, refs: frozenset[NoteRef]) -> np.ndarray:
         """Boolean mask of the notes in ``refs``."""
-        mask = np.zeros(len(self), dtype=bool)
-        if not refs or not len(self):
-            return mask
-        wanted = {(ref.track, *ref.note) for ref in refs}
-        rows = np.column_stack([self.track, self.data]).tolist()
-        return np.fromiter((tuple(row) in wanted for row in rows), dtype=bool, count=len(rows))
+        wanted = np.array([(ref.track, *ref.note) for ref in refs], dtype=np.int64).reshape(-1, 5)
+        return rows_in(np.column_stack([self.track, self.data]), wanted)

@@ -34,13 +34,15 @@ class Event:
     tick: int
     order: int  # at equal times: note-offs (0) before programs (1) before note-ons (2)
     message: tuple[int, ...]
+    click: bool = False  # a metronome click, not a note of the song
 
 
 def schedule(song: Song, tracks: Iterable[int] | None = None, start_tick: int = 0, end_tick: int | None = None,
              metronome: bool = False) -> list[Event]:  # fmt: skip
     """Every message to play ticks [start_tick, end_tick) of ``tracks`` (all when None), in
     time order: program changes first, notes cut at ``end_tick``, and metronome clicks on
-    the beats when asked. Notes that started before ``start_tick`` are not re-struck."""
+    the beats of the metre (`Song.beats`, a higher click on each bar's first) when asked.
+    Notes that started before ``start_tick`` are not re-struck."""
     end = song.end_tick if end_tick is None else end_tick
     chosen = range(len(song.tracks)) if tracks is None else sorted(set(tracks))
     channels = assign_channels(song)
@@ -60,15 +62,14 @@ def schedule(song: Song, tracks: Iterable[int] | None = None, start_tick: int = 
             events.append(Event(t_on, tick, 2, (NOTE_ON | channel, pitch, velocity)))
             events.append(Event(t_off, off, 0, (NOTE_OFF | channel, pitch, 0)))
     if metronome:
-        bars = set(song.bar_starts(end))
-        beat = song.resolution
-        first = -(-start_tick // beat) * beat
-        ticks = np.arange(first, end, beat)
-        for tick, seconds in zip(ticks.tolist(), song.seconds_at(ticks).tolist(), strict=True):
-            key = METRONOME_HIGH if tick in bars else METRONOME_LOW
-            events.append(Event(seconds, tick, 2, (NOTE_ON | METRONOME_CHANNEL, key, 100)))
-            off = min(tick + beat // 4, end)
-            events.append(Event(float(song.seconds_at([off])[0]), off, 0, (NOTE_OFF | METRONOME_CHANNEL, key, 0)))
+        ticks, downbeats = song.beats(start_tick, end)
+        offs = np.minimum(ticks + song.resolution // 4, end)  # a short click: a 16th note
+        keys = np.where(downbeats, METRONOME_HIGH, METRONOME_LOW)
+        for tick, off, key, t_on, t_off in zip(ticks.tolist(), offs.tolist(), keys.tolist(),
+                                               song.seconds_at(ticks).tolist(), song.seconds_at(offs).tolist(),
+                                               strict=True):  # fmt: skip
+            events.append(Event(t_on, tick, 2, (NOTE_ON | METRONOME_CHANNEL, key, 100), click=True))
+            events.append(Event(t_off, off, 0, (NOTE_OFF | METRONOME_CHANNEL, key, 0), click=True))
     events.sort(key=lambda e: (e.seconds, e.order))
     return events
 
@@ -201,7 +202,7 @@ class Player:
             if not self._playing:
                 return self._paused_tick if self._paused_tick is not None else self.position_tick
             seconds = self._origin_seconds + max(0.0, time.monotonic() - self._origin_clock)
-            return _tick_at_seconds(self.song, seconds)
+            return int(self.song.ticks_at([seconds])[0])
 
     def close(self) -> None:
         self.stop()
@@ -289,17 +290,3 @@ class Player:
         self.position_tick = self._end_tick if self._end_tick is not None else self.song.end_tick
         if self.on_finished is not None:
             self.on_finished()
-
-
-def _tick_at_seconds(song: Song, seconds: float) -> int:
-    """Inverse of `Song.seconds_at` (tempo maps are piecewise linear and increasing)."""
-    low, high = 0, max(song.end_tick, song.resolution) * 2
-    while song.seconds_at([high])[0] < seconds:
-        high *= 2
-    while low < high:
-        middle = (low + high) // 2
-        if song.seconds_at([middle])[0] < seconds:
-            low = middle + 1
-        else:
-            high = middle
-    return low

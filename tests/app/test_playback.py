@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from meloformer_core.playback.player import schedule
 from tests.conftest import FIXTURES
 from tests.jack import sounding
+
+pytestmark = pytest.mark.timeout(90)  # each takes seconds: a hung MIDI client fails fast
 
 
 def test_play_loop_and_stop_on_a_jack_port(window, qtbot, receiver) -> None:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import io
 import struct
+from collections import Counter
 from pathlib import Path
 
 import mido
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from meloformer_core.encoding import quantize
 from meloformer_core.errors import MidiReadError
 from meloformer_core.midi_io import assign_channels, read_midi, write_midi
-from meloformer_core.music import Note, Song, TempoChange, TimeSignature, Track
+from meloformer_core.music import Note, NoteArray, Song, TempoChange, TimeSignature, Track
 from tests.conftest import fixture_files
 
 
@@ -200,3 +203,21 @@ def test_song_is_immutable_and_compares_by_value() -> None:
     long_bars = song.replace(time_signatures=(TimeSignature(0, 18, 4),))  # longer than 16 quarters
     assert long_bars.bar_lines() == [0, 18 * 480]
     assert song.seconds_at([0, 480, 960]).tolist() == [0.0, 0.5, 1.0]
+
+
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(60, 62), st.integers(1, 3), st.integers(1, 2)), max_size=30),
+       st.data())  # fmt: skip
+def test_with_notes_removes_one_copy_of_each_and_names_a_missing_note(rows, data) -> None:
+    notes = NoteArray(rows)
+    removed = data.draw(st.lists(st.sampled_from(list(notes)), max_size=len(notes) + 2)) if rows else []
+    expected = Counter(map(tuple, rows))
+    expected.subtract(map(tuple, removed))
+    if any(count < 0 for count in expected.values()):
+        with pytest.raises(ValueError, match="is not in the array"):
+            notes.with_notes(removed=removed)
+        return
+    result = notes.with_notes(added=[Note(99, 70, 1, 1)], removed=removed)
+    assert Counter(map(tuple, result)) == +expected + Counter([(99, 70, 1, 1)])
+    assert list(result) == sorted(result)
+    with pytest.raises(ValueError, match=r"Note\(start=1000"):
+        notes.with_notes(removed=[Note(1000, 60, 1, 1)])

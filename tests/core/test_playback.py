@@ -6,10 +6,13 @@ import itertools
 import threading
 import time
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from meloformer_core.midi_io import read_midi
-from meloformer_core.music import Song, TempoChange, Track
+from meloformer_core.music import Song, TempoChange, TimeSignature, Track
 from meloformer_core.playback.player import ALL_NOTES_OFF, Player, schedule
 from tests.conftest import FIXTURES
 from tests.jack import sounding
@@ -48,6 +51,33 @@ def test_schedule_follows_the_tempo_map_and_channels() -> None:
     assert part[-1].tick == 1200 and part[0].message == (0xC0, 0)
     clicks = [e for e in schedule(SONG, [], 0, 1920, metronome=True) if e.message[0] == 0x99]
     assert [e.tick for e in clicks] == [0, 480, 960, 1440] and clicks[0].message[1] != clicks[1].message[1]
+    assert all(e.click for e in clicks) and not any(e.click for e in events)
+
+
+def test_the_metronome_counts_the_metre() -> None:
+    """6/8 clicks two dotted quarters a bar, 7/8 seven eighths, each bar's first click high."""
+    song = Song(480, (), (TimeSignature(0, 6, 8), TimeSignature(2880, 7, 8)), (), (
+        Track("piano", 0, False, [(0, 60, 480, 100), (6000, 62, 240, 100)]),
+    ))  # fmt: skip
+    clicks = [e for e in schedule(song, [], 0, song.end_tick, metronome=True) if e.message[0] == 0x99]
+    six_eight = [0, 720, 1440, 2160]
+    seven_eight = [bar + 240 * k for bar in (2880, 4560) for k in range(7)]
+    assert [e.tick for e in clicks] == six_eight + seven_eight
+    high = [e.tick for e in clicks if e.message[1] == clicks[0].message[1]]
+    assert high == [0, 1440, 2880, 4560]
+    # from the middle of a bar: only the beats after, the downbeat still marked
+    later = [e.tick for e in schedule(song, [], 800, 3200, metronome=True) if e.message[0] == 0x99]
+    assert later == [1440, 2160, 2880, 3120]
+
+
+@given(st.lists(st.tuples(st.integers(1, 20_000), st.integers(100_000, 2_000_000)), max_size=5),
+       st.lists(st.integers(0, 200_000), min_size=1, max_size=20))  # fmt: skip
+def test_ticks_at_inverts_seconds_at(changes, ticks) -> None:
+    song = Song(480, tuple(TempoChange(t, us) for t, us in changes))
+    assert song.ticks_at(song.seconds_at(ticks)).tolist() == ticks
+    # between two ticks, the earlier one is sounding
+    halfway = (song.seconds_at(ticks) + song.seconds_at(np.array(ticks) + 1)) / 2
+    assert song.ticks_at(halfway).tolist() == ticks
 
 
 def test_player_timing_is_on_a_monotonic_clock() -> None:
