@@ -174,10 +174,12 @@ def row_ids(*tables: np.ndarray) -> list[np.ndarray]:
     """One id per row of each 2-D table (same width), equal rows sharing an id: membership
     and multiset tests on whole notes without a Python loop per note."""
     stacked = np.concatenate([np.asarray(t, dtype=np.int64) for t in tables])
-    if not len(stacked):
-        return [np.zeros(0, dtype=np.int64) for _ in tables]
-    inverse = np.unique(stacked, axis=0, return_inverse=True)[1].reshape(-1)
-    return np.split(inverse, np.cumsum([len(t) for t in tables])[:-1])
+    ids = np.zeros(len(stacked), dtype=np.int64)
+    if len(stacked):
+        order = np.lexsort(stacked.T[::-1])  # integer keys: much faster than np.unique(axis=0)
+        ordered = stacked[order]
+        ids[order] = np.concatenate([[0], np.cumsum((ordered[1:] != ordered[:-1]).any(axis=1))])
+    return np.split(ids, np.cumsum([len(t) for t in tables])[:-1])
 
 
 def rows_in(rows: np.ndarray, among: np.ndarray) -> np.ndarray:
