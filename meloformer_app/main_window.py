@@ -87,7 +87,7 @@ class MainWindow(GenerationMixin, QMainWindow):
         self.panel.continue_requested.connect(self.continue_song)
         self.panel.arrange_requested.connect(self.arrange_tracks)
         self.panel.regenerate_requested.connect(self.regenerate_bars)
-        self.panel.cancel_requested.connect(self.generator.cancel)
+        self.panel.cancel_requested.connect(self.generator_cancel)
         self.panel.model_chosen.connect(self.load_model)
         self.panel.variation_chosen.connect(self._preview_take)
         self.panel.keep_variation.connect(self._keep_take)
@@ -224,7 +224,7 @@ class MainWindow(GenerationMixin, QMainWindow):
         self.statusBar().showMessage(f"{len(song.tracks)} tracks, {song.note_count:,} notes", 0)
 
     def _update_title(self) -> None:
-        dirty = not self.editor.undo_stack.isClean() or self.editor.document.dirty
+        dirty = self.editor.document.dirty  # what Close asks about: undoing back to the saved state is clean
         name = self.editor.document.path.name if self.editor.document.path else "Untitled"
         self.setWindowTitle(f"{name}[*] — MeloFormer")
         self.setWindowModified(dirty)
@@ -394,8 +394,7 @@ class MainWindow(GenerationMixin, QMainWindow):
 
     def refresh_midi_outputs(self) -> None:
         """List the MIDI outputs, keep the chosen one, and say politely when there is none."""
-        ports, problems = list_output_ports()
-        self.transport.ports, self.transport.problems = ports, problems
+        ports, problems = self.transport.refresh_ports(), self.transport.problems
         self.port_box.clear()
         for port in ports:
             self.port_box.addItem(port.label, port.label)

@@ -60,9 +60,14 @@ class Settings:
             return cls()
         known = {f.name: f for f in fields(cls)}
         values = {}
+        defaults = cls()
         for name, value in raw.items() if isinstance(raw, dict) else ():
-            default = getattr(cls(), name, None) if name in known else None
-            if name in known and (default is None or isinstance(value, type(default))):
+            if name not in known:
+                continue
+            default = getattr(defaults, name)
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)  # "temperature": 1 written by hand is 1.0
+            if isinstance(value, type(default)) and isinstance(value, bool) == isinstance(default, bool):
                 values[name] = value
         return cls(**values)
 

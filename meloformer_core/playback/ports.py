@@ -71,15 +71,6 @@ def list_output_ports() -> tuple[list[OutputPort], list[str]]:
     return ports, problems
 
 
-def describe_outputs() -> str:
-    """One polite line for a status bar or a CLI."""
-    ports, problems = list_output_ports()
-    if ports:
-        return f"MIDI out: {len(ports)} port(s), e.g. {ports[0].label}"
-    reason = "; ".join(problems) if problems else "no MIDI output ports"
-    return f"No MIDI output found ({reason}); editing and generating work without one"
-
-
 class MidiOutput:
     """An open output port: ``send`` takes one message as a list of bytes."""
 

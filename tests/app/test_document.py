@@ -119,6 +119,11 @@ def test_settings_survive_a_broken_file_and_round_trip(user_dirs: Path) -> None:
     settings.save()
     again = Settings.load()
     assert again.temperature == 0.7 and again.recent_files[0].endswith("jig_6_8.mid")
+    # edited by hand: a whole number for a decimal setting is taken, a wrong type is ignored
+    (user_dirs / "config" / "settings.json").write_text('{"temperature": 1, "top_p": true, "bars": 8.5, "seed": 3}')
+    by_hand = Settings.load()
+    assert (by_hand.temperature, by_hand.top_p, by_hand.bars, by_hand.seed) == (1.0, Settings().top_p, 4, 3)
+    assert isinstance(by_hand.temperature, float)
     (user_dirs / "config" / "settings.json").write_text("{not json")
     assert Settings.load() == Settings()
     assert (user_dirs / "config" / "settings.json.broken").exists()

@@ -95,6 +95,7 @@ def test_draw_move_resize_delete_each_undoable(window, qtbot) -> None:
     assert any((n.start, n.pitch) == (moved[0], moved[1] + 12) for n in song_of(window).tracks[0].notes)
     QTest.keyClick(canvas, Qt.Key.Key_Delete)
     assert song_of(window) == original
+    assert not window.isWindowModified() and not window.is_dirty()  # the title agrees with Close: nothing to save
     stack = window.editor.undo_stack
     assert stack.count() == 5
     for expected_notes in (1, 1, 1, 1, 0):
