@@ -79,38 +79,56 @@ class TrackList(QWidget):
             self._select_current()
 
     def refresh(self) -> None:
+        """Show the document's tracks: a row's widgets are made once and then only updated
+        (a mute click must not rebuild every row's instrument menu)."""
         self._filling = True
         song, views = self.editor.document.song, self.editor.document.views
+        built = self.table.rowCount()
         self.table.setRowCount(len(song.tracks))
+        for row in range(built, len(song.tracks)):
+            self._build_row(row)
         for row, (track, view) in enumerate(zip(song.tracks, views, strict=True)):
-            self._checkbox(row, 0, view.generate, "Write this track when arranging",
-                           lambda on, r=row: self.editor.set_view(r, generate=on))  # fmt: skip
-            swatch = QPushButton(toolTip="Track colour")
-            swatch.setFixedSize(18, 18)
-            swatch.setStyleSheet(f"background:{view.colour}; border:1px solid #222;")
-            swatch.clicked.connect(lambda _=False, r=row: self._pick_colour(r))
-            self.table.setCellWidget(row, 1, swatch)
-            name = QLineEdit(track.name)
-            name.setFrame(False)
-            name.editingFinished.connect(lambda r=row, w=name: self._rename(r, w.text()))
-            self.table.setCellWidget(row, 2, name)
-            program = QComboBox(toolTip="General MIDI instrument")
-            program.setMaximumWidth(150)
-            program.addItems([f"{i + 1} {n}" for i, n in enumerate(PROGRAM_NAMES)])
-            program.setCurrentIndex(track.program)
-            program.setEnabled(not track.is_drum)
-            program.currentIndexChanged.connect(lambda value, r=row: self.editor.update_track(r, program=value))
-            self.table.setCellWidget(row, 3, program)
-            self._checkbox(row, 4, track.is_drum, "Drum track (MIDI channel 10)",
-                           lambda on, r=row: self.editor.update_track(r, is_drum=on))  # fmt: skip
-            self._checkbox(row, 5, view.muted, "Mute", lambda on, r=row: self.editor.set_view(r, muted=on))
-            self._checkbox(row, 6, view.solo, "Solo", lambda on, r=row: self.editor.set_view(r, solo=on))
+            self._show_row(row, track, view)
         self._select_current()
         self._filling = False
 
-    def _checkbox(self, row: int, column: int, checked: bool, tip: str, slot) -> None:
+    def _build_row(self, row: int) -> None:
+        self._checkbox(row, 0, "Write this track when arranging", lambda on: self.editor.set_view(row, generate=on))
+        swatch = QPushButton(toolTip="Track colour")
+        swatch.setFixedSize(18, 18)
+        swatch.clicked.connect(lambda _=False: self._pick_colour(row))
+        self.table.setCellWidget(row, 1, swatch)
+        name = QLineEdit()
+        name.setFrame(False)
+        name.editingFinished.connect(lambda: self._rename(row, name.text()))
+        self.table.setCellWidget(row, 2, name)
+        program = QComboBox(toolTip="General MIDI instrument")
+        program.setMaximumWidth(150)
+        program.addItems([f"{i + 1} {n}" for i, n in enumerate(PROGRAM_NAMES)])
+        program.currentIndexChanged.connect(lambda value: self.editor.update_track(row, program=value))
+        self.table.setCellWidget(row, 3, program)
+        self._checkbox(row, 4, "Drum track (MIDI channel 10)", lambda on: self.editor.update_track(row, is_drum=on))
+        self._checkbox(row, 5, "Mute", lambda on: self.editor.set_view(row, muted=on))
+        self._checkbox(row, 6, "Solo", lambda on: self.editor.set_view(row, solo=on))
+
+    def _show_row(self, row: int, track: Track, view) -> None:
+        """Put the row's values in its widgets without their signals (no edit comes back)."""
+        swatch, name, program = (self.table.cellWidget(row, column) for column in (1, 2, 3))
+        swatch.setStyleSheet(f"background:{view.colour}; border:1px solid #222;")
+        widgets = [name, program, *(self.checkbox(row, column) for column in (0, 4, 5, 6))]
+        for widget in widgets:
+            widget.blockSignals(True)
+        if name.text() != track.name:
+            name.setText(track.name)
+        program.setCurrentIndex(track.program)
+        program.setEnabled(not track.is_drum)
+        for column, checked in ((0, view.generate), (4, track.is_drum), (5, view.muted), (6, view.solo)):
+            self.checkbox(row, column).setChecked(checked)
+        for widget in widgets:
+            widget.blockSignals(False)
+
+    def _checkbox(self, row: int, column: int, tip: str, slot) -> None:
         box = QCheckBox(toolTip=tip)
-        box.setChecked(checked)
         box.toggled.connect(slot)
         holder = QWidget()
         layout = QHBoxLayout(holder)

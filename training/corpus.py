@@ -1,9 +1,12 @@
 """`meloformer-corpus`: the public-domain training corpus inside music21, converted to MIDI.
 
     meloformer-corpus --output DIR [--composers bach palestrina …] [--workers N] [--limit N]
+    meloformer-corpus --reserved --output DIR [--composers beethoven …]
 
-Only the training composers of DESIGN.md §8 are converted; every other composer of the
-music21 corpus is reserved for evaluation and is never read here. A file holding several
+Only the training composers of DESIGN.md §8 are converted for training; every other
+composer of the music21 corpus is reserved for independent evaluation. ``--reserved``
+converts those (all of them by default) into a folder marked as an evaluation corpus,
+which `meloformer-preprocess` refuses: they are for `meloformer-eval` only. A file holding several
 works (an ABC or Essen collection, an opus) gives one MIDI file per work. Repeat barlines
 are stripped before conversion (music21 fails to unfold some of them; the music between
 them is kept once). Works are converted in isolated worker processes: one that raises,
@@ -37,18 +40,40 @@ class CorpusError(MeloformerError):
     """The corpus cannot be converted as asked."""
 
 
-def corpus_files(composers: tuple[str, ...]) -> list[tuple[str, Path]]:
+def reserved_composers() -> tuple[str, ...]:
+    """The composers of the music21 corpus that are not training composers."""
     from music21 import corpus
 
+    root = Path(corpus.__file__).parent
+    names = (p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    return tuple(sorted(name for name in names if name not in TRAINING_COMPOSERS and corpus.getComposer(name)))
+
+
+def corpus_files(composers: tuple[str, ...], reserved: bool = False) -> list[tuple[str, Path]]:
+    from music21 import corpus
+
+    allowed = reserved_composers() if reserved else TRAINING_COMPOSERS
     files = []
     for composer in composers:
-        if composer not in TRAINING_COMPOSERS:
+        if composer not in allowed:
+            if reserved:
+                raise CorpusError(f"{composer!r} is not a reserved composer (a training composer, or unknown)")
             raise CorpusError(f"{composer!r} is not a training composer (reserved for evaluation, or unknown)")
         for path in corpus.getComposer(composer):
             path = Path(str(path))
             if path.suffix.lower() in NOTATION_SUFFIXES:
                 files.append((composer, path))
     return sorted(files, key=lambda item: (item[0], str(item[1])))
+
+
+def corpus_purpose(folder: Path) -> str | None:
+    """What a folder `meloformer-corpus` wrote is for: "training" or "evaluation" (None for any
+    other folder; older corpus records, all of training corpora, say nothing: "training")."""
+    try:
+        record = json.loads((folder / "corpus.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("purpose", "training") if isinstance(record, dict) else None
 
 
 def _strip_repeats(score) -> None:
@@ -96,10 +121,15 @@ def convert_file(job: tuple[str, str, str]) -> dict:
 
 
 def convert(output: Path, composers: tuple[str, ...], workers: int, limit: int | None, timeout: float,
-            progress: bool = True) -> dict:  # fmt: skip
+            progress: bool = True, reserved: bool = False) -> dict:  # fmt: skip
     from tqdm import tqdm
 
-    files = corpus_files(composers)[:limit] if limit else corpus_files(composers)
+    files = corpus_files(composers, reserved)
+    files = files[:limit] if limit else files
+    purpose = "evaluation" if reserved else "training"
+    found = corpus_purpose(output)
+    if found not in (None, purpose):
+        raise CorpusError(f"{output} already holds a corpus for {found}: convert this one into another folder")
     output.mkdir(parents=True, exist_ok=True)
     jobs = [(index, (composer, str(path), str(output))) for index, (composer, path) in enumerate(files)]
     per_composer: dict[str, Counter] = {c: Counter() for c in composers}
@@ -122,6 +152,7 @@ def convert(output: Path, composers: tuple[str, ...], workers: int, limit: int |
         bar.update(1)
     bar.close()
     summary = {
+        "purpose": purpose,
         "composers": {c: dict(sorted(v.items())) for c, v in per_composer.items()},
         "midi_files": sum(v["midi_files"] for v in per_composer.values()),
         "works": sum(v["works"] for v in per_composer.values()),
@@ -134,7 +165,8 @@ def convert(output: Path, composers: tuple[str, ...], workers: int, limit: int |
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meloformer-corpus", description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--composers", nargs="+", default=list(TRAINING_COMPOSERS), help="training composers only")
+    parser.add_argument("--composers", nargs="+", help="default: all training (with --reserved: reserved) composers")
+    parser.add_argument("--reserved", action="store_true", help="convert the composers reserved for evaluation")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--limit", type=int, default=None, help="only the first N corpus files")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per corpus file")
@@ -142,12 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
-        summary = convert(args.output, tuple(args.composers), args.workers, args.limit, args.timeout, not args.quiet)
+        composers = tuple(args.composers or (reserved_composers() if args.reserved else TRAINING_COMPOSERS))
+        summary = convert(args.output, composers, args.workers, args.limit, args.timeout, not args.quiet, args.reserved)
     except MeloformerError as error:
         print(f"meloformer-corpus: error: {error}", file=sys.stderr)
         return 1
     seconds = round(time.perf_counter() - started, 1)
-    counts = {"works": summary["works"], "midi_files": summary["midi_files"], "failures": len(summary["failures"])}
+    counts = {"purpose": summary["purpose"], "works": summary["works"], "midi_files": summary["midi_files"],
+              "failures": len(summary["failures"])}  # fmt: skip
     print(json.dumps({**counts, "seconds": seconds}))
     return 0
 

@@ -154,6 +154,20 @@ def write_shard(path: Path, rows: list[dict]) -> None:
     write_bytes_atomically(path, sink.getvalue().to_pybytes())
 
 
+def evaluation_corpus_of(files: list[Path]) -> Path | None:
+    """The first folder holding any of ``files`` that is a reserved evaluation corpus."""
+    from training.corpus import corpus_purpose
+
+    purposes: dict[Path, str | None] = {}
+    for directory in sorted({path.parent for path in files}):
+        for folder in (directory.resolve(), *directory.resolve().parents):
+            if folder not in purposes:
+                purposes[folder] = corpus_purpose(folder)
+            if purposes[folder] == "evaluation":
+                return folder
+    return None
+
+
 def preprocess(
     source: Path,
     output: Path,
@@ -167,6 +181,10 @@ def preprocess(
     from tqdm import tqdm
 
     files = list_files(source, limit)
+    reserved = evaluation_corpus_of(files)
+    if reserved is not None:
+        raise PreprocessError(f"{reserved}: the reserved evaluation corpus (meloformer-corpus --reserved) is never "
+                              "trained on; evaluate on it with meloformer-eval --data")  # fmt: skip
     output.mkdir(parents=True, exist_ok=True)
     (output / "shards").mkdir(exist_ok=True)
     (output / "chunks").mkdir(exist_ok=True)

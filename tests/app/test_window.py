@@ -165,11 +165,20 @@ def test_track_list_edits_are_undoable(window) -> None:
     editor.set_current_track(count)
     tracks._move(-1)
     assert song_of(window).tracks[count - 1].name == "Strings" and editor.document.views[count - 1].muted
-    editor.update_track(count - 1, program=40)
+    # the rows show the moved tracks: name, instrument and mute follow the track, not the row
+    assert tracks.table.cellWidget(count - 1, 2).text() == "Strings" and tracks.checkbox(count - 1, 5).isChecked()
+    assert tracks.table.cellWidget(count - 1, 3).currentIndex() == 48 and not tracks.checkbox(count, 5).isChecked()
+    row_widget = tracks.table.cellWidget(0, 3)
+    tracks.table.cellWidget(count - 1, 3).setCurrentIndex(40)  # choose an instrument in the list
     assert song_of(window).tracks[count - 1].program == 40
+    assert tracks.table.cellWidget(0, 3) is row_widget  # updated in place, not rebuilt
     while editor.undo_stack.canUndo():
         editor.undo_stack.undo()
     assert len(song_of(window).tracks) == count and tracks.table.rowCount() == count
+    assert [tracks.table.cellWidget(row, 3).currentIndex() for row in range(count)] == [
+        track.program for track in song_of(window).tracks
+    ]
+    assert not any(tracks.checkbox(row, 5).isChecked() for row in range(count))
 
 
 def test_save_and_export_read_back(window, tmp_path: Path) -> None:

@@ -26,3 +26,24 @@ def test_reserved_composers_are_never_converted(tmp_path: Path, capsys: pytest.C
         corpus_files(("beethoven",))
     assert main(["--output", str(tmp_path), "--composers", "mozart", "--quiet"]) == 1
     assert "reserved for evaluation" in capsys.readouterr().err
+
+
+def test_reserved_composers_convert_only_into_an_evaluation_corpus(tmp_path: Path) -> None:
+    from training.corpus import reserved_composers
+    from training.preprocess import Options, PreprocessError, preprocess
+
+    reserved = reserved_composers()
+    assert {"beethoven", "mozart", "haydn"} <= set(reserved) and not {"bach", "essenFolksong"} & set(reserved)
+    with pytest.raises(CorpusError, match="not a reserved composer"):
+        corpus_files(("bach",), reserved=True)
+    folder = tmp_path / "reserved"
+    assert main(["--reserved", "--composers", "verdi", "--output", str(folder), "--quiet"]) == 0
+    record = json.loads((folder / "corpus.json").read_text())
+    assert record["purpose"] == "evaluation" and record["midi_files"] == len(list(folder.rglob("*.mid"))) >= 1
+    # never trained on: preprocessing refuses it, as a folder or one of its composers
+    for source in (folder, folder / "verdi"):
+        with pytest.raises(PreprocessError, match="reserved evaluation corpus"):
+            preprocess(source, tmp_path / "dataset", workers=1, limit=None, options=Options(), progress=False)
+    # and a training corpus cannot be converted into it
+    with pytest.raises(CorpusError, match="already holds a corpus for evaluation"):
+        convert(folder, ("demos",), workers=1, limit=1, timeout=300, progress=False)
