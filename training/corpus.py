@@ -6,11 +6,13 @@
 Only the training composers of DESIGN.md §8 are converted for training; every other
 composer of the music21 corpus is reserved for independent evaluation. ``--reserved``
 converts those (all of them by default) into a folder marked as an evaluation corpus,
-which `meloformer-preprocess` refuses: they are for `meloformer-eval` only. A file holding several
-works (an ABC or Essen collection, an opus) gives one MIDI file per work. Repeat barlines
-are stripped before conversion (music21 fails to unfold some of them; the music between
-them is kept once). Works are converted in isolated worker processes: one that raises,
-hangs or crashes is recorded and the run goes on; a rerun skips what exists.
+which `meloformer-preprocess` refuses: they are for `meloformer-eval` only.
+
+A file holding several works (an ABC or Essen collection, an opus) gives one MIDI file per
+work; files keep their sub-folders, and a work present in two formats is converted once.
+Repeat barlines are stripped before conversion (music21 fails to unfold some of them; the
+music between them is kept once). Works are converted in isolated worker processes: one
+that raises, hangs or crashes is recorded and the run goes on; a rerun skips what exists.
 ``corpus.json`` in DIR counts works, conversions, failures and notes per composer.
 """
 
@@ -23,6 +25,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 from meloformer_core.atomic import write_bytes_atomically
 from meloformer_core.errors import MeloformerError
@@ -49,11 +52,22 @@ def reserved_composers() -> tuple[str, ...]:
     return tuple(sorted(name for name in names if name not in TRAINING_COMPOSERS and corpus.getComposer(name)))
 
 
-def corpus_files(composers: tuple[str, ...], reserved: bool = False) -> list[tuple[str, Path]]:
+class CorpusFile(NamedTuple):
+    composer: str
+    path: Path
+    name: str  # its place in the composer's folder, without suffix: where its MIDI goes
+
+
+def corpus_files(composers: tuple[str, ...], reserved: bool = False) -> tuple[list[CorpusFile], int]:
+    """(The notation files of ``composers``, how many were left out as another format of a
+    file kept: bwv277.krn beside bwv277.mxl). Files keep their sub-folders (Beethoven's
+    quartets are opus18no1/movement1.mxl, opus18no2/movement1.mxl, …)."""
     from music21 import corpus
 
     allowed = reserved_composers() if reserved else TRAINING_COMPOSERS
-    files = []
+    root = Path(corpus.__file__).parent
+    chosen: dict[tuple[str, str], CorpusFile] = {}
+    found = 0
     for composer in composers:
         if composer not in allowed:
             if reserved:
@@ -61,9 +75,20 @@ def corpus_files(composers: tuple[str, ...], reserved: bool = False) -> list[tup
             raise CorpusError(f"{composer!r} is not a training composer (reserved for evaluation, or unknown)")
         for path in corpus.getComposer(composer):
             path = Path(str(path))
-            if path.suffix.lower() in NOTATION_SUFFIXES:
-                files.append((composer, path))
-    return sorted(files, key=lambda item: (item[0], str(item[1])))
+            if path.suffix.lower() not in NOTATION_SUFFIXES:
+                continue
+            found += 1
+            inside = path.relative_to(root / composer) if path.is_relative_to(root / composer) else Path(path.name)
+            entry = CorpusFile(composer, path, inside.with_suffix("").as_posix())
+            other = chosen.get((composer, entry.name))
+            if other is None or _preference(path) < _preference(other.path):
+                chosen[(composer, entry.name)] = entry
+    files = sorted(chosen.values(), key=lambda item: (item.composer, str(item.path)))
+    return files, found - len(files)
+
+
+def _preference(path: Path) -> tuple[int, str]:
+    return NOTATION_SUFFIXES.index(path.suffix.lower()), path.name
 
 
 def corpus_purpose(folder: Path) -> str | None:
@@ -91,15 +116,14 @@ def _strip_repeats(score) -> None:
             site.remove(element)
 
 
-def convert_file(job: tuple[str, str, str]) -> dict:
+def convert_file(job: tuple[str, str, str, str]) -> dict:
     """Convert one corpus file (one or several works) to MIDI files; runs in a worker."""
-    composer, source, output = job
+    composer, source, output, stem = job
     from music21 import converter, stream
 
     parsed = converter.parse(source)
     works = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
     written, notes, failures = [], 0, []
-    stem = Path(source).stem
     for index, work in enumerate(works):
         name = f"{stem}.mid" if len(works) == 1 else f"{stem}_{index + 1:04d}.mid"
         target = Path(output) / composer / name
@@ -124,19 +148,19 @@ def convert(output: Path, composers: tuple[str, ...], workers: int, limit: int |
             progress: bool = True, reserved: bool = False) -> dict:  # fmt: skip
     from tqdm import tqdm
 
-    files = corpus_files(composers, reserved)
+    files, other_formats = corpus_files(composers, reserved)
     files = files[:limit] if limit else files
     purpose = "evaluation" if reserved else "training"
     found = corpus_purpose(output)
     if found not in (None, purpose):
         raise CorpusError(f"{output} already holds a corpus for {found}: convert this one into another folder")
     output.mkdir(parents=True, exist_ok=True)
-    jobs = [(index, (composer, str(path), str(output))) for index, (composer, path) in enumerate(files)]
+    jobs = [(index, (f.composer, str(f.path), str(output), f.name)) for index, f in enumerate(files)]
     per_composer: dict[str, Counter] = {c: Counter() for c in composers}
     failures = []
     bar = tqdm(total=len(jobs), desc="converting", unit="file", disable=not progress)
     for outcome in run_isolated(convert_file, jobs, workers=workers, timeout=timeout):
-        composer, path = files[outcome.index]
+        composer, path, _ = files[outcome.index]
         counts = per_composer[composer]
         counts["files"] += 1
         if outcome.error is not None:
@@ -156,6 +180,7 @@ def convert(output: Path, composers: tuple[str, ...], workers: int, limit: int |
         "composers": {c: dict(sorted(v.items())) for c, v in per_composer.items()},
         "midi_files": sum(v["midi_files"] for v in per_composer.values()),
         "works": sum(v["works"] for v in per_composer.values()),
+        "other_formats_skipped": other_formats,
         "failures": failures,
     }
     write_bytes_atomically(output / "corpus.json", json.dumps(summary, indent=1).encode())

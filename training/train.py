@@ -148,8 +148,9 @@ class Trainer:
             lr=config.lr, betas=(0.9, config.beta2), fused=self.device.type == "cuda",
         )  # fmt: skip
         augmentation = Augmentation(
-            config.max_transpose, config.tempo_jitter, config.track_shuffle_rate, config.fim_rate
-        )
+            config.max_transpose, config.tempo_jitter, config.track_shuffle_rate, config.fim_rate,
+            velocity_shift=config.velocity_shift,
+        )  # fmt: skip
         self.loader = PackedLoader(
             self.train_data, max_seq_len=config.max_seq_len, rows_per_batch=config.rows_per_batch,
             seed=config.seed, rank=self.rank, world_size=self.world_size, augmentation=augmentation,

@@ -36,6 +36,13 @@ def test_reserved_composers_convert_only_into_an_evaluation_corpus(tmp_path: Pat
     assert {"beethoven", "mozart", "haydn"} <= set(reserved) and not {"bach", "essenFolksong"} & set(reserved)
     with pytest.raises(CorpusError, match="not a reserved composer"):
         corpus_files(("bach",), reserved=True)
+    # works in sub-folders with the same file name (opus18no1/movement1, opus18no2/movement1) stay apart
+    quartets, _ = corpus_files(("beethoven",), reserved=True)
+    assert len(quartets) > 20 and len({f.name for f in quartets}) == len(quartets)
+    assert any("/" in f.name for f in quartets)
+    # one work in two formats (bwv277.krn, bwv277.mxl) is converted once
+    chorales, other_formats = corpus_files(("bach",))
+    assert other_formats >= 1 and len({f.name for f in chorales}) == len(chorales)
     folder = tmp_path / "reserved"
     assert main(["--reserved", "--composers", "verdi", "--output", str(folder), "--quiet"]) == 0
     record = json.loads((folder / "corpus.json").read_text())

@@ -88,6 +88,25 @@ def test_transposition_moves_melodic_pitches_chords_and_keys_together() -> None:
     assert transpose_key(0, 7) == 1 and transpose_key(0, 5) == -1 and transpose_key(-3, 12) == -3
 
 
+def test_velocity_shift_moves_each_tracks_dynamics_as_a_whole() -> None:
+    song = read_midi(FIXTURES / "bach_chorale.mid")
+    tokens = encode(song)
+    augmenter = Augmenter(DEFAULT_VOCAB, Augmentation(max_transpose=0, velocity_shift=6))
+    shifts_seen = set()
+    for seed in range(8):
+        moved = augmenter(tokens, np.random.default_rng(seed))
+        validate(moved)
+        before, after = decode(tokens), decode(moved)
+        for old, new in zip(before.tracks, after.tracks, strict=True):
+            # the same notes, each track louder or softer by one amount (in 4-velocity bins)
+            assert np.array_equal(old.notes.array[:, :3], new.notes.array[:, :3])
+            steps = np.unique((new.notes.velocities - old.notes.velocities) / 4)
+            assert len(steps) == 1 and abs(steps[0]) <= 6
+            shifts_seen.add(int(steps[0]))
+    assert len(shifts_seen) > 3  # tracks and windows get their own shifts
+    assert (Augmenter(DEFAULT_VOCAB, Augmentation(max_transpose=0))(tokens, np.random.default_rng(0)) == tokens).all()
+
+
 def test_tempo_jitter_stays_grammatical() -> None:
     tokens = encode(read_midi(FIXTURES / "bach_chorale_tempo.mid"))
     moved = Augmenter(DEFAULT_VOCAB, Augmentation(max_transpose=0, tempo_jitter=0.1))(tokens, np.random.default_rng(0))
