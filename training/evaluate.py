@@ -19,10 +19,11 @@ Without ``--model`` the default bundle is evaluated.
   ``pitch_class_overlap`` (intersection of the normalised pitch-class histograms of the
   notes, as in Yang & Lerch 2020; 1 = same), median ``note_density_ratio`` and
   ``polyphony_ratio`` (generated / real), ``in_scale_rate`` (generated melodic notes in
-  the major or minor scale that best fits the prompt) and ``empty_rate`` (continuations
-  without a single note). For scale, ``reference_pitch_class_overlap`` is the same overlap
-  between the prompt itself and the real continuation: how alike two real passages of
-  the same piece are.
+  the major or minor scale that best fits the prompt), median ``velocity_difference``
+  (between the mean velocities of the generated and the real bars: does the model keep the
+  dynamics?) and ``empty_rate`` (continuations without a single note). For scale,
+  ``reference_pitch_class_overlap`` is the same overlap between the prompt itself and the
+  real continuation: how alike two real passages of the same piece are.
 
 Prints a table, then one JSON object as the last line. Same seed, same numbers.
 """
@@ -79,6 +80,11 @@ def best_scale(profile: np.ndarray) -> np.ndarray:
             if share > best_share:
                 best, best_share = mask, share
     return best
+
+
+def mean_velocity(song: Song) -> float:
+    velocities = [track.notes.velocities for track in song.tracks if len(track.notes)]
+    return float(np.concatenate(velocities).mean()) if velocities else 0.0
 
 
 def polyphony(song: Song) -> float:
@@ -200,6 +206,7 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
             "note_density_ratio": generated.note_count / max(real.note_count, 1),
             "polyphony_ratio": polyphony(generated) / max(polyphony(real), 1e-9),
             "in_scale_rate": float(scale[melodic % 12].mean()) if len(melodic) else 0.0,
+            "velocity_difference": abs(mean_velocity(generated) - mean_velocity(real)),
             "empty": generated.note_count == 0, "tokens_per_s": result.tokens_per_s,
         })  # fmt: skip
     scored = [r for r in rows if r["decodable"]]
@@ -221,6 +228,7 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         "note_density_ratio": median("note_density_ratio"),
         "polyphony_ratio": median("polyphony_ratio"),
         "in_scale_rate": median("in_scale_rate"),
+        "velocity_difference": median("velocity_difference"),
         "empty_rate": round(sum(r["empty"] for r in scored) / len(scored), 4) if scored else 0.0,
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,

@@ -20,3 +20,20 @@ def test_the_shipped_default_model_loads_and_continues_the_example() -> None:
     assert [t.notes[: len(o.notes)] for t, o in zip(result.song.tracks, song.tracks, strict=True)] == [
         o.notes for o in song.tracks
     ]
+
+
+def test_the_default_model_keeps_the_dynamics_of_the_prompt() -> None:
+    """A soft chorale goes on softly and a loud one loudly (the training corpus plays nearly
+    everything at velocity 90; velocity augmentation taught the model to follow the prompt)."""
+    import numpy as np
+
+    song = read_midi(DEFAULT_BUNDLE.parent.parent / "examples" / "bach_chorale.mid")
+    service = GenerationService(device="cpu")
+    service.load()
+    for velocity in (40, 116):
+        prompt = song.replace(tracks=[t.with_notes(t.notes.array * [1, 1, 1, 0] + [0, 0, 0, velocity])
+                                      for t in song.tracks])  # fmt: skip
+        result = service.continue_song(prompt, 2, SamplingConfig(temperature=0.9, top_p=0.95, seed=0))
+        new = np.concatenate([t.notes.velocities[len(o.notes) :] for t, o in zip(result.song.tracks, prompt.tracks,
+                                                                                   strict=True)])  # fmt: skip
+        assert len(new) and abs(float(np.median(new)) - velocity) <= 12, (velocity, np.unique(new))

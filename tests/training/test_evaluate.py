@@ -15,10 +15,10 @@ from meloformer_core.model.bundle import save_bundle
 from meloformer_core.model.config import named_config
 from meloformer_core.model.transformer import MeloFormer
 from tests.conftest import FIXTURES
-from training.evaluate import best_scale, main, pitch_class_profile
+from training.evaluate import best_scale, main, mean_velocity, pitch_class_profile
 
 KEYS = {"nll_per_token", "bigram_nll_per_token", "decodable_rate", "pitch_class_overlap", "note_density_ratio",
-        "polyphony_ratio", "in_scale_rate", "empty_rate"}  # fmt: skip
+        "polyphony_ratio", "in_scale_rate", "velocity_difference", "empty_rate"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,8 @@ def test_scale_and_profile_helpers() -> None:
     song = read_midi(FIXTURES / "bach_chorale.mid")  # A major / F-sharp minor
     scale = best_scale(pitch_class_profile(song))
     assert scale.sum() in (7, 8) and all(scale[[9, 11, 1, 2, 4, 6]])
+    soft = song.replace(tracks=[t.with_notes(t.notes.array * [1, 1, 1, 0] + [0, 0, 0, 40]) for t in song.tracks])
+    assert mean_velocity(song) == 90 and mean_velocity(soft) == 40 and mean_velocity(soft.replace(tracks=())) == 0
 
 
 def test_eval_errors(random_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
