@@ -8,7 +8,7 @@ is just (epoch, micro-batch index): a resumed run continues at the exact sample.
 
 Augmentation, also deterministic per (seed, epoch, window): transposition of melodic
 pitches (with the chord roots and key signatures that go with them) within the MIDI
-range, a per-track shift of the velocities, and optional tempo jitter. Augmentations are
+range, new dynamic levels for some tracks, and optional tempo jitter. Augmentations are
 token → token functions applied to a window, so others (such as shuffling the track order
 inside bars) slot in beside them.
 """
@@ -95,10 +95,11 @@ class Augmentation:
     fim_rate: float = 0.0  # share of windows turned into fill-in-the-middle layouts (infilling)
     fim_max_gap: int = 8  # bars
     fim_max_suffix: int = 8  # bars
-    # velocity bins (of 32) each track's velocities move by, either way. Most of the music21
-    # corpus plays every note at velocity 90: without this a model learns that velocity never
-    # changes, cannot follow a prompt's dynamics and is 13 nats surprised by every other one.
-    velocity_shift: int = 0
+    # share of tracks whose dynamics move, as a whole, to a level drawn uniformly from the
+    # velocity range. Most of the music21 corpus plays every note at velocity 90: without
+    # this a model learns that velocity never changes, cannot follow a prompt's dynamics
+    # and is 13 nats surprised by every other velocity.
+    velocity_relevel: float = 0.0
 
 
 class Augmenter:
@@ -140,8 +141,8 @@ class Augmenter:
                 shift = int(rng.integers(-down, up + 1))
                 if shift:
                     tokens = self._transpose_table(shift)[tokens]
-        if settings.velocity_shift:
-            tokens = self._shift_velocities(tokens, rng, settings.velocity_shift)
+        if settings.velocity_relevel:
+            tokens = self._relevel_velocities(tokens, rng, settings.velocity_relevel)
         if settings.tempo_jitter:
             tokens = self._jitter_tempo(tokens, 1 + rng.uniform(-settings.tempo_jitter, settings.tempo_jitter))
         if settings.track_shuffle_rate and rng.random() < settings.track_shuffle_rate:
@@ -150,16 +151,20 @@ class Augmenter:
             tokens = fill_in_the_middle(tokens, self.vocab, rng, settings.fim_max_gap, settings.fim_max_suffix)
         return tokens
 
-    def _shift_velocities(self, tokens: np.ndarray, rng: np.random.Generator, most: int) -> np.ndarray:
-        """Every track's velocity bins moved by its own random amount (kept within the bins)."""
+    def _relevel_velocities(self, tokens: np.ndarray, rng: np.random.Generator, rate: float) -> np.ndarray:
+        """Chosen tracks' velocity bins shifted so their median lands on a random level (their
+        contrasts kept, within the bins)."""
         low, count = self.vocab.offset[TokenType.VELOCITY], self.vocab.count[TokenType.VELOCITY]
         at = np.flatnonzero((tokens >= low) & (tokens < low + count))
         if not len(at):
             return tokens
-        slots = token_metadata(tokens, self.vocab)["slot"][at]
-        shifts = rng.integers(-most, most + 1, size=int(slots.max()) + 1)
+        bins, slots = tokens[at] - low, token_metadata(tokens, self.vocab)["slot"][at]
         tokens = tokens.copy()
-        tokens[at] = low + np.clip(tokens[at] - low + shifts[slots], 0, count - 1)
+        for slot in np.unique(slots).tolist():
+            if rng.random() < rate:
+                mine = slots == slot
+                shift = int(rng.integers(1, count)) - int(np.median(bins[mine]))
+                tokens[at[mine]] = low + np.clip(bins[mine] + shift, 0, count - 1)
         return tokens
 
     def _jitter_tempo(self, tokens: np.ndarray, factor: float) -> np.ndarray:

@@ -149,7 +149,7 @@ class Trainer:
         )  # fmt: skip
         augmentation = Augmentation(
             config.max_transpose, config.tempo_jitter, config.track_shuffle_rate, config.fim_rate,
-            velocity_shift=config.velocity_shift,
+            velocity_relevel=config.velocity_relevel,
         )  # fmt: skip
         self.loader = PackedLoader(
             self.train_data, max_seq_len=config.max_seq_len, rows_per_batch=config.rows_per_batch,
