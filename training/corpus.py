@@ -117,28 +117,32 @@ def _strip_repeats(score) -> None:
 
 
 def convert_file(job: tuple[str, str, str, str]) -> dict:
-    """Convert one corpus file (one or several works) to MIDI files; runs in a worker."""
+    """Convert one corpus file (one or several works) to MIDI files; runs in a worker.
+    Notes are counted in the MIDI files as `read_midi` reads them, converted now or before."""
     composer, source, output, stem = job
     from music21 import converter, stream
 
+    from meloformer_core.midi_io import read_midi
+
+    single = Path(output) / composer / f"{stem}.mid"
+    if single.exists():  # converted by an earlier run: no need to parse it again
+        return {"works": 1, "written": [str(single)], "notes": read_midi(single).note_count, "failures": []}
     parsed = converter.parse(source)
     works = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
     written, notes, failures = [], 0, []
     for index, work in enumerate(works):
         name = f"{stem}.mid" if len(works) == 1 else f"{stem}_{index + 1:04d}.mid"
         target = Path(output) / composer / name
-        if target.exists():
-            written.append(str(target))
-            continue
         try:
-            _strip_repeats(work)
-            midi = work.write("midi")
-            data = Path(midi).read_bytes()
-            Path(midi).unlink(missing_ok=True)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomically(target, data)
+            if not target.exists():
+                _strip_repeats(work)
+                midi = work.write("midi")
+                data = Path(midi).read_bytes()
+                Path(midi).unlink(missing_ok=True)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_bytes_atomically(target, data)
+            notes += read_midi(target).note_count
             written.append(str(target))
-            notes += len(work.recurse().notes)
         except Exception as error:  # a work music21 cannot write: recorded, the others go on
             failures.append(f"{name}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
     return {"works": len(works), "written": written, "notes": notes, "failures": failures}
@@ -170,7 +174,7 @@ def convert(output: Path, composers: tuple[str, ...], workers: int, limit: int |
             result = outcome.value
             counts["works"] += result["works"]
             counts["midi_files"] += len(result["written"])
-            counts["notes_converted_now"] += result["notes"]
+            counts["notes"] += result["notes"]
             counts["works_failed"] += len(result["failures"])
             failures += [{"path": str(path), "reason": reason} for reason in result["failures"]]
         bar.update(1)
@@ -180,6 +184,7 @@ def convert(output: Path, composers: tuple[str, ...], workers: int, limit: int |
         "composers": {c: dict(sorted(v.items())) for c, v in per_composer.items()},
         "midi_files": sum(v["midi_files"] for v in per_composer.values()),
         "works": sum(v["works"] for v in per_composer.values()),
+        "notes": sum(v["notes"] for v in per_composer.values()),
         "other_formats_skipped": other_formats,
         "failures": failures,
     }
@@ -206,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     seconds = round(time.perf_counter() - started, 1)
     counts = {"purpose": summary["purpose"], "works": summary["works"], "midi_files": summary["midi_files"],
-              "failures": len(summary["failures"])}  # fmt: skip
+              "notes": summary["notes"], "failures": len(summary["failures"])}  # fmt: skip
     print(json.dumps({**counts, "seconds": seconds}))
     return 0
 

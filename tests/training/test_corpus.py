@@ -17,8 +17,10 @@ def test_converts_works_to_readable_midi_and_counts_them(tmp_path: Path) -> None
     assert summary["midi_files"] == len(files) >= 10
     assert json.loads((tmp_path / "corpus.json").read_text())["works"] == summary["works"]
     assert all(read_midi(path).note_count > 0 for path in files)
+    assert summary["notes"] == sum(read_midi(path).note_count for path in files)
     again = convert(tmp_path, ("leadSheet", "demos"), workers=2, limit=None, timeout=300, progress=False)
-    assert again["midi_files"] == summary["midi_files"]  # a rerun keeps what exists
+    # a rerun keeps what exists and still counts it
+    assert (again["midi_files"], again["notes"]) == (summary["midi_files"], summary["notes"])
 
 
 def test_reserved_composers_are_never_converted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
