@@ -5,10 +5,10 @@
 Starts a JACK server with the dummy driver (unless one runs), a receiving rtmidi client,
 and plays a dense 16-track song (every track a note every sixteenth at 120 BPM: 128 note
 events a second). For every note-on the receiver gets, the error is its arrival time
-(monotonic clock in the receiving callback) minus when the player's clock said it was due;
-its median is the constant latency (JACK delivers MIDI once per period of 256 frames,
-5.3 ms at 48 kHz, and the receiving callback adds its own), and jitter is each error's
-distance from that median. With
+(JACK's time stamps, on the monotonic clock from the first message the receiver polls)
+minus when the player's clock said it was due; its median is the constant latency (JACK
+delivers MIDI once per period of 256 frames, 5.3 ms at 48 kHz), and jitter is each
+error's distance from that median. With
 ``--while-generating`` the default model continues a song in another thread meanwhile,
 as in the app. Prints a table and a JSON line (milliseconds).
 """
