@@ -6,9 +6,10 @@ dialog naming the file and the problem, and the document stays as it was.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -44,6 +45,8 @@ MIDI_FILTER = "MIDI files (*.mid *.midi);;All files (*)"
 
 
 class MainWindow(GenerationMixin, QMainWindow):
+    _ports_polled = Signal(object)  # the output labels a poll found (None: the listing failed)
+
     def __init__(self, settings: Settings | None = None, *, load_model: bool = True, device: str | None = None) -> None:
         super().__init__()
         self.settings = settings or Settings.load()
@@ -103,6 +106,8 @@ class MainWindow(GenerationMixin, QMainWindow):
             self.resize(1400, 860)
         self._update_title()
         QTimer.singleShot(0, self.refresh_midi_outputs)
+        self._polling = False
+        self._ports_polled.connect(self._ports_changed)  # queued: emitted by the polling thread
         self.ports_timer = QTimer(self, interval=5000)  # devices come and go
         self.ports_timer.timeout.connect(self._poll_ports)
         self.ports_timer.start()
@@ -416,10 +421,27 @@ class MainWindow(GenerationMixin, QMainWindow):
             self.midi_label.setToolTip(f"{why}\nEditing, generating and exporting work without one.")
 
     def _poll_ports(self) -> None:
-        if self.transport.playing or self.port_box.view().isVisible():
+        """Look for MIDI outputs that came or went, off the GUI thread: listing opens a client
+        per MIDI system (about 50 ms with a JACK server), a visible hitch every 5 s."""
+        if self.transport.playing or self.port_box.view().isVisible() or self._polling:
             return
-        ports, _ = list_output_ports()
-        if [p.label for p in ports] != [p.label for p in self.transport.ports]:
+        self._polling = True
+
+        def look() -> None:
+            try:
+                labels = [port.label for port in list_output_ports()[0]]
+            except Exception:  # a MIDI system failing mid-listing: try again at the next poll
+                labels = None
+            try:
+                self._ports_polled.emit(labels)
+            except RuntimeError:  # the window was closed meanwhile
+                pass
+
+        threading.Thread(target=look, name="meloformer-port-poll", daemon=True).start()
+
+    def _ports_changed(self, labels: list[str] | None) -> None:
+        self._polling = False
+        if labels is not None and labels != [port.label for port in self.transport.ports]:
             self.refresh_midi_outputs()
 
     def _port_chosen(self, index: int) -> None:

@@ -316,10 +316,10 @@ def test_painting_keeps_none_alive(window) -> None:
 
 
 def test_no_midi_device_is_said_politely(window, monkeypatch: pytest.MonkeyPatch) -> None:
-    import meloformer_app.main_window as main_window
+    import meloformer_app.transport as transport
 
     problem = "ALSA: MidiOutAlsa::initialize: error creating ALSA sequencer client object."
-    monkeypatch.setattr(main_window, "list_output_ports", lambda: ([], [problem]))
+    monkeypatch.setattr(transport, "list_output_ports", lambda: ([], [problem]))  # whatever this machine has
     window.refresh_midi_outputs()
     assert window.midi_label.text() == "No MIDI output"
     assert problem in window.midi_label.toolTip() and "work without one" in window.midi_label.toolTip()
@@ -362,3 +362,28 @@ def test_theme_and_shortcut_overrides_are_remembered(window, qtbot) -> None:
     assert second.actions["continue"].shortcut().toString() == "F5" and "(F5)" in second.actions["continue"].toolTip()
     assert not second.actions["dark_theme"].isChecked()
     second.generator.shutdown()
+
+
+def test_a_port_that_appears_is_listed_without_blocking_the_window(window, qtbot, monkeypatch) -> None:
+    import threading
+
+    import meloformer_app.main_window as main_window
+    import meloformer_app.transport as transport
+    from meloformer_core.playback.ports import OutputPort
+
+    synth = OutputPort("jack", "fluidsynth:midi_00", 0)
+    listed_on = []
+
+    def fake_listing():
+        listed_on.append(threading.current_thread())
+        return [synth], []
+
+    monkeypatch.setattr(main_window, "list_output_ports", fake_listing)
+    monkeypatch.setattr(transport, "list_output_ports", lambda: ([synth], []))  # what the refresh then lists
+    window._poll_ports()
+    qtbot.waitUntil(lambda: window.port_box.findData(synth.label) >= 0, timeout=3000)
+    assert listed_on and threading.main_thread() not in listed_on  # listed on the polling thread
+    assert "1 port" in window.midi_label.text()
+    window._poll_ports()  # the same ports again: nothing to rebuild
+    qtbot.waitUntil(lambda: not window._polling, timeout=3000)
+    assert window.port_box.findData(synth.label) >= 0
