@@ -6,6 +6,7 @@ dialog naming the file and the problem, and the document stays as it was.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 
@@ -432,10 +433,8 @@ class MainWindow(GenerationMixin, QMainWindow):
                 labels = [port.label for port in list_output_ports()[0]]
             except Exception:  # a MIDI system failing mid-listing: try again at the next poll
                 labels = None
-            try:
+            with contextlib.suppress(RuntimeError):  # the window was closed meanwhile
                 self._ports_polled.emit(labels)
-            except RuntimeError:  # the window was closed meanwhile
-                pass
 
         threading.Thread(target=look, name="meloformer-port-poll", daemon=True).start()
 
