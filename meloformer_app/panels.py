@@ -115,15 +115,17 @@ class TrackList(QWidget):
         """Put the row's values in its widgets without their signals (no edit comes back)."""
         swatch, name, program = (self.table.cellWidget(row, column) for column in (1, 2, 3))
         swatch.setStyleSheet(f"background:{view.colour}; border:1px solid #222;")
-        widgets = [name, program, *(self.checkbox(row, column) for column in (0, 4, 5, 6))]
+        boxes = {self.checkbox(row, c): on for c, on in ((0, view.generate), (4, track.is_drum), (5, view.muted),
+                                                          (6, view.solo))}  # fmt: skip
+        widgets = [name, program, *boxes]
         for widget in widgets:
             widget.blockSignals(True)
         if name.text() != track.name:
             name.setText(track.name)
         program.setCurrentIndex(track.program)
         program.setEnabled(not track.is_drum)
-        for column, checked in ((0, view.generate), (4, track.is_drum), (5, view.muted), (6, view.solo)):
-            self.checkbox(row, column).setChecked(checked)
+        for box, checked in boxes.items():
+            box.setChecked(checked)
         for widget in widgets:
             widget.blockSignals(False)
 

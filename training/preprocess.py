@@ -159,8 +159,8 @@ def evaluation_corpus_of(files: list[Path]) -> Path | None:
     from training.corpus import corpus_purpose
 
     purposes: dict[Path, str | None] = {}
-    for directory in sorted({path.parent for path in files}):
-        for folder in (directory.resolve(), *directory.resolve().parents):
+    for directory in sorted({folder.resolve() for folder in {path.parent for path in files}}):
+        for folder in (directory, *directory.parents):
             if folder not in purposes:
                 purposes[folder] = corpus_purpose(folder)
             if purposes[folder] == "evaluation":
