@@ -2,7 +2,9 @@
 
     .venv/bin/python bench/train.py [--size debug|default|small|…] [--seq-len 1024] [--rows 2] [--steps 5]
 
-Times forward + backward + AdamW steps on packed rows of real multi-track tokens. On a
+Times forward + backward + AdamW steps on packed rows of real multi-track tokens, laid out
+as `meloformer-train` lays out its batches (padded to the context; with FlexAttention or
+`--compile`, the summary stream padded to a fixed length too). On a
 CPU: the dense reference attention (FlexAttention has no CPU backward) in float32, and in
 bf16 autocast too where the CPU has native bf16 (what `meloformer-train` then uses). On a
 GPU: both attention back ends in bf16 autocast, and `--compile` for torch.compile; peak
@@ -22,9 +24,8 @@ from generate import long_sequence  # bench/ is on sys.path when run as a script
 
 from meloformer_core.encoding import DEFAULT_VOCAB
 from meloformer_core.model.config import named_config
-from meloformer_core.model.masks import build_layout
 from meloformer_core.model.transformer import MeloFormer
-from training.train import bf16_native, document_loss
+from training.train import batch_layout, bf16_native, document_loss
 
 
 def measure(
@@ -35,7 +36,8 @@ def measure(
     step_model = torch.compile(model) if compile_model else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda")
     tokens = long_sequence(seq_len * rows + 1)
-    layout = build_layout([tokens[i * seq_len : (i + 1) * seq_len] for i in range(rows)], DEFAULT_VOCAB).to(device)
+    static = backend == "flex" or compile_model
+    layout = batch_layout([tokens[i * seq_len : (i + 1) * seq_len] for i in range(rows)], seq_len, static).to(device)
     autocast = torch.autocast(device, dtype=torch.bfloat16) if bf16 else nullcontext()
 
     def step() -> None:

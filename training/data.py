@@ -95,11 +95,19 @@ class Augmentation:
     fim_rate: float = 0.0  # share of windows turned into fill-in-the-middle layouts (infilling)
     fim_max_gap: int = 8  # bars
     fim_max_suffix: int = 8  # bars
-    # share of tracks whose dynamics move, as a whole, to a level drawn uniformly from the
+    # share of windows whose dynamics move, as a whole, to a level drawn uniformly from the
     # velocity range. Most of the music21 corpus plays every note at velocity 90: without
     # this a model learns that velocity never changes, cannot follow a prompt's dynamics
     # and is 13 nats surprised by every other velocity.
     velocity_relevel: float = 0.0
+    # each track of a re-levelled window moves further by up to this many velocity bins
+    # either way, so the tracks keep about the balance they had: one level for the whole
+    # window teaches that tracks play together (a track written under others takes their
+    # level), the spread that they need not be equal.
+    velocity_track_spread: int = 2
+    # share of windows in which a phrase of 2, 4 or 8 bars is played twice in a row (later
+    # bars dropped to keep the length): teaches the model to recall and restate material
+    repeat_rate: float = 0.0
 
 
 class Augmenter:
@@ -141,30 +149,32 @@ class Augmenter:
                 shift = int(rng.integers(-down, up + 1))
                 if shift:
                     tokens = self._transpose_table(shift)[tokens]
-        if settings.velocity_relevel:
-            tokens = self._relevel_velocities(tokens, rng, settings.velocity_relevel)
+        if settings.velocity_relevel and rng.random() < settings.velocity_relevel:
+            tokens = self._relevel_velocities(tokens, rng, settings.velocity_track_spread)
         if settings.tempo_jitter:
             tokens = self._jitter_tempo(tokens, 1 + rng.uniform(-settings.tempo_jitter, settings.tempo_jitter))
+        if settings.repeat_rate and rng.random() < settings.repeat_rate:
+            tokens = repeat_phrase(tokens, self.vocab, rng)
         if settings.track_shuffle_rate and rng.random() < settings.track_shuffle_rate:
             tokens = shuffle_tracks_in_bars(tokens, self.vocab, rng)
         if settings.fim_rate and rng.random() < settings.fim_rate:
             tokens = fill_in_the_middle(tokens, self.vocab, rng, settings.fim_max_gap, settings.fim_max_suffix)
         return tokens
 
-    def _relevel_velocities(self, tokens: np.ndarray, rng: np.random.Generator, rate: float) -> np.ndarray:
-        """Chosen tracks' velocity bins shifted so their median lands on a random level (their
-        contrasts kept, within the bins)."""
+    def _relevel_velocities(self, tokens: np.ndarray, rng: np.random.Generator, spread: int) -> np.ndarray:
+        """The window's velocity bins shifted so their median lands on a random level, each track's
+        by that shift and up to ``spread`` bins more either way (contrasts kept, within the bins)."""
         low, count = self.vocab.offset[TokenType.VELOCITY], self.vocab.count[TokenType.VELOCITY]
         at = np.flatnonzero((tokens >= low) & (tokens < low + count))
         if not len(at):
             return tokens
         bins, slots = tokens[at] - low, token_metadata(tokens, self.vocab)["slot"][at]
+        shift = int(rng.integers(1, count)) - int(np.median(bins))
         tokens = tokens.copy()
         for slot in np.unique(slots).tolist():
-            if rng.random() < rate:
-                mine = slots == slot
-                shift = int(rng.integers(1, count)) - int(np.median(bins[mine]))
-                tokens[at[mine]] = low + np.clip(bins[mine] + shift, 0, count - 1)
+            mine = slots == slot
+            moved = bins[mine] + shift + int(rng.integers(-spread, spread + 1))
+            tokens[at[mine]] = low + np.clip(moved, 0, count - 1)
         return tokens
 
     def _jitter_tempo(self, tokens: np.ndarray, factor: float) -> np.ndarray:
@@ -206,6 +216,39 @@ def shuffle_tracks_in_bars(tokens: np.ndarray, vocab: Vocabulary, rng: np.random
         for index in rng.permutation(len(tracks)).tolist():
             pieces.append(tokens[bounds[index] : bounds[index + 1]])
     return np.concatenate(pieces)
+
+
+PHRASE_BARS = (2, 4, 8)
+
+
+def repeat_phrase(tokens: np.ndarray, vocab: Vocabulary, rng: np.random.Generator) -> np.ndarray:
+    """The window with a phrase of 2, 4 or 8 bars played again right after itself.
+
+    Only phrases without tempo, metre or key changes are repeated, so the copy is exactly
+    what the encoder writes for the repeated music, and only where the whole copy fits in
+    the window's length. Bars after the copy are dropped, whole, to keep that length (and
+    the end of the song with them); a window with no such phrase is returned as it is.
+    """
+    kinds = vocab.type_of[tokens]
+    bar_at = np.flatnonzero(kinds == TokenType.BAR)
+    eos = np.flatnonzero(kinds == TokenType.EOS)
+    end = int(eos[0]) if len(eos) else len(tokens)
+    bounds = np.append(bar_at, end)
+    plain = np.array([_body(kinds, bounds, bar) - bounds[bar] == 2 for bar in range(len(bar_at))], dtype=bool)
+    choices = [(first, size) for size in PHRASE_BARS for first in range(len(bar_at) - size + 1)
+               if plain[first : first + size].all()
+               and 2 * bounds[first + size] - bounds[first] <= len(tokens)]  # the whole copy fits  # fmt: skip
+    if not choices:
+        return tokens
+    first, size = choices[int(rng.integers(len(choices)))]
+    stop = bounds[first + size]
+    repeated = np.concatenate([tokens[:stop], tokens[bounds[first] : stop], tokens[stop:end]])
+    shift = stop - bounds[first]
+    new_bounds = np.concatenate([bounds[: first + size + 1], bounds[first:-1] + shift, [end + shift]])
+    if len(repeated) + len(tokens) - end <= len(tokens):
+        return np.concatenate([repeated, tokens[end:]])
+    fits = new_bounds[new_bounds <= len(tokens)]
+    return repeated[: fits[-1]]
 
 
 def fill_in_the_middle(

@@ -49,6 +49,16 @@ class TrainingError(MeloformerError):
     """Training cannot go on (bad data, NaN loss, out of memory, …)."""
 
 
+def batch_layout(rows, max_seq_len: int, static: bool):
+    """A training batch's layout: rows padded to the context. ``static`` (FlexAttention, or a
+    compiled model) gives every batch the same shape: the summary stream is padded to half
+    the context, the most segments a row can hold (every segment has at least two tokens).
+    With a varying summary count each batch recompiled the kernels, and after 8 recompiles
+    PyTorch fell back to eager attention: 25k instead of 330k tokens/s for `default` on an
+    H100."""
+    return build_layout(rows, DEFAULT_VOCAB, pad_to=max_seq_len, summaries_to=max_seq_len // 2 if static else None)
+
+
 def learning_rate(step: int, config: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to ``lr × min_lr_ratio`` at ``max_steps``."""
     if step < config.warmup_steps:
@@ -149,7 +159,8 @@ class Trainer:
         )  # fmt: skip
         augmentation = Augmentation(
             config.max_transpose, config.tempo_jitter, config.track_shuffle_rate, config.fim_rate,
-            velocity_relevel=config.velocity_relevel,
+            velocity_relevel=config.velocity_relevel, velocity_track_spread=config.velocity_track_spread,
+            repeat_rate=config.repeat_rate,
         )  # fmt: skip
         self.loader = PackedLoader(
             self.train_data, max_seq_len=config.max_seq_len, rows_per_batch=config.rows_per_batch,
@@ -260,14 +271,8 @@ class Trainer:
             self.wandb.log({f"{record['kind']}/{k}": v for k, v in record.items() if k != "kind"}, step=record["step"])
 
     def layout(self, rows):
-        """The batch layout. For FlexAttention (compiled) every batch has the same shape: the
-        summary stream is padded to half the context, the most segments a row can hold
-        (every segment has at least two tokens). With a varying summary count each batch
-        recompiled the kernels, and after 8 recompiles PyTorch fell back to eager attention:
-        25k instead of 330k tokens/s for `default` on an H100."""
-        length = self.config.max_seq_len
         static = self.backend == "flex" or self.config.compile
-        return build_layout(rows, DEFAULT_VOCAB, pad_to=length, summaries_to=length // 2 if static else None)
+        return batch_layout(rows, self.config.max_seq_len, static)
 
     def _forward_loss(self, rows) -> tuple[torch.Tensor, int, int]:
         layout = self.layout(rows).to(self.device)

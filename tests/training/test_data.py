@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meloformer_core.encoding import DEFAULT_VOCAB, decode, encode, validate
+from meloformer_core.encoding.vocab import TokenType
 from meloformer_core.midi_io import read_midi
 from meloformer_core.model.masks import build_layout
+from meloformer_core.music import TempoChange
 from tests.conftest import FIXTURES
-from training.data import Augmentation, Augmenter, DataError, LoaderState, PackedLoader, TokenDataset, transpose_key
+from training.data import (
+    Augmentation,
+    Augmenter,
+    DataError,
+    LoaderState,
+    PackedLoader,
+    TokenDataset,
+    repeat_phrase,
+    transpose_key,
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,23 +102,82 @@ def test_transposition_moves_melodic_pitches_chords_and_keys_together() -> None:
     assert transpose_key(0, 7) == 1 and transpose_key(0, 5) == -1 and transpose_key(-3, 12) == -3
 
 
-def test_velocity_relevel_moves_a_tracks_dynamics_as_a_whole_to_any_level() -> None:
+def test_velocity_relevel_moves_a_windows_dynamics_as_a_whole_to_any_level() -> None:
     song = read_midi(FIXTURES / "bach_chorale.mid")  # every note at one velocity
     tokens = encode(song)
-    augmenter = Augmenter(DEFAULT_VOCAB, Augmentation(max_transpose=0, velocity_relevel=0.75))
-    levels, kept = set(), 0
-    for seed in range(12):
+    augmenter = Augmenter(DEFAULT_VOCAB, Augmentation(max_transpose=0, velocity_relevel=0.75, velocity_track_spread=2))
+    levels, kept = [], 0
+    for seed in range(16):
         moved = augmenter(tokens, np.random.default_rng(seed))
         validate(moved)
         before, after = decode(tokens), decode(moved)
+        window = []
         for old, new in zip(before.tracks, after.tracks, strict=True):
             assert np.array_equal(old.notes.array[:, :3], new.notes.array[:, :3])  # the same notes
             assert len(np.unique(new.notes.velocities)) == 1  # one level for the whole track
-            levels.add(int(new.notes.velocities[0]))
-            kept += int(new.notes.velocities[0] == old.notes.velocities[0])
+            window.append(int(new.notes.velocities[0]))
+        kept += int(window == [int(t.notes.velocities[0]) for t in before.tracks])
+        assert max(window) - min(window) <= 4 * 8  # the tracks stay within 2 bins of the window's level
+        levels.append(sorted(window)[len(window) // 2])
     assert min(levels) < 40 and max(levels) > 110  # soft and loud, not only near 90
-    assert 0 < kept < 12 * len(song.tracks) / 2  # about a quarter of the tracks keep theirs
+    assert 0 < kept < 8  # about a quarter of the windows keep their dynamics
+    together = Augmenter(DEFAULT_VOCAB, Augmentation(max_transpose=0, velocity_relevel=1.0, velocity_track_spread=0))
+    for seed in range(4):
+        tracks = decode(together(tokens, np.random.default_rng(seed))).tracks
+        assert len(np.unique(np.concatenate([t.notes.velocities for t in tracks]))) == 1
     assert (Augmenter(DEFAULT_VOCAB, Augmentation(max_transpose=0))(tokens, np.random.default_rng(0)) == tokens).all()
+
+
+def _bars(tokens: np.ndarray) -> tuple[list[bytes], bytes]:
+    """Each bar's tokens (as bytes, to compare) and the tokens before the first bar."""
+    kinds = DEFAULT_VOCAB.type_of[tokens]
+    bounds = np.append(np.flatnonzero(kinds == TokenType.BAR), len(tokens))
+    return [tokens[a:b].tobytes() for a, b in itertools.pairwise(bounds)], tokens[: bounds[0]].tobytes()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), index=st.integers(0, 10_000))
+def test_a_repeated_phrase_is_played_again_right_after_itself(dataset: Path, seed: int, index: int) -> None:
+    data = TokenDataset(dataset, "train")
+    tokens = data.tokens(index % len(data))
+    moved = repeat_phrase(tokens, DEFAULT_VOCAB, np.random.default_rng(seed))
+    validate(moved)
+    decode(moved)
+    assert len(moved) <= len(tokens)
+    before, head = _bars(tokens)
+    after, moved_head = _bars(moved)
+    assert moved_head == head
+    if moved is tokens:
+        return
+
+    # bars[:first + size] kept, then bars[first:first + size] again, then the rest from first + size
+    def repeated(first: int, size: int) -> list[bytes]:
+        return before[: first + size] + before[first : first + size] + before[first + size :]
+
+    found = [(first, size) for size in (2, 4, 8) for first in range(len(before) - size + 1)
+             if after == repeated(first, size)[: len(after)]]  # fmt: skip
+    assert found, "the window is not the original with one phrase repeated"
+    first, size = found[0]
+    assert len(after) >= first + 2 * size  # the whole copy is there
+
+
+def test_only_phrases_without_tempo_or_metre_changes_are_repeated() -> None:
+    song = read_midi(FIXTURES / "bach_chorale.mid")
+    tokens = encode(song)
+    augmenter = Augmenter(DEFAULT_VOCAB, Augmentation(max_transpose=0, repeat_rate=1.0))
+    lengths = set()
+    for seed in range(12):
+        moved = augmenter(tokens, np.random.default_rng(seed))
+        assert not np.array_equal(moved, tokens) and len(moved) <= len(tokens)
+        assert decode(moved).tempos == song.tempos  # the copies restate no tempo
+        lengths.add(len(moved))
+    assert len(lengths) > 1  # different phrases
+    bar = 4 * song.resolution  # 4/4
+    changing = song.replace(
+        tempos=tuple(TempoChange(b * bar, 500_000 + 10_000 * b) for b in range(song.end_tick // bar))
+    )
+    tokens = encode(changing)
+    assert (augmenter(tokens, np.random.default_rng(0)) == tokens).all()  # a tempo change in every bar: no repeat
 
 
 def test_tempo_jitter_stays_grammatical() -> None:
