@@ -23,7 +23,11 @@ Without ``--model`` the default bundle is evaluated.
   (between the mean velocities of the generated and the real bars: does the model keep the
   dynamics?) and ``empty_rate`` (continuations without a single note). For scale,
   ``reference_pitch_class_overlap`` is the same overlap between the prompt itself and the
-  real continuation: how alike two real passages of the same piece are.
+  real continuation: how alike two real passages of the same piece are;
+- form: ``restated_bar_rate`` is the mean share of generated bars that restate a bar of
+  the prompt exactly (the same notes of every track at the same places in the bar; silent
+  bars do not count), ``reference_restated_bar_rate`` the same for the real bars: how much
+  a piece recalls its material, and whether the model does too.
 
 Prints a table, then one JSON object as the last line. Same seed, same numbers.
 """
@@ -40,7 +44,7 @@ import numpy as np
 
 from meloformer_core.encoding import encode
 from meloformer_core.encoding.codec import slice_grid
-from meloformer_core.encoding.quantize import from_grid, to_grid
+from meloformer_core.encoding.quantize import GridSong, from_grid, to_grid
 from meloformer_core.encoding.windows import split_into_windows
 from meloformer_core.errors import MeloformerError
 from meloformer_core.midi_io import read_midi
@@ -100,6 +104,27 @@ def polyphony(song: Song) -> float:
     onsets = np.unique(start)
     sounding = (start[None, :] <= onsets[:, None]) & (end[None, :] > onsets[:, None])
     return float(sounding.sum(axis=1).mean())
+
+
+def bar_contents(grid: GridSong, first: int, stop: int) -> list[bytes]:
+    """What each bar of ``[first, stop)`` plays (slot, onset within the bar, pitch, duration),
+    comparable between bars; empty for a silent bar or one past the end."""
+    notes, starts = grid.notes, grid.bar_starts
+    result = []
+    for bar in range(first, stop):
+        if bar >= grid.bar_count:
+            result.append(b"")
+            continue
+        inside = notes[(notes[:, 1] >= starts[bar]) & (notes[:, 1] < starts[bar + 1])][:, :4].copy()
+        inside[:, 1] -= starts[bar]
+        result.append(inside.tobytes())
+    return result
+
+
+def restated_share(grid: GridSong, prompt_bars: set[bytes], first: int, stop: int) -> float:
+    """Share of the bars ``[first, stop)`` of ``grid`` that play exactly a bar of the prompt."""
+    bars = bar_contents(grid, first, stop)
+    return sum(1 for bar in bars if bar and bar in prompt_bars) / max(len(bars), 1)
 
 
 class Bigram:
@@ -190,7 +215,8 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         real = from_grid(slice_grid(grid, bars_prompt, bars_prompt + bars_generate))
         try:
             result = service.continue_song(prompt, bars_generate, replace(sampling, seed=seed + index))
-            generated_grid = slice_grid(to_grid(result.song, vocab), bars_prompt, bars_prompt + bars_generate)
+            continued = to_grid(result.song, vocab)
+            generated_grid = slice_grid(continued, bars_prompt, bars_prompt + bars_generate)
             generated = from_grid(generated_grid)
             generated.validate()
             encode(generated)
@@ -200,6 +226,8 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
             continue
         scale = best_scale(pitch_class_profile(prompt))
         melodic = np.concatenate([t.notes.pitches for t in generated.tracks if not t.is_drum] or [np.zeros(0, int)])
+        said = set(bar_contents(grid, 0, bars_prompt)) - {b""}
+        stop = bars_prompt + bars_generate
         rows.append({
             "file": path.name, "decodable": decodable, "pitch_class_overlap": pitch_class_overlap(generated, real),
             "reference_pitch_class_overlap": pitch_class_overlap(prompt, real),
@@ -207,12 +235,17 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
             "polyphony_ratio": polyphony(generated) / max(polyphony(real), 1e-9),
             "in_scale_rate": float(scale[melodic % 12].mean()) if len(melodic) else 0.0,
             "velocity_difference": abs(mean_velocity(generated) - mean_velocity(real)),
+            "restated_bar_rate": restated_share(continued, said, bars_prompt, stop),
+            "reference_restated_bar_rate": restated_share(grid, said, bars_prompt, stop),
             "empty": generated.note_count == 0, "tokens_per_s": result.tokens_per_s,
         })  # fmt: skip
     scored = [r for r in rows if r["decodable"]]
 
     def median(key: str) -> float:
         return round(float(np.median([r[key] for r in scored])), 4) if scored else 0.0
+
+    def mean(key: str) -> float:
+        return round(float(np.mean([r[key] for r in scored])), 4) if scored else 0.0
 
     return {
         "model": info["name"],
@@ -229,6 +262,8 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         "polyphony_ratio": median("polyphony_ratio"),
         "in_scale_rate": median("in_scale_rate"),
         "velocity_difference": median("velocity_difference"),
+        "restated_bar_rate": mean("restated_bar_rate"),
+        "reference_restated_bar_rate": mean("reference_restated_bar_rate"),
         "empty_rate": round(sum(r["empty"] for r in scored) / len(scored), 4) if scored else 0.0,
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,

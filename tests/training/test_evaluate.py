@@ -15,10 +15,11 @@ from meloformer_core.model.bundle import save_bundle
 from meloformer_core.model.config import named_config
 from meloformer_core.model.transformer import MeloFormer
 from tests.conftest import FIXTURES
-from training.evaluate import best_scale, main, mean_velocity, pitch_class_profile
+from training.evaluate import bar_contents, best_scale, main, mean_velocity, pitch_class_profile, restated_share
 
 KEYS = {"nll_per_token", "bigram_nll_per_token", "decodable_rate", "pitch_class_overlap", "note_density_ratio",
-        "polyphony_ratio", "in_scale_rate", "velocity_difference", "empty_rate"}  # fmt: skip
+        "polyphony_ratio", "in_scale_rate", "velocity_difference", "empty_rate", "restated_bar_rate",
+        "reference_restated_bar_rate"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,28 @@ def test_scale_and_profile_helpers() -> None:
     assert scale.sum() in (7, 8) and all(scale[[9, 11, 1, 2, 4, 6]])
     soft = song.replace(tracks=[t.with_notes(t.notes.array * [1, 1, 1, 0] + [0, 0, 0, 40]) for t in song.tracks])
     assert mean_velocity(song) == 90 and mean_velocity(soft) == 40 and mean_velocity(soft.replace(tracks=())) == 0
+
+
+def test_restated_bars_are_the_same_notes_at_the_same_places_in_the_bar() -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from meloformer_core.encoding.quantize import to_grid
+
+    grid = to_grid(read_midi(FIXTURES / "bach_chorale.mid"), DEFAULT_VOCAB)
+    starts, notes = grid.bar_starts, grid.notes
+    assert starts[8] - starts[4] == starts[4] - starts[0]  # 4/4 throughout
+    said = set(bar_contents(grid, 0, 4))
+    assert restated_share(grid, said, 0, 4) == 1.0 and restated_share(grid, said, 4, 8) == 0.0
+    first = notes[notes[:, 1] < starts[4]]
+    copy = first.copy()
+    copy[:, 1] += starts[4] - starts[0]
+    copy[:, 4] = 3  # another velocity: still the same notes
+    rest = notes[notes[:, 1] >= starts[8]]
+    again = dataclasses.replace(grid, notes=np.concatenate([first, copy, rest]))
+    assert restated_share(again, said, 4, 8) == 1.0
+    assert restated_share(again, said, 4, grid.bar_count + 2) < 1.0  # bars past the end restate nothing
 
 
 def test_eval_errors(random_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
