@@ -27,7 +27,10 @@ Without ``--model`` the default bundle is evaluated.
 - form: ``restated_bar_rate`` is the mean share of generated bars that restate a bar of
   the prompt exactly (the same notes of every track at the same places in the bar; silent
   bars do not count), ``reference_restated_bar_rate`` the same for the real bars: how much
-  a piece recalls its material, and whether the model does too.
+  a piece recalls its material, and whether the model does too;
+- recall: ``phrase_nll_per_token`` is the model's NLL per token of the first 4 bars of
+  each file played three times in a row, for each statement: a model that recalls what
+  it has just heard finds the second and third far easier than the first.
 
 Prints a table, then one JSON object as the last line. Same seed, same numbers.
 """
@@ -45,6 +48,7 @@ import numpy as np
 from meloformer_core.encoding import encode
 from meloformer_core.encoding.codec import slice_grid
 from meloformer_core.encoding.quantize import GridSong, from_grid, to_grid
+from meloformer_core.encoding.vocab import TokenType
 from meloformer_core.encoding.windows import split_into_windows
 from meloformer_core.errors import MeloformerError
 from meloformer_core.midi_io import read_midi
@@ -127,6 +131,25 @@ def restated_share(grid: GridSong, prompt_bars: set[bytes], first: int, stop: in
     return sum(1 for bar in bars if bar and bar in prompt_bars) / max(len(bars), 1)
 
 
+PHRASE_BARS = 4
+
+
+def phrase_thrice(grid: GridSong, bars: int = PHRASE_BARS) -> GridSong | None:
+    """The first ``bars`` bars played three times in a row (None when the song is shorter or
+    the phrase changes tempo, metre or key: its repeats would restate them)."""
+    if grid.bar_count < bars:
+        return None
+    phrase = slice_grid(grid, 0, bars)
+    if len(phrase.tempos) > 1 or len(phrase.time_signatures) > 1 or len(phrase.keys) > 1:
+        return None
+    length = int(phrase.bar_starts[-1])
+    shift = np.array([0, length, 0, 0, 0])
+    notes = np.concatenate([phrase.notes + k * shift for k in range(3)])
+    notes = notes[np.lexsort((notes[:, 2], notes[:, 1], notes[:, 0]))]
+    starts = np.concatenate([phrase.bar_starts[:-1] + k * length for k in range(3)] + [[3 * length]])
+    return replace(phrase, bar_starts=starts, notes=notes)
+
+
 class Bigram:
     def __init__(self, size: int) -> None:
         self.counts = np.ones((size, size))  # add-one smoothing
@@ -193,6 +216,20 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
             layout = build_layout([window], vocab)
             loss, tokens = document_loss(model(layout), layout)
             total, count = total + float(loss) * tokens, count + tokens
+        statements = np.zeros((3, 2))  # NLL and tokens of each statement of the phrases
+        for _, song in songs:
+            thrice = phrase_thrice(to_grid(song, vocab))
+            if thrice is None:
+                continue
+            tokens = encode(from_grid(thrice))
+            if len(tokens) > model.config.max_seq_len:
+                continue
+            logits = model(build_layout([tokens], vocab))[0, :-1].float()
+            nll = torch.nn.functional.cross_entropy(logits, torch.as_tensor(tokens[1:]).long(), reduction="none")
+            bars = np.flatnonzero(vocab.type_of[tokens] == TokenType.BAR)
+            bounds = [*bars[::PHRASE_BARS][:3], len(tokens)]  # statements start at bars 0, 4, 8
+            for k in range(3):
+                statements[k] += float(nll[bounds[k] : bounds[k + 1] - 1].sum()), bounds[k + 1] - 1 - bounds[k]
     bigram = Bigram(len(vocab))
     if train_data is not None:
         from training.data import TokenDataset
@@ -254,6 +291,7 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         "nll_per_token": round(total / max(count, 1), 4),
         "bigram_nll_per_token": round(bigram_total / max(bigram_count, 1), 4),
         "bigram_fitted_on": "training split" if train_data is not None else "evaluation files",
+        "phrase_nll_per_token": [round(nll / max(n, 1), 4) for nll, n in statements],
         "continuations": len(rows),
         "decodable_rate": round(len(scored) / len(rows), 4) if rows else 0.0,
         "pitch_class_overlap": median("pitch_class_overlap"),

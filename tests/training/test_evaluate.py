@@ -15,11 +15,19 @@ from meloformer_core.model.bundle import save_bundle
 from meloformer_core.model.config import named_config
 from meloformer_core.model.transformer import MeloFormer
 from tests.conftest import FIXTURES
-from training.evaluate import bar_contents, best_scale, main, mean_velocity, pitch_class_profile, restated_share
+from training.evaluate import (
+    bar_contents,
+    best_scale,
+    main,
+    mean_velocity,
+    phrase_thrice,
+    pitch_class_profile,
+    restated_share,
+)
 
 KEYS = {"nll_per_token", "bigram_nll_per_token", "decodable_rate", "pitch_class_overlap", "note_density_ratio",
         "polyphony_ratio", "in_scale_rate", "velocity_difference", "empty_rate", "restated_bar_rate",
-        "reference_restated_bar_rate"}  # fmt: skip
+        "reference_restated_bar_rate", "phrase_nll_per_token"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +68,8 @@ def test_restated_bars_are_the_same_notes_at_the_same_places_in_the_bar() -> Non
 
     import numpy as np
 
-    from meloformer_core.encoding.quantize import to_grid
+    from meloformer_core.encoding import encode, validate
+    from meloformer_core.encoding.quantize import from_grid, to_grid
 
     grid = to_grid(read_midi(FIXTURES / "bach_chorale.mid"), DEFAULT_VOCAB)
     starts, notes = grid.bar_starts, grid.notes
@@ -75,6 +84,12 @@ def test_restated_bars_are_the_same_notes_at_the_same_places_in_the_bar() -> Non
     again = dataclasses.replace(grid, notes=np.concatenate([first, copy, rest]))
     assert restated_share(again, said, 4, 8) == 1.0
     assert restated_share(again, said, 4, grid.bar_count + 2) < 1.0  # bars past the end restate nothing
+
+    thrice = phrase_thrice(grid)  # the recall probe: the first 4 bars three times
+    assert thrice.bar_count == 12 and len(thrice.notes) == 3 * len(first)
+    assert restated_share(thrice, said, 4, 12) == 1.0
+    validate(encode(from_grid(thrice)))  # a grammatical sequence (raises otherwise)
+    assert phrase_thrice(grid, grid.bar_count + 1) is None
 
 
 def test_eval_errors(random_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
