@@ -23,7 +23,9 @@ Without ``--model`` the default bundle is evaluated.
   (between the mean velocities of the generated and the real bars: does the model keep the
   dynamics?) and ``empty_rate`` (continuations without a single note). For scale,
   ``reference_pitch_class_overlap`` is the same overlap between the prompt itself and the
-  real continuation: how alike two real passages of the same piece are;
+  real continuation: how alike two real passages of the same piece are, and
+  ``baseline_pitch_class_overlap`` that of a baseline generator that knows the prompt's
+  pitch-class histogram and draws as many notes as the real bars hold from it;
 - form: ``restated_bar_rate`` is the mean share of generated bars that restate a bar of
   the prompt exactly (the same notes of every track at the same places in the bar; silent
   bars do not count), ``reference_restated_bar_rate`` the same for the real bars: how much
@@ -74,6 +76,17 @@ def pitch_class_overlap(a: Song, b: Song) -> float:
     """Histogram intersection of the two songs' pitch-class histograms (note counts)."""
     first, second = pitch_class_profile(a, by_duration=False), pitch_class_profile(b, by_duration=False)
     return float(np.minimum(first / max(first.sum(), 1e-9), second / max(second.sum(), 1e-9)).sum())
+
+
+def profile_baseline(profile: np.ndarray, real: Song, seed: int) -> float:
+    """Overlap with ``real`` of notes drawn independently from ``profile`` (pitch-class counts),
+    as many as ``real`` holds."""
+    counts = pitch_class_profile(real, by_duration=False)
+    total = int(counts.sum())
+    if not total or not profile.sum():
+        return 0.0
+    drawn = np.random.default_rng(seed).multinomial(total, profile / profile.sum())
+    return float(np.minimum(drawn / total, counts / total).sum())
 
 
 def best_scale(profile: np.ndarray) -> np.ndarray:
@@ -264,10 +277,12 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         scale = best_scale(pitch_class_profile(prompt))
         melodic = np.concatenate([t.notes.pitches for t in generated.tracks if not t.is_drum] or [np.zeros(0, int)])
         said = set(bar_contents(grid, 0, bars_prompt)) - {b""}
+        baseline = profile_baseline(pitch_class_profile(prompt, by_duration=False), real, seed + index)
         stop = bars_prompt + bars_generate
         rows.append({
             "file": path.name, "decodable": decodable, "pitch_class_overlap": pitch_class_overlap(generated, real),
             "reference_pitch_class_overlap": pitch_class_overlap(prompt, real),
+            "baseline_pitch_class_overlap": baseline,
             "note_density_ratio": generated.note_count / max(real.note_count, 1),
             "polyphony_ratio": polyphony(generated) / max(polyphony(real), 1e-9),
             "in_scale_rate": float(scale[melodic % 12].mean()) if len(melodic) else 0.0,
@@ -296,6 +311,7 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         "decodable_rate": round(len(scored) / len(rows), 4) if rows else 0.0,
         "pitch_class_overlap": median("pitch_class_overlap"),
         "reference_pitch_class_overlap": median("reference_pitch_class_overlap"),
+        "baseline_pitch_class_overlap": median("baseline_pitch_class_overlap"),
         "note_density_ratio": median("note_density_ratio"),
         "polyphony_ratio": median("polyphony_ratio"),
         "in_scale_rate": median("in_scale_rate"),

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,12 +23,13 @@ from training.evaluate import (
     mean_velocity,
     phrase_thrice,
     pitch_class_profile,
+    profile_baseline,
     restated_share,
 )
 
 KEYS = {"nll_per_token", "bigram_nll_per_token", "decodable_rate", "pitch_class_overlap", "note_density_ratio",
         "polyphony_ratio", "in_scale_rate", "velocity_difference", "empty_rate", "restated_bar_rate",
-        "reference_restated_bar_rate", "phrase_nll_per_token"}  # fmt: skip
+        "reference_restated_bar_rate", "phrase_nll_per_token", "baseline_pitch_class_overlap"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +92,16 @@ def test_restated_bars_are_the_same_notes_at_the_same_places_in_the_bar() -> Non
     assert restated_share(thrice, said, 4, 12) == 1.0
     validate(encode(from_grid(thrice)))  # a grammatical sequence (raises otherwise)
     assert phrase_thrice(grid, grid.bar_count + 1) is None
+
+
+def test_the_profile_baseline_draws_from_the_prompts_pitch_classes() -> None:
+    song = read_midi(FIXTURES / "bach_chorale.mid")
+    profile = pitch_class_profile(song, by_duration=False)
+    assert profile_baseline(profile, song, 0) == profile_baseline(profile, song, 0) > 0.8  # its own histogram
+    only_c = np.zeros(12)
+    only_c[0] = 1
+    assert profile_baseline(only_c, song, 0) == pitch_class_profile(song, by_duration=False)[0] / song.note_count
+    assert profile_baseline(profile, song.replace(tracks=()), 0) == 0.0
 
 
 def test_eval_errors(random_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
