@@ -48,7 +48,8 @@ class TrainConfig:
     # after the bars that follow them); the rest train plain continuation.
     fim_rate: float = 0.25
     # Form: a quarter of the windows play a phrase twice in a row, so the model learns to
-    # recall and restate material (it barely did from the corpus alone; see the model card)
+    # recall and restate material (it barely did from the corpus alone). The default
+    # model's last run used 1.0 on a model that had learned the rest (see its card).
     repeat_rate: float = 0.25
     gradient_checkpointing: bool = False
     fsdp: bool = False  # shard parameters, gradients and optimizer state (large sizes)
