@@ -244,11 +244,9 @@ def repeat_phrase(tokens: np.ndarray, vocab: Vocabulary, rng: np.random.Generato
     stop = bounds[first + size]
     repeated = np.concatenate([tokens[:stop], tokens[bounds[first] : stop], tokens[stop:end]])
     shift = stop - bounds[first]
-    new_bounds = np.concatenate([bounds[: first + size + 1], bounds[first:-1] + shift, [end + shift]])
-    if len(repeated) + len(tokens) - end <= len(tokens):
-        return np.concatenate([repeated, tokens[end:]])
-    fits = new_bounds[new_bounds <= len(tokens)]
-    return repeated[: fits[-1]]
+    # bar starts of the result (the bars up to the copy, the copy, the bars after it) and its end
+    starts = np.concatenate([bounds[: first + size], bounds[first:] + shift])
+    return repeated[: starts[starts <= len(tokens)][-1]]  # always longer than the window: cut by whole bars
 
 
 def fill_in_the_middle(
