@@ -144,10 +144,10 @@ def restated_share(grid: GridSong, prompt_bars: set[bytes], first: int, stop: in
     return sum(1 for bar in bars if bar and bar in prompt_bars) / max(len(bars), 1)
 
 
-PHRASE_BARS = 4
+RECALL_PHRASE_BARS = 4  # the recall probe plays the first 4 bars three times
 
 
-def phrase_thrice(grid: GridSong, bars: int = PHRASE_BARS) -> GridSong | None:
+def phrase_thrice(grid: GridSong, bars: int = RECALL_PHRASE_BARS) -> GridSong | None:
     """The first ``bars`` bars played three times in a row (None when the song is shorter or
     the phrase changes tempo, metre or key: its repeats would restate them)."""
     if grid.bar_count < bars:
@@ -211,15 +211,16 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
     service = GenerationService(device="cpu", half_weights=False)
     info = service.load(model_dir)
     model, vocab = service.bundle.model, service.bundle.vocab
-    songs, windows = [], []
+    pieces, windows = [], []  # (path, the song on the grid)
     for path in files:
         try:
             song = read_midi(path)
         except MeloformerError as error:
             print(f"skipped: {error}", file=sys.stderr)
             continue
-        songs.append((path, song))
-        windows += split_into_windows(to_grid(song, vocab), vocab, model.config.max_seq_len)[0]
+        grid = to_grid(song, vocab)
+        pieces.append((path, grid))
+        windows += split_into_windows(grid, vocab, model.config.max_seq_len)[0]
 
     from tqdm import tqdm
 
@@ -230,8 +231,8 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
             loss, tokens = document_loss(model(layout), layout)
             total, count = total + float(loss) * tokens, count + tokens
         statements = np.zeros((3, 2))  # NLL and tokens of each statement of the phrases
-        for _, song in songs:
-            thrice = phrase_thrice(to_grid(song, vocab))
+        for _, grid in pieces:
+            thrice = phrase_thrice(grid)
             if thrice is None:
                 continue
             tokens = encode(from_grid(thrice))
@@ -240,7 +241,7 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
             logits = model(build_layout([tokens], vocab))[0, :-1].float()
             nll = torch.nn.functional.cross_entropy(logits, torch.as_tensor(tokens[1:]).long(), reduction="none")
             bars = np.flatnonzero(vocab.type_of[tokens] == TokenType.BAR)
-            bounds = [*bars[::PHRASE_BARS][:3], len(tokens)]  # statements start at bars 0, 4, 8
+            bounds = [*bars[::RECALL_PHRASE_BARS][:3], len(tokens)]  # statements start at bars 0, 4, 8
             for k in range(3):
                 statements[k] += float(nll[bounds[k] : bounds[k + 1] - 1].sum()), bounds[k + 1] - 1 - bounds[k]
     bigram = Bigram(len(vocab))
@@ -257,8 +258,7 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
     bigram_count = sum(bigram.nll(w)[1] for w in windows)
 
     rows = []
-    for index, (path, song) in enumerate(tqdm(songs, desc="continuations", unit="file", disable=not progress)):
-        grid = to_grid(song, vocab)
+    for index, (path, grid) in enumerate(tqdm(pieces, desc="continuations", unit="file", disable=not progress)):
         if grid.bar_count < bars_prompt + bars_generate:
             continue
         prompt = from_grid(slice_grid(grid, 0, bars_prompt))
@@ -301,7 +301,7 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
 
     return {
         "model": info["name"],
-        "files": len(songs),
+        "files": len(pieces),
         "tokens": count,
         "nll_per_token": round(total / max(count, 1), 4),
         "bigram_nll_per_token": round(bigram_total / max(bigram_count, 1), 4),

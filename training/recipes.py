@@ -72,9 +72,7 @@ class TrainConfig:
             raise RecipeError("attention must be auto, flex or dense")
         if not 0 < self.lr < 1:
             raise RecipeError(f"lr must be in (0, 1), got {self.lr}")
-        if not 0 <= self.velocity_relevel <= 1:
-            raise RecipeError(f"velocity_relevel must be in [0, 1], got {self.velocity_relevel}")
-        for name in ("track_shuffle_rate", "fim_rate", "repeat_rate"):
+        for name in ("velocity_relevel", "track_shuffle_rate", "fim_rate", "repeat_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise RecipeError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.velocity_track_spread < 0:
