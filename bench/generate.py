@@ -5,6 +5,8 @@
 For each size and context length, in one run on randomly initialised weights:
 - cached: prefill the context, then feed tokens one at a time through the cache (float32
   weights, exact; and float16 weights, the service's default on a CPU);
+- guided: prompt guidance's two streams (the context, and the header alone) fed each
+  token together through `step_together` (float16 weights), and one after the other;
 - recompute: the seed's way, a full forward pass over the whole prefix for every token;
 and the time from the start to the first finished bar when continuing an 8-bar prompt
 (through the service, grammar-constrained sampling included). Uses a GPU when present.
@@ -28,7 +30,7 @@ from meloformer_core.encoding.quantize import from_grid, to_grid
 from meloformer_core.midi_io import read_midi
 from meloformer_core.model.bundle import save_bundle
 from meloformer_core.model.config import named_config
-from meloformer_core.model.decoding import DecodingCache
+from meloformer_core.model.decoding import DecodingCache, step_together
 from meloformer_core.model.masks import build_layout
 from meloformer_core.model.sampling import SamplingConfig
 from meloformer_core.model.transformer import MeloFormer
@@ -67,6 +69,25 @@ def cached_tokens_per_s(
     started = time.perf_counter()
     for token in tokens[context + 4 : context + 4 + steps]:
         cache.step(int(token))
+    sync(device)
+    return steps / (time.perf_counter() - started)
+
+
+@torch.no_grad()
+def guided_tokens_per_s(model: MeloFormer, tokens: np.ndarray, context: int, steps: int, device: str,
+                        together: bool) -> float:  # fmt: skip
+    heard, deaf = DecodingCache(model, VOCAB, True), DecodingCache(model, VOCAB, True)
+    heard.prefill(tokens[:context])
+    deaf.prefill(tokens[:5])  # the header: BOS and the instruments
+    for index, token in enumerate(tokens[context : context + 4 + steps].tolist()):
+        if index == 4:  # after the warm-up
+            sync(device)
+            started = time.perf_counter()
+        if together:
+            step_together([heard, deaf], token)
+        else:
+            heard.step(token)
+            deaf.step(token)
     sync(device)
     return steps / (time.perf_counter() - started)
 
@@ -119,10 +140,13 @@ def main() -> None:
         for context in args.contexts:
             cached = cached_tokens_per_s(model, tokens, context, args.steps, device)
             half = cached_tokens_per_s(model, tokens, context, args.steps, device, half_weights=True)
+            guided = guided_tokens_per_s(model, tokens, context, args.steps, device, together=True)
+            apart = guided_tokens_per_s(model, tokens, context, args.steps, device, together=False)
             recompute = recompute_tokens_per_s(model, tokens, context, args.recompute_steps, device)
             rows.append({
                 "size": size, "parameters": model.parameter_count(), "context": context,
                 "cached_tokens_per_s": round(cached, 1), "cached_fp16_tokens_per_s": round(half, 1),
+                "guided_fp16_tokens_per_s": round(guided, 1), "guided_apart_fp16_tokens_per_s": round(apart, 1),
                 "recompute_tokens_per_s": round(recompute, 2), "speedup": round(cached / recompute, 1),
             })  # fmt: skip
         first_bar, bar_tokens = first_bar_seconds(size, device, args.first_bar_repeats)
@@ -138,16 +162,19 @@ def main() -> None:
         "context",
         "cached tok/s",
         "fp16 w tok/s",
+        "guided tok/s",
+        "apart tok/s",
         "recompute tok/s",
         "speed-up",
         "first bar s",
     )
-    widths = (8, 10, 8, 13, 13, 16, 9, 12)
+    widths = (8, 10, 8, 13, 13, 13, 12, 16, 9, 12)
     print(" ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
     print("-" * (sum(widths) + len(widths)))
     for row in rows:
         values = (row["size"], f"{row['parameters']:,}", row["context"], row["cached_tokens_per_s"],
-                  row["cached_fp16_tokens_per_s"], row["recompute_tokens_per_s"], f"{row['speedup']}×",
+                  row["cached_fp16_tokens_per_s"], row["guided_fp16_tokens_per_s"],
+                  row["guided_apart_fp16_tokens_per_s"], row["recompute_tokens_per_s"], f"{row['speedup']}×",
                   row["first_bar_s"])  # fmt: skip
         print(" ".join(f"{v:>{w}}" for v, w in zip(values, widths, strict=True)))
     print(json.dumps({"benchmark": "generate", "device": device, "rows": rows}))

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from meloformer_app.settings import Settings
 from meloformer_core.gm import PROGRAM_NAMES
-from meloformer_core.model.sampling_config import SamplingConfig
+from meloformer_core.model.sampling_config import MAX_PROMPT_GUIDANCE, SamplingConfig
 from meloformer_core.music import Track
 
 COLUMNS = ("Gen", "", "Name", "Instrument", "Drums", "M", "S")
@@ -211,6 +211,9 @@ class SamplingPanel(QWidget):
                                 "Drop tokens less likely than this share of the best one (0 = off)", 0.01)  # fmt: skip
         self.repetition = self._spin(QDoubleSpinBox(), 0.5, 3.0, settings.repetition_penalty,
                                      "Above 1 discourages pitches used in the last bars", 0.05)  # fmt: skip
+        self.guidance = self._spin(QDoubleSpinBox(), 0.0, MAX_PROMPT_GUIDANCE, settings.prompt_guidance,
+                                   "Above 1 keeps closer to the song's own material (its motifs and pitches); "
+                                   "1 = off, which generates about twice as fast", 0.1)  # fmt: skip
         self.seed = self._spin(QSpinBox(), 0, 2**31 - 1, settings.seed, "Same seed, same model, same song → same music")
         self.dice = QToolButton(text="Dice", toolTip="Roll a new random seed")
         self.dice.clicked.connect(lambda: self.seed.setValue(random.randrange(2**31 - 1)))
@@ -226,6 +229,7 @@ class SamplingPanel(QWidget):
         form.addRow("Top-p", self.top_p)
         form.addRow("Min-p", self.min_p)
         form.addRow("Repetition penalty", self.repetition)
+        form.addRow("Prompt guidance", self.guidance)
         form.addRow("Seed", seed_row)
         form.addRow("Variations", self.variations)
         self.continue_button = QPushButton("Continue", toolTip="Add the bars after the song (Ctrl+Return)")
@@ -286,13 +290,15 @@ class SamplingPanel(QWidget):
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(temperature=self.temperature.value(), top_k=self.top_k.value(),
                               top_p=self.top_p.value(), min_p=self.min_p.value(),
-                              repetition_penalty=self.repetition.value(), seed=self.seed.value())  # fmt: skip
+                              repetition_penalty=self.repetition.value(), prompt_guidance=self.guidance.value(),
+                              seed=self.seed.value())  # fmt: skip
 
     def store(self, settings: Settings) -> None:
         settings.bars, settings.temperature = self.bars.value(), self.temperature.value()
         settings.top_k = self.top_k.value()
         settings.top_p, settings.min_p = self.top_p.value(), self.min_p.value()
         settings.repetition_penalty, settings.seed = self.repetition.value(), self.seed.value()
+        settings.prompt_guidance = self.guidance.value()
         settings.variations = self.variations.value()
         settings.model_path = self.model.currentData() if self.model.currentData() not in ("?", None) else ""
 

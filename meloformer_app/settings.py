@@ -40,6 +40,7 @@ class Settings:
     top_p: float = RECOMMENDED.top_p
     min_p: float = 0.0
     repetition_penalty: float = 1.0
+    prompt_guidance: float = RECOMMENDED.prompt_guidance
     seed: int = 0
     variations: int = 1
     midi_port: str = ""

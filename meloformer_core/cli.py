@@ -46,6 +46,7 @@ def _sampling(args: argparse.Namespace):
         top_p=args.top_p,
         min_p=args.min_p,
         repetition_penalty=args.repetition_penalty,
+        prompt_guidance=args.guidance,
         seed=args.seed,
     )
 
@@ -183,6 +184,9 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
                        help=f"nucleus mass to keep, 1 = off (default {RECOMMENDED.top_p})")  # fmt: skip
     group.add_argument("--min-p", type=float, default=0.0, help="drop tokens below this share of the best (0 = off)")
     group.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeated pitches")
+    group.add_argument("--guidance", type=float, default=RECOMMENDED.prompt_guidance,
+                       help="prompt guidance: > 1 keeps closer to the song's material, 1 = off, about twice "
+                            f"as slow when on (default {RECOMMENDED.prompt_guidance})")  # fmt: skip
     group.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
 
 

@@ -306,7 +306,7 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         "nll_per_token": round(total / max(count, 1), 4),
         "bigram_nll_per_token": round(bigram_total / max(bigram_count, 1), 4),
         "bigram_fitted_on": "training split" if train_data is not None else "evaluation files",
-        "phrase_nll_per_token": [round(nll / max(n, 1), 4) for nll, n in statements],
+        "phrase_nll_per_token": [round(float(nll / max(n, 1)), 4) for nll, n in statements],
         "continuations": len(rows),
         "decodable_rate": round(len(scored) / len(rows), 4) if rows else 0.0,
         "pitch_class_overlap": median("pitch_class_overlap"),
@@ -321,6 +321,7 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         "empty_rate": round(sum(r["empty"] for r in scored) / len(scored), 4) if scored else 0.0,
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
+        "prompt_guidance": sampling.prompt_guidance,
         "seed": seed,
     }
 
@@ -337,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=RECOMMENDED.temperature)
     parser.add_argument("--top-p", type=float, default=RECOMMENDED.top_p)
+    parser.add_argument("--guidance", type=float, default=RECOMMENDED.prompt_guidance, help="prompt guidance")
     parser.add_argument("--limit", type=int, default=None, help="only the first N files")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
@@ -344,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         report = evaluate(
             args.model, args.data, args.train_data, args.bars_prompt, args.bars_generate, args.seed, args.limit,
             progress=not args.quiet, split=args.split,
-            sampling=SamplingConfig(temperature=args.temperature, top_p=args.top_p),
+            sampling=SamplingConfig(temperature=args.temperature, top_p=args.top_p, prompt_guidance=args.guidance),
         )  # fmt: skip
     except MeloformerError as error:
         print(f"meloformer-eval: error: {error}", file=sys.stderr)

@@ -152,9 +152,12 @@ class DecodingCache:
         return logits
 
     # --- one token -------------------------------------------------------------------------
-    @torch.inference_mode()
     def step(self, token: int) -> torch.Tensor:
         """Feed one token; return the logits (V,) for the next one."""
+        return step_together([self], token)[0]
+
+    def _enter(self, token: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """Record ``token`` (closing the segment it ends first); return its (slot, rotation, mask)."""
         if self.length >= self.capacity:
             raise ContextFull
         kind = int(self.vocab.type_of[token])
@@ -174,20 +177,8 @@ class DecodingCache:
             layout.seg_opener[0, meta.segment] = token
         self.length = t + 1
         slot = self._take_slot(t)
-
-        model = self.model
-        rotary = self._rotation(t)
         mask = self._update(self._zero, self._zero, torch.tensor(t), self.slot_key[: self.filled])
-        x = model.embed.weight[token].view(1, -1)
-        for index, block in enumerate(model.blocks):
-            weights = self._weights[index]
-            nx = block.norm_regular(x)
-            sum_k, sum_v, upd_k, upd_v, q = self._linear(nx, weights["token"]).split(self._split, -1)
-            self._store(self.sum_k, self.sum_v, index, slot, sum_k, sum_v, rotary)
-            self._store(self.upd_k, self.upd_v, index, slot, upd_k, upd_v, rotary)
-            attended = self._attend(self._heads(q, rotary), self.upd_k[index], self.upd_v[index], mask)
-            x = self._mlp(x + self._linear(attended, weights["update_out"]), block, weights)
-        return self._linear(model.norm_out(x), self._head)[0]
+        return slot, self._rotation(t), mask
 
     def _close_segment(self) -> None:
         """Compute the summary of the segment that ends with the last fed token."""
@@ -254,3 +245,31 @@ class DecodingCache:
             attn_mask=mask_N[None, None, None],
         )
         return out.reshape(1, -1)
+
+
+@torch.inference_mode()
+def step_together(caches: list[DecodingCache], token: int) -> list[torch.Tensor]:
+    """Feed the same token to several caches of one model; return each one's next logits (V,).
+
+    Decoding one token on a CPU is bound by reading the weights, so the caches' rows go
+    through every matrix product together (one read); attention stays per cache. Every
+    cache must have been built with the same ``half_weights``. Raises `ContextFull` before
+    changing anything if any cache is full.
+    """
+    if any(cache.length >= cache.capacity for cache in caches):
+        raise ContextFull
+    first = caches[0]
+    model = first.model
+    entered = [cache._enter(token) for cache in caches]
+    x = model.embed.weight[token].view(1, -1).expand(len(caches), -1)
+    for index, block in enumerate(model.blocks):
+        weights = first._weights[index]
+        projected = first._linear(block.norm_regular(x), weights["token"])
+        attended = []
+        for row, (cache, (slot, rotary, mask)) in enumerate(zip(caches, entered, strict=True)):
+            sum_k, sum_v, upd_k, upd_v, q = projected[row : row + 1].split(cache._split, -1)
+            cache._store(cache.sum_k, cache.sum_v, index, slot, sum_k, sum_v, rotary)
+            cache._store(cache.upd_k, cache.upd_v, index, slot, upd_k, upd_v, rotary)
+            attended.append(cache._attend(cache._heads(q, rotary), cache.upd_k[index], cache.upd_v[index], mask))
+        x = first._mlp(x + first._linear(torch.cat(attended), weights["update_out"]), block, weights)
+    return list(first._linear(model.norm_out(x), first._head))

@@ -24,7 +24,7 @@ from meloformer_core.encoding.quantize import GridSong
 from meloformer_core.encoding.vocab import TokenType, Vocabulary
 from meloformer_core.encoding.windows import window_start
 from meloformer_core.errors import MeloformerError
-from meloformer_core.model.decoding import ContextFull, DecodingCache
+from meloformer_core.model.decoding import ContextFull, DecodingCache, step_together
 from meloformer_core.model.sampling import SamplingConfig, choose_token
 from meloformer_core.model.transformer import MeloFormer
 
@@ -83,11 +83,18 @@ class _Session:
             self.decoder.feed(token)
         self.cache = DecodingCache(model, vocab, half_weights)
         self.logits = self.cache.prefill(prompt, backend=backend)
-        self.stats.prefill_s = time.perf_counter() - self.started
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(sampling.seed if sampling.seed is not None else int(torch.seed() % 2**63))
         self.history: list[int] = []
         self.bar_tokens: list[int] = []  # tokens of the bar in progress
+        # prompt guidance: a second stream that has heard only the header (BOS, instruments)
+        in_header = np.isin(vocab.type_of[prompt], (TokenType.BOS, TokenType.INSTRUMENT))
+        self.header = prompt[: len(prompt) if in_header.all() else int(np.argmin(in_header))]
+        self.guided = sampling.prompt_guidance != 1.0 and len(self.header) < len(prompt)  # something was heard
+        self.guide: DecodingCache | None = None
+        self.guide_logits = self.logits
+        self._restart_guide()
+        self.stats.prefill_s = time.perf_counter() - self.started
         pitch = vocab.offset[TokenType.PITCH]
         self._pitches = (pitch, pitch + vocab.count[TokenType.PITCH])
         self._fim_end = vocab.offset[TokenType.FIM_END]
@@ -99,6 +106,7 @@ class _Session:
         if self.can_slide and self.cache.length > self.capacity - max(64, self.capacity // 8):
             self.cache = _slide(self.cache, self.decoder, [], self.backend)
             self.stats.window_slides += 1
+            self._restart_guide()
 
     def feed(self, token: int) -> None:
         if self.should_cancel is not None and self.should_cancel():
@@ -107,7 +115,10 @@ class _Session:
         self.bar_tokens.append(token)
         self.history.append(token)
         try:
-            self.logits = self.cache.step(token)
+            if self.guide is None:
+                self.logits = self.cache.step(token)
+            else:  # the guide is never fuller than the main cache: a full one stops both here
+                self.logits, self.guide_logits = step_together([self.cache, self.guide], token)
         except ContextFull:  # one bar longer than the room left: slide inside the bar
             if not self.can_slide:
                 raise MeloformerError(
@@ -116,6 +127,16 @@ class _Session:
             self.cache = _slide(self.cache, self.decoder, self.bar_tokens[:-1], self.backend)
             self.stats.window_slides += 1
             self.logits = self.cache.step(token)
+            self._restart_guide()
+
+    def _restart_guide(self) -> None:
+        """Start the guide stream, or restart it after the main window slid: the header, then
+        the bar in progress. It never holds more than the main window, which holds both."""
+        if not self.guided:
+            return
+        self.guide = DecodingCache(self.cache.model, self.vocab, self.cache.half_weights)
+        tokens = np.append(self.header, np.array(self.bar_tokens, dtype=self.header.dtype))
+        self.guide_logits = self.guide.prefill(tokens, backend=self.backend)
 
     def sample(self, allowed: torch.Tensor) -> int:
         """A token among ``allowed`` (already intersected with the grammar by the caller)."""
@@ -135,7 +156,10 @@ class _Session:
             recent = torch.tensor(self.history[-self.sampling.repetition_window :], dtype=torch.long)
             recent = recent[(recent >= self._pitches[0]) & (recent < self._pitches[1])]
         self.stats.tokens_generated += 1
-        return choose_token(self.logits, allowed, self.sampling, self.generator, recent)
+        logits = self.logits
+        if self.guide is not None:
+            logits = self.guide_logits + self.sampling.prompt_guidance * (logits - self.guide_logits)
+        return choose_token(logits, allowed, self.sampling, self.generator, recent)
 
     def grammar_mask(self) -> torch.Tensor:
         return torch.from_numpy(self.decoder.state.allowed())

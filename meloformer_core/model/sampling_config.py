@@ -11,6 +11,9 @@ class SamplingError(MeloformerError):
     """Sampling settings out of range."""
 
 
+MAX_PROMPT_GUIDANCE = 5.0
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
     temperature: float = 1.0
@@ -19,6 +22,9 @@ class SamplingConfig:
     min_p: float = 0.0  # 0: off
     repetition_penalty: float = 1.0  # 1: off; > 1 discourages pitches used in the recent window
     repetition_window: int = 64  # tokens
+    # 1: off; > 1 keeps to the prompt's material: the logits are pushed away from those of
+    # the same model that has heard only the song's instruments (classifier-free guidance)
+    prompt_guidance: float = 1.0
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -34,12 +40,15 @@ class SamplingConfig:
             raise SamplingError(f"repetition penalty must be > 0, got {self.repetition_penalty}")
         if self.repetition_window < 0:
             raise SamplingError("repetition window must be ≥ 0")
+        if not 0 <= self.prompt_guidance <= MAX_PROMPT_GUIDANCE:
+            raise SamplingError(f"prompt guidance must be in [0, {MAX_PROMPT_GUIDANCE:g}], got {self.prompt_guidance}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-# What the app, the CLI and meloformer-eval start from: a little below the model's own
-# distribution and without its least likely tail, which keeps continuations in key and
-# in style (see resources/models/default/MODEL_CARD.md for the measurements).
-RECOMMENDED = SamplingConfig(temperature=0.9, top_p=0.95)
+# What the app, the CLI and meloformer-eval start from: below the model's own
+# temperature and without its least likely tail, which keeps continuations in key and in
+# style, and guided by the prompt, which keeps them to the song's own material (see
+# resources/models/default/MODEL_CARD.md for the measurements).
+RECOMMENDED = SamplingConfig(temperature=0.7, top_p=0.95, prompt_guidance=2.0)

@@ -55,6 +55,24 @@ def test_same_seed_same_music(loaded, qtbot) -> None:
     assert window.editor.document.song == first
 
 
+def test_the_prompt_guidance_control_reaches_the_model_and_the_settings(loaded, qtbot) -> None:
+    from meloformer_app.settings import Settings
+    from meloformer_core.model.sampling_config import RECOMMENDED
+
+    window = loaded
+    assert window.panel.guidance.value() == RECOMMENDED.prompt_guidance
+    run(window, qtbot, "continue")
+    guided = window.editor.document.song
+    window.editor.undo_stack.undo()
+    window.panel.guidance.setValue(1.0)
+    assert window.panel.sampling().prompt_guidance == 1.0
+    run(window, qtbot, "continue")
+    assert window.editor.document.song != guided  # same seed, other guidance: other music
+    settings = Settings()
+    window.panel.store(settings)
+    assert settings.prompt_guidance == 1.0
+
+
 def test_cancel_leaves_the_document_as_it_was(loaded, qtbot) -> None:
     window = loaded
     before = window.editor.document.song

@@ -62,8 +62,10 @@ def test_choose_token_respects_the_grammar_mask_and_greedy_and_seeds() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"temperature": -1}, {"top_k": -1}, {"top_p": 0}, {"min_p": 1}, {"repetition_penalty": 0}]
-)
+    "kwargs",
+    [{"temperature": -1}, {"top_k": -1}, {"top_p": 0}, {"min_p": 1}, {"repetition_penalty": 0},
+     {"prompt_guidance": -0.5}, {"prompt_guidance": 6}],
+)  # fmt: skip
 def test_bad_sampling_settings_are_refused(kwargs: dict) -> None:
     with pytest.raises(SamplingError):
         SamplingConfig(**kwargs)
@@ -100,6 +102,17 @@ def test_same_seed_same_output_and_every_seed_decodes(service: GenerationService
         assert len(tokens) > len(encode(song))  # the result is a valid song that encodes again
 
 
+def test_prompt_guidance_decodes_is_deterministic_and_changes_the_music(service: GenerationService) -> None:
+    song = read_midi(FIXTURES / "bach_chorale.mid")
+    guided = [service.continue_song(song, 2, SamplingConfig(seed=seed, prompt_guidance=2.0)).song for seed in range(6)]
+    plain = [service.continue_song(song, 2, SamplingConfig(seed=seed)).song for seed in range(6)]
+    for result in guided:
+        result.validate()
+        assert len(encode(result)) > len(encode(song))
+    assert service.continue_song(song, 2, SamplingConfig(seed=0, prompt_guidance=2.0)).song == guided[0]
+    assert guided != plain  # the guide's logits take part
+
+
 def test_cancel_raises_and_changes_nothing(service: GenerationService) -> None:
     song = read_midi(FIXTURES / "drum_groove.mid")
     copy = quantize(song)
@@ -122,9 +135,10 @@ def test_long_prompts_are_windowed_by_bars_and_the_window_slides(tmp_path: Path)
     service.load(bundle)
     song = read_midi(FIXTURES / "bach_chorale_tempo.mid")
     assert len(encode(song)) > 1000  # far longer than the 160-token context
-    result = service.continue_song(song, 6, SamplingConfig(seed=0))
-    assert result.bars_added == 6 and result.prompt_tokens <= 160  # whole bars that fit the context
-    result.song.validate()
+    for guidance in (1.0, 2.0):  # the guide stream restarts whenever the window slides
+        result = service.continue_song(song, 6, SamplingConfig(seed=0, prompt_guidance=guidance))
+        assert result.bars_added == 6 and result.prompt_tokens <= 160  # whole bars that fit the context
+        result.song.validate()
 
 
 def test_service_errors_are_clear(tmp_path: Path) -> None:

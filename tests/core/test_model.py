@@ -12,7 +12,7 @@ from meloformer_core.encoding import DEFAULT_VOCAB, encode
 from meloformer_core.encoding.vocab import TokenType
 from meloformer_core.midi_io import read_midi
 from meloformer_core.model.config import SIZES, ConfigError, ModelConfig, named_config
-from meloformer_core.model.decoding import DecodingCache
+from meloformer_core.model.decoding import DecodingCache, step_together
 from meloformer_core.model.masks import build_layout
 from meloformer_core.model.transformer import MeloFormer
 from tests.conftest import FIXTURES
@@ -136,6 +136,23 @@ def test_cached_decoding_equals_the_full_forward_pass(model: MeloFormer, split: 
     steps += [cache.step(int(token)) for token in tokens[split:]]
     difference = (torch.stack(steps) - full[split - 1 :]).abs().max()
     assert difference <= 1e-4
+
+
+def test_caches_stepped_together_equal_their_full_forward_passes(model: MeloFormer) -> None:
+    """Prompt guidance feeds one token to two caches at once: the one that heard the song
+    and the one that heard only its header; each must give its own sequence's logits."""
+    tokens = encode(read_midi(FIXTURES / "bach_chorale.mid"))[:400]
+    bars = np.flatnonzero(VOCAB.type_of[tokens] == TokenType.BAR)
+    header, split = tokens[: bars[0]], int(bars[3])
+    heard, deaf = DecodingCache(model, VOCAB), DecodingCache(model, VOCAB)
+    steps = [(heard.prefill(tokens[:split]), deaf.prefill(header))]
+    steps += [tuple(step_together([heard, deaf], int(token))) for token in tokens[split:]]
+    with torch.no_grad():
+        for index, sequence in enumerate((tokens, np.concatenate([header, tokens[split:]]))):
+            full = model(build_layout([sequence], VOCAB), "dense")[0]
+            start = split if index == 0 else len(header)
+            stepped = torch.stack([pair[index] for pair in steps])
+            assert (stepped - full[start - 1 :]).abs().max() <= 1e-4
 
 
 def test_named_sizes_and_their_parameter_counts() -> None:

@@ -37,3 +37,33 @@ def test_the_default_model_keeps_the_dynamics_of_the_prompt() -> None:
         new = np.concatenate([t.notes.velocities[len(o.notes) :] for t, o in zip(result.song.tracks, prompt.tracks,
                                                                                    strict=True)])  # fmt: skip
         assert len(new) and abs(float(np.median(new)) - velocity) <= 12, (velocity, np.unique(new))
+
+
+def test_prompt_guidance_keeps_the_default_model_to_the_song_s_material() -> None:
+    """Guidance contrasts the model with itself having heard only the instruments: 0 is that
+    prompt-deaf model alone, 1 the model as it is, 2 stays closer to the jig's pitch classes."""
+    import numpy as np
+
+    from tests.conftest import FIXTURES
+
+    song = read_midi(FIXTURES / "jig_6_8.mid")
+    service = GenerationService(device="cpu")
+    service.load()
+
+    def profile(tracks, skip) -> np.ndarray:
+        counts = np.zeros(12)
+        for track, before in zip(tracks, skip, strict=True):
+            np.add.at(counts, track.notes.pitches[before:] % 12, 1)
+        return counts / max(counts.sum(), 1)
+
+    heard = profile(song.tracks, [0] * len(song.tracks))
+    overlap = {}
+    for guidance in (0.0, 1.0, 2.0):
+        values = []
+        for seed in range(4):
+            sampling = SamplingConfig(temperature=0.7, top_p=0.95, prompt_guidance=guidance, seed=seed)
+            result = service.continue_song(song, 4, sampling)
+            new = profile(result.song.tracks, [len(t.notes) for t in song.tracks])
+            values.append(float(np.minimum(new, heard).sum()))
+        overlap[guidance] = float(np.mean(values))
+    assert overlap[0.0] < 0.5 < overlap[1.0] < overlap[2.0] - 0.03, overlap
