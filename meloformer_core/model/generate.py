@@ -88,9 +88,13 @@ class _Session:
         self.history: list[int] = []
         self.bar_tokens: list[int] = []  # tokens of the bar in progress
         # prompt guidance: a second stream that has heard only the header (BOS, instruments)
+        # and, when infilling, that some bars are left out (with nothing heard around them)
         in_header = np.isin(vocab.type_of[prompt], (TokenType.BOS, TokenType.INSTRUMENT))
-        self.header = prompt[: len(prompt) if in_header.all() else int(np.argmin(in_header))]
-        self.guided = sampling.prompt_guidance != 1.0 and len(self.header) < len(prompt)  # something was heard
+        self.unheard = prompt[: len(prompt) if in_header.all() else int(np.argmin(in_header))]
+        gap = prompt[vocab.type_of[prompt] == TokenType.FIM_GAP]
+        if len(gap):
+            self.unheard = np.append(self.unheard, [gap[0], vocab.offset[TokenType.FIM_MIDDLE]])
+        self.guided = sampling.prompt_guidance != 1.0 and len(self.unheard) < len(prompt)  # something was heard
         self.guide: DecodingCache | None = None
         self.guide_logits = self.logits
         self._restart_guide()
@@ -130,12 +134,13 @@ class _Session:
             self._restart_guide()
 
     def _restart_guide(self) -> None:
-        """Start the guide stream, or restart it after the main window slid: the header, then
-        the bar in progress. It never holds more than the main window, which holds both."""
+        """Start the guide stream, or restart it after the main window slid: what it has not
+        heard, then the bar in progress. It never holds more than the main window, which holds
+        both (an infilling session, whose guide holds two tokens more, never slides)."""
         if not self.guided:
             return
         self.guide = DecodingCache(self.cache.model, self.vocab, self.cache.half_weights)
-        tokens = np.append(self.header, np.array(self.bar_tokens, dtype=self.header.dtype))
+        tokens = np.append(self.unheard, np.array(self.bar_tokens, dtype=self.unheard.dtype))
         self.guide_logits = self.guide.prefill(tokens, backend=self.backend)
 
     def sample(self, allowed: torch.Tensor) -> int:

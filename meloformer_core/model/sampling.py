@@ -3,7 +3,8 @@
 Order of operations on the logits of one step (vocabulary-sized 1-D tensors):
 grammar mask → repetition penalty → temperature → min-p → top-k → top-p → draw.
 The grammar mask comes first so every filter chooses among tokens that keep the
-sequence decodable; temperature 0 means greedy.
+sequence decodable; temperature 0 means greedy. With prompt guidance the logits passed in
+are already guided (`generate._Session.sample`).
 """
 
 from __future__ import annotations

@@ -29,10 +29,12 @@ def bar_of(song, ticks: int) -> int:
     return len([s for s in song.bar_starts(until_tick=ticks) if s <= ticks]) - 1
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_infilled_bars_change_only_the_range_and_join_the_bars_after(service: GenerationService, seed: int) -> None:
+@pytest.mark.parametrize(("seed", "guidance"), [(0, 1.0), (1, 1.0), (2, 1.0), (0, 2.0), (1, 3.0)])
+def test_infilled_bars_change_only_the_range_and_join_the_bars_after(
+    service: GenerationService, seed: int, guidance: float
+) -> None:
     song = read_midi(FIXTURES / "bach_chorale_tempo.mid")
-    result = service.infill_song(song, (2, 5), None, SamplingConfig(seed=seed))
+    result = service.infill_song(song, (2, 5), None, SamplingConfig(seed=seed, prompt_guidance=guidance))
     out = result.song
     range_end = song.bar_starts(until_tick=10**9)[5]
     assert result.bars_added == 3
