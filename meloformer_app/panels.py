@@ -213,7 +213,7 @@ class SamplingPanel(QWidget):
                                      "Above 1 discourages pitches used in the last bars", 0.05)  # fmt: skip
         self.guidance = self._spin(QDoubleSpinBox(), 0.0, MAX_PROMPT_GUIDANCE, settings.prompt_guidance,
                                    "Above 1 keeps closer to the song's own material (its motifs and pitches); "
-                                   "1 = off, which generates about twice as fast", 0.1)  # fmt: skip
+                                   "1 = off, which generates about 1.5× as fast", 0.1)  # fmt: skip
         self.seed = self._spin(QSpinBox(), 0, 2**31 - 1, settings.seed, "Same seed, same model, same song → same music")
         self.dice = QToolButton(text="Dice", toolTip="Roll a new random seed")
         self.dice.clicked.connect(lambda: self.seed.setValue(random.randrange(2**31 - 1)))

@@ -185,7 +185,7 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-p", type=float, default=0.0, help="drop tokens below this share of the best (0 = off)")
     group.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeated pitches")
     group.add_argument("--guidance", type=float, default=RECOMMENDED.prompt_guidance,
-                       help="prompt guidance: > 1 keeps closer to the song's material, 1 = off, about twice "
+                       help="prompt guidance: > 1 keeps closer to the song's material, 1 = off, about 1.5× "
                             f"as slow when on (default {RECOMMENDED.prompt_guidance})")  # fmt: skip
     group.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
 
