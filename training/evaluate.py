@@ -3,6 +3,7 @@
     meloformer-eval [--model BUNDLE] --data DIR_OF_MIDI [--train-data DATASET] [--bars-prompt 8 --bars-generate 8]
                     [--seed 0] [--limit N]
     meloformer-eval [--model BUNDLE] --data DATASET [--split valid]
+    sampling: [--temperature T --top-p P --guidance G] (default: the recommended settings)
 
 ``--data`` is a folder of MIDI files, or a `meloformer-preprocess` folder: then the source
 files of its held-out split are evaluated and the bigram is fitted on its training split.
