@@ -22,13 +22,13 @@ def bar_of(song, ticks: int) -> int:
     return len([s for s in starts if s <= ticks]) - 1
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize(("seed", "guidance"), [(0, 1.0), (1, 1.0), (2, 1.0), (3, 1.0), (0, 2.0), (1, 2.0)])
 def test_kept_tracks_are_identical_and_new_notes_stay_in_their_tracks_and_bars(
-    service: GenerationService, seed: int
+    service: GenerationService, seed: int, guidance: float
 ) -> None:
     song = read_midi(FIXTURES / "drum_groove.mid")
     result = service.arrange_song(song, [2, TrackRequest("Strings", 48), TrackRequest("Kit", is_drum=True)], (1, 3),
-                                  SamplingConfig(seed=seed))  # fmt: skip
+                                  SamplingConfig(seed=seed, prompt_guidance=guidance))  # fmt: skip
     out = result.song
     assert len(out.tracks) == len(song.tracks) + 2
     assert [out.tracks[i] for i in (0, 1, 3)] == [song.tracks[i] for i in (0, 1, 3)]  # note for note
