@@ -18,7 +18,8 @@ Without ``--model`` the default bundle is evaluated.
   ``--bars-generate`` bars, and the new bars are compared with the real ones:
   ``decodable_rate`` (continuations that decode to a valid song), median
   ``pitch_class_overlap`` (intersection of the normalised pitch-class histograms of the
-  notes, as in Yang & Lerch 2020; 1 = same), median ``note_density_ratio`` and
+  notes, as in Yang & Lerch 2020; 1 = same) with ``pitch_class_overlap_interval``, a 95 %
+  bootstrap interval of that median over the files, median ``note_density_ratio`` and
   ``polyphony_ratio`` (generated / real), ``in_scale_rate`` (generated melodic notes in
   the major or minor scale that best fits the prompt), median ``velocity_difference``
   (between the mean velocities of the generated and the real bars: does the model keep the
@@ -102,6 +103,17 @@ def best_scale(profile: np.ndarray) -> np.ndarray:
             if share > best_share:
                 best, best_share = mask, share
     return best
+
+
+def median_interval(values: list[float], seed: int, resamples: int = 2000) -> list[float]:
+    """95 % percentile-bootstrap interval of the median of ``values`` (files resampled with
+    replacement): how far the median could move with another draw of files of the same kind."""
+    if not values:
+        return [0.0, 0.0]
+    data = np.asarray(values, dtype=float)
+    draws = np.random.default_rng(seed).choice(data, size=(resamples, len(data)))
+    low, high = np.percentile(np.median(draws, axis=1), [2.5, 97.5])
+    return [round(float(low), 4), round(float(high), 4)]
 
 
 def mean_velocity(song: Song) -> float:
@@ -311,6 +323,7 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         "continuations": len(rows),
         "decodable_rate": round(len(scored) / len(rows), 4) if rows else 0.0,
         "pitch_class_overlap": median("pitch_class_overlap"),
+        "pitch_class_overlap_interval": median_interval([r["pitch_class_overlap"] for r in scored], seed),
         "reference_pitch_class_overlap": median("reference_pitch_class_overlap"),
         "baseline_pitch_class_overlap": median("baseline_pitch_class_overlap"),
         "note_density_ratio": median("note_density_ratio"),

@@ -21,6 +21,7 @@ from training.evaluate import (
     best_scale,
     main,
     mean_velocity,
+    median_interval,
     phrase_thrice,
     pitch_class_profile,
     profile_baseline,
@@ -29,7 +30,8 @@ from training.evaluate import (
 
 KEYS = {"nll_per_token", "bigram_nll_per_token", "decodable_rate", "pitch_class_overlap", "note_density_ratio",
         "polyphony_ratio", "in_scale_rate", "velocity_difference", "empty_rate", "restated_bar_rate",
-        "reference_restated_bar_rate", "phrase_nll_per_token", "baseline_pitch_class_overlap"}  # fmt: skip
+        "reference_restated_bar_rate", "phrase_nll_per_token", "baseline_pitch_class_overlap",
+        "pitch_class_overlap_interval"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +94,16 @@ def test_restated_bars_are_the_same_notes_at_the_same_places_in_the_bar() -> Non
     assert restated_share(thrice, said, 4, 12) == 1.0
     validate(encode(from_grid(thrice)))  # a grammatical sequence (raises otherwise)
     assert phrase_thrice(grid, grid.bar_count + 1) is None
+
+
+def test_the_median_interval_brackets_the_median_and_narrows_with_more_files() -> None:
+    rng = np.random.default_rng(0)
+    few, many = rng.uniform(0.5, 1.0, 20).tolist(), rng.uniform(0.5, 1.0, 500).tolist()
+    low, high = median_interval(few, seed=1)
+    assert low < np.median(few) < high and median_interval(few, seed=1) == [low, high]
+    wide, narrow = high - low, np.subtract(*median_interval(many, seed=1)[::-1])
+    assert 0 < narrow < wide / 2  # 25× the files: about a fifth of the width
+    assert median_interval([0.7] * 5, seed=0) == [0.7, 0.7] and median_interval([], seed=0) == [0.0, 0.0]
 
 
 def test_the_profile_baseline_draws_from_the_prompts_pitch_classes() -> None:
