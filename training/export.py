@@ -40,7 +40,7 @@ def export(checkpoint: Path, out: Path, name: str | None = None, description: st
         "description": description or f"MeloFormer {config.name} model trained by meloformer-train.",
         "training step": extra["step"],
         "recipe": json.dumps(train, sort_keys=True),
-        "checkpoint": str(checkpoint),
+        "checkpoint": "/".join(checkpoint.resolve().parts[-3:]),  # RUN/checkpoints/step-N: no machine's paths
     }
     return save_bundle(model, DEFAULT_VOCAB, out, card=card)
 
