@@ -9,7 +9,7 @@ polls between tokens, and a cancelled run reports nothing but ``cancelled``.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
@@ -66,33 +66,10 @@ class _Worker(QObject):
 
     @Slot(object)
     def run(self, request: GenerationRequest) -> None:
-        results = []
         try:
             if self.service is None or self.service.bundle is None:
                 raise MeloformerError("no model is loaded yet")
-            for variation in range(request.variations):
-                seed = request.sampling.seed
-                sampling = request.sampling
-                if seed is not None and variation:
-                    from dataclasses import replace
-
-                    sampling = replace(sampling, seed=seed + variation)
-
-                def progress(done: int, total: int, song: Song, variation: int = variation) -> None:
-                    self.progress.emit(variation, done, total, song)
-
-                options = {"progress": progress, "cancel": self.cancel}
-                if request.kind == "continue":
-                    result = self.service.continue_song(request.song, request.bars, sampling, **options)
-                elif request.kind == "arrange":
-                    result = self.service.arrange_song(request.song, list(request.tracks), request.bars, sampling,
-                                                       **options)  # fmt: skip
-                else:
-                    tracks = list(request.tracks) or None
-                    result = self.service.infill_song(request.song, request.bars, tracks, sampling, **options)
-                if self.cancel.is_set():
-                    break
-                results.append(Variation(result.song, sampling.seed, result.summary()))
+            results = self._continue(request) if request.kind == "continue" else self._rewrite(request)
         except MeloformerError as error:
             if self.cancel.is_set():
                 self.cancelled.emit()
@@ -106,6 +83,41 @@ class _Worker(QObject):
             self.cancelled.emit()
         else:
             self.finished.emit(results)
+
+    def _continue(self, request: GenerationRequest) -> list[Variation]:
+        """The takes are decoded together and come back the most typical first; their
+        progress is reported once, as take -1 (all of them)."""
+        sampling = replace(request.sampling, takes=request.variations)
+
+        def progress(done: int, total: int, song: Song) -> None:
+            self.progress.emit(-1, done, total, song)
+
+        result = self.service.continue_song(request.song, request.bars, sampling, progress=progress, cancel=self.cancel)
+        summary = result.summary()
+        return [Variation(song, seed, summary) for song, seed in zip(result.takes, result.take_seeds, strict=True)]
+
+    def _rewrite(self, request: GenerationRequest) -> list[Variation]:
+        """Arrange or infill: one take after the other (seeds seed, seed + 1, …)."""
+        results = []
+        for variation in range(request.variations):
+            sampling = request.sampling
+            if sampling.seed is not None and variation:
+                sampling = replace(sampling, seed=sampling.seed + variation)
+
+            def progress(done: int, total: int, song: Song, variation: int = variation) -> None:
+                self.progress.emit(variation, done, total, song)
+
+            options = {"progress": progress, "cancel": self.cancel}
+            if request.kind == "arrange":
+                result = self.service.arrange_song(request.song, list(request.tracks), request.bars, sampling,
+                                                   **options)  # fmt: skip
+            else:
+                tracks = list(request.tracks) or None
+                result = self.service.infill_song(request.song, request.bars, tracks, sampling, **options)
+            if self.cancel.is_set():
+                break
+            results.append(Variation(result.song, sampling.seed, result.summary()))
+        return results
 
 
 class Generator(QObject):

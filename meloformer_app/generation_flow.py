@@ -129,7 +129,8 @@ class GenerationMixin:
         if self._stale():
             return
         self.panel.progress.setValue(done)
-        label = f" (take {variation + 1})" if self.panel.variations.value() > 1 else ""
+        takes = self.panel.variations.value()
+        label = "" if takes == 1 else f" ({takes} takes together)" if variation < 0 else f" (take {variation + 1})"
         self.panel.status.setText(f"{self._pending['text'] if self._pending else ''}: bar {done} of {total}{label}")
         region = self._region(song)
         self.editor.show_preview(song, region)
@@ -146,7 +147,9 @@ class GenerationMixin:
         if len(takes) == 1:
             self._keep_take(0)
         else:
-            self.panel.show_takes([f"Take {i + 1} (seed {t.seed})" for i, t in enumerate(takes)])
+            typical = " — the most typical" if self._pending and self._pending["text"].startswith("Continue") else ""
+            labels = [f"Take {i + 1} (seed {take.seed}){typical if i == 0 else ''}" for i, take in enumerate(takes)]
+            self.panel.show_takes(labels)
         self.panel.status.setText(f"Done in {elapsed:.1f} s ({takes[0].summary.get('tokens_per_s', 0):.0f} tokens/s)")
 
     def _preview_take(self, index: int) -> None:

@@ -48,6 +48,7 @@ def _sampling(args: argparse.Namespace):
         repetition_penalty=args.repetition_penalty,
         prompt_guidance=args.guidance,
         seed=args.seed,
+        takes=getattr(args, "takes", 1),  # continue only
     )
 
 
@@ -114,7 +115,14 @@ def _generate(args: argparse.Namespace, plan: Callable) -> dict:
 
     result = run(service, sampling, progress)
     write_midi(result.song, args.output)
-    return {**result.summary(), "model": model["name"], "device": model["device"], "seed": args.seed}
+    report = {**result.summary(), "model": model["name"], "device": model["device"], "seed": args.seed}
+    if getattr(args, "write_takes", False):
+        others = [args.output.with_name(f"{args.output.stem}.take-{k}{args.output.suffix}")
+                  for k in range(2, len(result.takes) + 1)]  # fmt: skip
+        for take, path in zip(result.takes[1:], others, strict=True):
+            write_midi(take, path)
+        report["takes_written"] = [str(path) for path in others]
+    return report
 
 
 def _continue(args: argparse.Namespace) -> dict:
@@ -218,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Write IN plus N generated bars to OUT; print generation statistics as JSON.",
     )  # fmt: skip
     cont.add_argument("--bars", type=int, default=8, help="bars to add (default 8)")
+    cont.add_argument("--takes", type=int, default=RECOMMENDED.takes,
+                      help="continuations sampled together (seeds SEED, SEED+1, …); OUT gets the one most like the "
+                           f"others (default {RECOMMENDED.takes})")  # fmt: skip
+    cont.add_argument("--write-takes", action="store_true",
+                      help="also write the other takes, next most typical first, as OUT.take-2.mid, …")  # fmt: skip
 
     arrange = _generation_command(
         commands, "arrange", _arrange, "write chosen tracks (new or existing) under the others",

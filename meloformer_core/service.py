@@ -41,11 +41,13 @@ class GenerationResult:
     first_bar_s: float
     total_s: float
     prompt_tokens: int
+    takes: tuple[Song, ...] = ()  # every take, the most typical (``song``) first …
+    take_seeds: tuple[int | None, ...] = ()  # … and the seed of each
 
     @classmethod
-    def of(cls, song: Song, stats) -> GenerationResult:
+    def of(cls, song: Song, stats, takes: tuple[Song, ...] = (), seeds: tuple = ()) -> GenerationResult:
         return cls(song, stats.bars_added, stats.tokens_generated, stats.tokens_per_s, stats.first_bar_s,
-                   stats.total_s, stats.prompt_tokens)  # fmt: skip
+                   stats.total_s, stats.prompt_tokens, takes or (song,), seeds)  # fmt: skip
 
     def summary(self) -> dict:
         return {
@@ -55,6 +57,7 @@ class GenerationResult:
             "first_bar_s": round(self.first_bar_s, 3),
             "total_s": round(self.total_s, 3),
             "prompt_tokens": self.prompt_tokens,
+            "takes": len(self.takes),
         }
 
 
@@ -106,7 +109,8 @@ class GenerationService:
         progress: Progress | None = None,
         cancel: CancelFlag = None,
     ) -> GenerationResult:
-        """The song plus ``bars`` new bars after its last bar."""
+        """The song plus ``bars`` new bars after its last bar (with ``sampling.takes`` > 1, the
+        most typical of the takes; all of them are in ``takes``)."""
         from meloformer_core.model.generate import continue_grid
 
         if bars < 1:
@@ -118,8 +122,10 @@ class GenerationService:
                 progress(done, bars, place_bars(song, grid, new_bars, grid.bar_count))
 
         model, vocab = self.bundle.model, self.bundle.vocab
-        new_bars, stats = continue_grid(model, vocab, grid, bars, sampling, on_bar=on_bar, **options)
-        return GenerationResult.of(place_bars(song, grid, new_bars, grid.bar_count), stats)
+        takes, order, stats = continue_grid(model, vocab, grid, bars, sampling, on_bar=on_bar, **options)
+        songs = tuple(place_bars(song, grid, takes[k], grid.bar_count) for k in order)
+        seeds = tuple(None if sampling.seed is None else sampling.seed + k for k in order)
+        return GenerationResult.of(songs[0], stats, songs, seeds)
 
     def arrange_song(
         self,
@@ -151,7 +157,8 @@ class GenerationService:
         model, vocab = self.bundle.model, self.bundle.vocab
         new_bars, stats = arrange_grid(model, vocab, grid, targets, first, stop, sampling, on_bar=on_bar,
                                        suffix_bars=suffix_bars, **options)  # fmt: skip
-        return GenerationResult.of(place_bars(song, grid, new_bars, first, replace=targets), stats)
+        placed = place_bars(song, grid, new_bars, first, replace=targets)
+        return GenerationResult.of(placed, stats, (placed,), (sampling.seed,))
 
     def infill_song(
         self,

@@ -3,7 +3,7 @@
     meloformer-eval [--model BUNDLE] --data DIR_OF_MIDI [--train-data DATASET] [--bars-prompt 8 --bars-generate 8]
                     [--seed 0] [--limit N]
     meloformer-eval [--model BUNDLE] --data DATASET [--split valid]
-    sampling: [--temperature T --top-p P --guidance G] (default: the recommended settings)
+    sampling: [--temperature T --top-p P --guidance G --takes N] (default: the recommended settings)
 
 ``--data`` is a folder of MIDI files, or a `meloformer-preprocess` folder: then the source
 files of its held-out split are evaluated and the bigram is fitted on its training split.
@@ -336,6 +336,7 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
         "prompt_guidance": sampling.prompt_guidance,
+        "takes": sampling.takes,
         "seed": seed,
     }
 
@@ -353,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=RECOMMENDED.temperature)
     parser.add_argument("--top-p", type=float, default=RECOMMENDED.top_p)
     parser.add_argument("--guidance", type=float, default=RECOMMENDED.prompt_guidance, help="prompt guidance")
+    parser.add_argument("--takes", type=int, default=RECOMMENDED.takes, help="continuations sampled per prompt; the "
+                        "most typical is scored")  # fmt: skip
     parser.add_argument("--limit", type=int, default=None, help="only the first N files")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
@@ -360,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         report = evaluate(
             args.model, args.data, args.train_data, args.bars_prompt, args.bars_generate, args.seed, args.limit,
             progress=not args.quiet, split=args.split,
-            sampling=SamplingConfig(temperature=args.temperature, top_p=args.top_p, prompt_guidance=args.guidance),
+            sampling=SamplingConfig(temperature=args.temperature, top_p=args.top_p, prompt_guidance=args.guidance,
+                                    takes=args.takes),
         )  # fmt: skip
     except MeloformerError as error:
         print(f"meloformer-eval: error: {error}", file=sys.stderr)

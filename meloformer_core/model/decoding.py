@@ -39,51 +39,37 @@ class ContextFull(Exception):  # noqa: N818 - a signal, not a failure
     """The cache holds ``max_seq_len`` tokens: the caller must re-window and prefill."""
 
 
-class DecodingCache:
-    """The state of one sequence being decoded (batch size 1)."""
+class DecodingGroup:
+    """What the caches decoded together share: the model's fused weights and one key/value
+    buffer with a row per cache, so a step attends for all of them in one operation.
 
-    def __init__(self, model: MeloFormer, vocab: Vocabulary, half_weights: bool = False) -> None:
-        """``half_weights``: float16 copies of the weights for the token-by-token matrix
-        products (activations and the cache stay float32). One token reads every weight
-        once, so on a CPU decoding is bound by memory traffic and this is several times
-        faster; logits then differ from the float32 pass by ~1e-3 relative.
-        """
+    ``half_weights``: float16 copies of the weights for the token-by-token matrix products
+    (activations and the cache stay float32). One token reads every weight once, so on a
+    CPU decoding is bound by memory traffic and this is several times faster; logits then
+    differ from the float32 pass by ~1e-3 relative.
+    """
+
+    def __init__(self, model: MeloFormer, vocab: Vocabulary, rows: int = 1, half_weights: bool = False) -> None:
         config = model.config
-        self.model = model
-        self.vocab = vocab
+        self.model, self.vocab, self.rows, self.half_weights = model, vocab, rows, half_weights
         self.capacity = config.max_seq_len
         self.summary_capacity = config.max_seq_len // 2 + 2  # every segment but EOS has ≥ 2 tokens
         parameter = next(model.parameters())
         device, dtype = parameter.device, parameter.dtype
-        slots = self.capacity + self.summary_capacity
-        shape = (config.n_layers, config.n_heads, slots, config.head_dim)
-        # [layer, head, slot, :] under the summarise and the update projections
+        shape = (rows, config.n_layers, config.n_heads, self.capacity + self.summary_capacity, config.head_dim)
+        # [row, layer, head, slot, :] under the summarise and the update projections
         self.sum_k = torch.zeros(shape, device=device, dtype=dtype)
         self.sum_v = torch.zeros(shape, device=device, dtype=dtype)
         self.upd_k = torch.zeros(shape, device=device, dtype=dtype)
         self.upd_v = torch.zeros(shape, device=device, dtype=dtype)
-        self.slot_key = torch.zeros(slots, dtype=torch.long, device=device)
-        self.filled = 0  # slots used
-        empty = build_layout(
-            [np.zeros(0, dtype=np.int64)], vocab, pad_to=self.capacity, summaries_to=self.summary_capacity
-        )
-        self.layout = empty.to(device)
-        self.layout.seg_end.fill_(OPEN)
-        self.length = 0  # tokens fed
-        self.closed = 0  # summaries computed
-        self.tracker = MetadataTracker(vocab)
-        self._summarise = summarise_mask_mod(self.layout)
-        self._update = update_mask_mod(self.layout, config.related_bar_offsets)
-        self._zero = torch.zeros((), dtype=torch.long, device=device)
-        self.half_weights = half_weights
-        self._weight_dtype = torch.float16 if half_weights else dtype
+        self.weight_dtype = torch.float16 if half_weights else dtype
 
         def prepared(*weights: torch.Tensor) -> torch.Tensor:
-            return torch.cat(weights).to(self._weight_dtype).contiguous()
+            return torch.cat(weights).to(self.weight_dtype).contiguous()
 
         # Per block, fused: a token's [summarise k, v | update k, v | update q], a summary's
         # [summarise k, v | summarise q], then the other projections.
-        self._weights = [
+        self.weights = [
             {
                 "token": prepared(b.summarise.kv_proj.weight, b.update.kv_proj.weight, b.update.q_proj.weight),
                 "summary": prepared(b.summarise.kv_proj.weight, b.summarise.q_proj.weight),
@@ -95,16 +81,76 @@ class DecodingCache:
             }
             for b in model.blocks
         ]
-        self._head = prepared(model.head.weight)
-        d = config.d_model
-        self._split = (d, d, d, d, d)
+        self.head = prepared(model.head.weight)
+        self.split = (config.d_model,) * 5
 
-    def _linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def caches(self, rows: range | None = None) -> list[DecodingCache]:
+        """An empty cache for each of ``rows`` (default: every row)."""
+        rows = range(self.rows) if rows is None else rows
+        return [DecodingCache(self.model, self.vocab, group=self, row=row) for row in rows]
+
+    def linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.linear(x.to(weight.dtype), weight).to(x.dtype)
 
-    def _mlp(self, x: torch.Tensor, block, weights: dict) -> torch.Tensor:
-        gate, up = self._linear(block.norm_mlp(x), weights["gate_up"]).chunk(2, dim=-1)
-        return x + self._linear(torch.nn.functional.silu(gate) * up, weights["down"])
+    def mlp(self, x: torch.Tensor, block, weights: dict) -> torch.Tensor:
+        gate, up = self.linear(block.norm_mlp(x), weights["gate_up"]).chunk(2, dim=-1)
+        return x + self.linear(torch.nn.functional.silu(gate) * up, weights["down"])
+
+    def rotation(self, positions: torch.Tensor) -> torch.Tensor:
+        """(N,) positions → (N, E/2) complex turns, as `Rotary.forward` applies them."""
+        rotary = self.model.rotary
+        return torch.complex(rotary.cos[positions], rotary.sin[positions])
+
+    def heads(self, x_ND: torch.Tensor, rotation_NF: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, D) → (N, H, E), rotated like `Rotary.forward` when ``rotation_NF`` is given.
+
+        The pairs (x[2i], x[2i+1]) are complex numbers turned by (cos + i·sin): the same
+        arithmetic as `Rotary.forward`, in one operation.
+        """
+        config = self.model.config
+        x = x_ND.view(-1, config.n_heads, config.head_dim)
+        if rotation_NF is None:
+            return x
+        turned = torch.view_as_complex(x.float().reshape(len(x), config.n_heads, -1, 2)) * rotation_NF[:, None]
+        return torch.view_as_real(turned).reshape(x.shape).to(x.dtype)
+
+
+class DecodingCache:
+    """The state of one sequence being decoded: its row of a `DecodingGroup` (a group of its
+    own unless one is given) and the layout of what it has heard."""
+
+    def __init__(self, model: MeloFormer, vocab: Vocabulary, half_weights: bool = False, *,
+                 group: DecodingGroup | None = None, row: int = 0) -> None:  # fmt: skip
+        self.group = group if group is not None else DecodingGroup(model, vocab, 1, half_weights)
+        self.model, self.vocab, self.row = model, vocab, row
+        self.capacity = self.group.capacity
+        self.summary_capacity = self.group.summary_capacity
+        # this row's [layer, head, slot, :] views of the group's buffers
+        self.sum_k, self.sum_v = self.group.sum_k[row], self.group.sum_v[row]
+        self.upd_k, self.upd_v = self.group.upd_k[row], self.group.upd_v[row]
+        device = self.sum_k.device
+        self._zero = torch.zeros((), dtype=torch.long, device=device)
+        self.clear()
+
+    @property
+    def half_weights(self) -> bool:
+        return self.group.half_weights
+
+    def clear(self) -> None:
+        """Forget everything heard (the row's buffers are reused, not freed)."""
+        device = self.sum_k.device
+        self.slot_key = torch.zeros(self.capacity + self.summary_capacity, dtype=torch.long, device=device)
+        self.filled = 0  # slots used
+        empty = build_layout(
+            [np.zeros(0, dtype=np.int64)], self.vocab, pad_to=self.capacity, summaries_to=self.summary_capacity
+        )
+        self.layout = empty.to(device)
+        self.layout.seg_end.fill_(OPEN)
+        self.length = 0  # tokens fed
+        self.closed = 0  # summaries computed
+        self.tracker = MetadataTracker(self.vocab)
+        self._summarise = summarise_mask_mod(self.layout)
+        self._update = update_mask_mod(self.layout, self.model.config.related_bar_offsets)
 
     # --- prefill ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -156,8 +202,8 @@ class DecodingCache:
         """Feed one token; return the logits (V,) for the next one."""
         return step_together([self], token)[0]
 
-    def _enter(self, token: int) -> tuple[int, torch.Tensor, torch.Tensor]:
-        """Record ``token`` (closing the segment it ends first); return its (slot, rotation, mask)."""
+    def _enter(self, token: int) -> tuple[int, int, torch.Tensor]:
+        """Record ``token`` (closing the segment it ends first); return its (slot, position, mask)."""
         if self.length >= self.capacity:
             raise ContextFull
         kind = int(self.vocab.type_of[token])
@@ -178,7 +224,7 @@ class DecodingCache:
         self.length = t + 1
         slot = self._take_slot(t)
         mask = self._update(self._zero, self._zero, torch.tensor(t), self.slot_key[: self.filled])
-        return slot, self._rotation(t), mask
+        return slot, t, mask
 
     def _close_segment(self) -> None:
         """Compute the summary of the segment that ends with the last fed token."""
@@ -191,19 +237,19 @@ class DecodingCache:
         layout.seg_valid[0, k_index] = True
         layout.seg_positions[0, k_index] = layout.positions[0, last]
         slot = self._take_slot(self.capacity + k_index)
-        model = self.model
-        rotary = self._rotation(int(layout.positions[0, last]))
+        model, group = self.model, self.group
+        rotation = group.rotation(layout.positions[0, last : last + 1])
         mask = self._summarise(self._zero, self._zero, torch.tensor(k_index), self.slot_key[: self.filled])
         s = model.initial_summaries(layout.seg_opener[0, k_index]).view(1, -1)
         for index, block in enumerate(model.blocks):
-            weights = self._weights[index]
+            weights = group.weights[index]
             ns = block.norm_summary(s)
-            sum_k, sum_v, q = self._linear(ns, weights["summary"]).split(self._split[:3], -1)
-            self._store(self.sum_k, self.sum_v, index, slot, sum_k, sum_v, rotary)
-            attended = self._attend(self._heads(q, rotary), self.sum_k[index], self.sum_v[index], mask)
-            s = self._mlp(s + self._linear(attended, weights["summarise_out"]), block, weights)
-            upd_k, upd_v = self._linear(block.norm_summary(s), weights["summary_update_kv"]).chunk(2, dim=-1)
-            self._store(self.upd_k, self.upd_v, index, slot, upd_k, upd_v, rotary)
+            sum_k, sum_v, q = group.linear(ns, weights["summary"]).split(group.split[:3], -1)
+            self._store(self.sum_k, self.sum_v, index, slot, sum_k, sum_v, rotation)
+            attended = self._attend(group.heads(q, rotation)[0], self.sum_k[index], self.sum_v[index], mask)
+            s = group.mlp(s + group.linear(attended, weights["summarise_out"]), block, weights)
+            upd_k, upd_v = group.linear(block.norm_summary(s), weights["summary_update_kv"]).chunk(2, dim=-1)
+            self._store(self.upd_k, self.upd_v, index, slot, upd_k, upd_v, rotation)
 
     # --- helpers ---------------------------------------------------------------------------
     def _take_slot(self, key: int) -> int:
@@ -212,26 +258,9 @@ class DecodingCache:
         self.filled = slot + 1
         return slot
 
-    def _rotation(self, position: int) -> torch.Tensor:
-        rotary = self.model.rotary
-        return torch.complex(rotary.cos[position], rotary.sin[position])
-
-    def _heads(self, x_1D: torch.Tensor, rotation: torch.Tensor | None = None) -> torch.Tensor:
-        """(1, D) → (H, E), rotated like `Rotary.forward` when ``rotation`` is given.
-
-        The pairs (x[2i], x[2i+1]) are complex numbers turned by (cos + i·sin): the same
-        arithmetic as `Rotary.forward`, in one operation.
-        """
-        config = self.model.config
-        x = x_1D.view(config.n_heads, config.head_dim)
-        if rotation is None:
-            return x
-        turned = torch.view_as_complex(x.float().reshape(config.n_heads, -1, 2)) * rotation
-        return torch.view_as_real(turned).reshape(config.n_heads, config.head_dim).to(x.dtype)
-
     def _store(self, keys, values, layer: int, slot: int, k_1D, v_1D, rotation) -> None:
-        keys[layer, :, slot] = self._heads(k_1D, rotation)
-        values[layer, :, slot] = self._heads(v_1D)
+        keys[layer, :, slot] = self.group.heads(k_1D, rotation)[0]
+        values[layer, :, slot] = self.group.heads(v_1D)[0]
 
     def _attend(
         self, q_HE: torch.Tensor, keys_HNE: torch.Tensor, values_HNE: torch.Tensor, mask_N: torch.Tensor
@@ -248,28 +277,51 @@ class DecodingCache:
 
 
 @torch.inference_mode()
-def step_together(caches: list[DecodingCache], token: int) -> list[torch.Tensor]:
-    """Feed the same token to several caches of one model; return each one's next logits (V,).
+def step_together(caches: list[DecodingCache], tokens: int | list[int]) -> list[torch.Tensor]:
+    """Feed one token to each cache (the same one when ``tokens`` is an int); return each
+    cache's next logits (V,).
 
-    Decoding one token on a CPU is bound by reading the weights, so the caches' rows go
-    through every matrix product together (one read); attention stays per cache. Every
-    cache must have been built with the same ``half_weights``. Raises `ContextFull` before
-    changing anything if any cache is full.
+    The caches must be rows of one `DecodingGroup`. Decoding one token on a CPU is bound by
+    reading the weights and by the count of operations, so the rows go through every
+    matrix product and every attention together: one read of the weights, one attention
+    over the group's buffer (each row masked to its own slots). Raises `ContextFull`
+    before changing anything if any cache is full.
     """
+    group = caches[0].group
+    if any(cache.group is not group for cache in caches):
+        raise ValueError("caches stepped together must belong to one DecodingGroup")
     if any(cache.length >= cache.capacity for cache in caches):
         raise ContextFull
-    first = caches[0]
-    model = first.model
-    entered = [cache._enter(token) for cache in caches]
-    x = model.embed.weight[token].view(1, -1).expand(len(caches), -1)
+    tokens = [tokens] * len(caches) if isinstance(tokens, int) else list(tokens)
+    model = group.model
+    entered = [cache._enter(token) for cache, token in zip(caches, tokens, strict=True)]
+    device = group.sum_k.device
+    rows = torch.tensor([cache.row for cache in caches], device=device)
+    slots = torch.tensor([slot for slot, _, _ in entered], device=device)
+    rotation = group.rotation(torch.tensor([position for _, position, _ in entered], device=device))
+    filled = max(cache.filled for cache in caches)
+    mask = torch.zeros(len(caches), filled, dtype=torch.bool, device=device)
+    for row, (_, _, row_mask) in enumerate(entered):
+        mask[row, : len(row_mask)] = row_mask
+    every_row = len(caches) == group.rows and all(cache.row == row for row, cache in enumerate(caches))
+
+    def rows_of(buffer: torch.Tensor, layer: int) -> torch.Tensor:  # (N, H, filled, E)
+        window = buffer[:, layer, :, :filled]
+        return window if every_row else window[rows]
+
+    x = model.embed.weight[torch.tensor(tokens, device=device)]
     for index, block in enumerate(model.blocks):
-        weights = first._weights[index]
-        projected = first._linear(block.norm_regular(x), weights["token"])
-        attended = []
-        for row, (cache, (slot, rotary, mask)) in enumerate(zip(caches, entered, strict=True)):
-            sum_k, sum_v, upd_k, upd_v, q = projected[row : row + 1].split(cache._split, -1)
-            cache._store(cache.sum_k, cache.sum_v, index, slot, sum_k, sum_v, rotary)
-            cache._store(cache.upd_k, cache.upd_v, index, slot, upd_k, upd_v, rotary)
-            attended.append(cache._attend(cache._heads(q, rotary), cache.upd_k[index], cache.upd_v[index], mask))
-        x = first._mlp(x + first._linear(torch.cat(attended), weights["update_out"]), block, weights)
-    return list(first._linear(model.norm_out(x), first._head))
+        weights = group.weights[index]
+        sum_k, sum_v, upd_k, upd_v, q = group.linear(block.norm_regular(x), weights["token"]).split(group.split, -1)
+        written = ((group.sum_k, group.heads(sum_k, rotation)), (group.sum_v, group.heads(sum_v)),
+                   (group.upd_k, group.heads(upd_k, rotation)), (group.upd_v, group.heads(upd_v)))  # fmt: skip
+        for buffer, value in written:
+            buffer[:, index].transpose(1, 2)[rows, slots] = value  # [row, slot, head, :]
+        attended = torch.nn.functional.scaled_dot_product_attention(
+            group.heads(q, rotation)[:, :, None],
+            rows_of(group.upd_k, index),
+            rows_of(group.upd_v, index),
+            attn_mask=mask[:, None, None],
+        )
+        x = group.mlp(x + group.linear(attended.reshape(len(caches), -1), weights["update_out"]), block, weights)
+    return list(group.linear(model.norm_out(x), group.head))

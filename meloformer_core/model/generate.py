@@ -24,7 +24,7 @@ from meloformer_core.encoding.quantize import GridSong
 from meloformer_core.encoding.vocab import TokenType, Vocabulary
 from meloformer_core.encoding.windows import window_start
 from meloformer_core.errors import MeloformerError
-from meloformer_core.model.decoding import ContextFull, DecodingCache, step_together
+from meloformer_core.model.decoding import ContextFull, DecodingCache, DecodingGroup, step_together
 from meloformer_core.model.sampling import SamplingConfig, choose_token
 from meloformer_core.model.transformer import MeloFormer
 
@@ -59,12 +59,25 @@ class GenerationStats:
         return self.tokens_generated / decode_s if decode_s > 0 else 0.0
 
 
+def _unheard(prompt: np.ndarray, vocab: Vocabulary) -> np.ndarray:
+    """What prompt guidance's second stream hears: the header (BOS, instruments) and, when
+    infilling, that some bars are left out (with nothing heard around them)."""
+    in_header = np.isin(vocab.type_of[prompt], (TokenType.BOS, TokenType.INSTRUMENT))
+    unheard = prompt[: len(prompt) if in_header.all() else int(np.argmin(in_header))]
+    gap = prompt[vocab.type_of[prompt] == TokenType.FIM_GAP]
+    if len(gap):
+        unheard = np.append(unheard, [gap[0], vocab.offset[TokenType.FIM_MIDDLE]])
+    return unheard
+
+
 class _Session:
-    """One generation: the cache, the decoder (grammar + song so far), sampling state, statistics."""
+    """One sequence being generated: its caches (rows of a `DecodingGroup`), the decoder
+    (grammar + song so far), sampling state and statistics. Takes are sessions that share
+    a group and are stepped together (`_step`)."""
 
     def __init__(self, model: MeloFormer, vocab: Vocabulary, prompt: np.ndarray, sampling: SamplingConfig,
                  should_cancel: Callable[[], bool] | None, backend: str, half_weights: bool,
-                 can_slide: bool = True) -> None:  # fmt: skip
+                 can_slide: bool = True, group: DecodingGroup | None = None, take: int = 0) -> None:  # fmt: skip
         self.started = time.perf_counter()
         self.vocab = vocab
         self.sampling = sampling
@@ -78,24 +91,21 @@ class _Session:
             raise MeloformerError(
                 f"the last bar of the song takes {len(prompt)} tokens, more than the model's context of {self.capacity}"
             )
+        self.unheard = _unheard(prompt, vocab)
+        self.guided = _guided(sampling, prompt, vocab)
+        streams = 2 if self.guided else 1
+        group = group or DecodingGroup(model, vocab, streams, half_weights)
+        caches = group.caches(range(take * streams, (take + 1) * streams))
+        self.cache, self.guide = caches[0], (caches[1] if self.guided else None)
         self.decoder = StreamingDecoder(vocab)
         for token in prompt.tolist():
             self.decoder.feed(token)
-        self.cache = DecodingCache(model, vocab, half_weights)
         self.logits = self.cache.prefill(prompt, backend=backend)
         self.generator = torch.Generator(device="cpu")
-        self.generator.manual_seed(sampling.seed if sampling.seed is not None else int(torch.seed() % 2**63))
+        seed = sampling.seed + take if sampling.seed is not None else int(torch.seed() % 2**63)
+        self.generator.manual_seed(seed)
         self.history: list[int] = []
         self.bar_tokens: list[int] = []  # tokens of the bar in progress
-        # prompt guidance: a second stream that has heard only the header (BOS, instruments)
-        # and, when infilling, that some bars are left out (with nothing heard around them)
-        in_header = np.isin(vocab.type_of[prompt], (TokenType.BOS, TokenType.INSTRUMENT))
-        self.unheard = prompt[: len(prompt) if in_header.all() else int(np.argmin(in_header))]
-        gap = prompt[vocab.type_of[prompt] == TokenType.FIM_GAP]
-        if len(gap):
-            self.unheard = np.append(self.unheard, [gap[0], vocab.offset[TokenType.FIM_MIDDLE]])
-        self.guided = sampling.prompt_guidance != 1.0 and len(self.unheard) < len(prompt)  # something was heard
-        self.guide: DecodingCache | None = None
         self.guide_logits = self.logits
         self._restart_guide()
         self.stats.prefill_s = time.perf_counter() - self.started
@@ -104,42 +114,47 @@ class _Session:
         self._fim_end = vocab.offset[TokenType.FIM_END]
         self._fim_start = slice(vocab.offset[TokenType.FIM_GAP], vocab.offset[TokenType.FIM_END])  # GAP and MIDDLE
 
+    @property
+    def caches(self) -> list[DecodingCache]:
+        return [self.cache] if self.guide is None else [self.cache, self.guide]
+
     def start_bar(self) -> None:
         """Before a BAR token: slide the window if the cache is nearly full."""
         self.bar_tokens = []
         if self.can_slide and self.cache.length > self.capacity - max(64, self.capacity // 8):
-            self.cache = _slide(self.cache, self.decoder, [], self.backend)
-            self.stats.window_slides += 1
-            self._restart_guide()
+            self._slide()
 
-    def feed(self, token: int) -> None:
+    def enter(self, token: int) -> None:
+        """Take ``token`` as the next one (the caller then steps the caches: `_step`)."""
         if self.should_cancel is not None and self.should_cancel():
             raise CancelledError
-        self.decoder.feed(token)
-        self.bar_tokens.append(token)
-        self.history.append(token)
-        try:
-            if self.guide is None:
-                self.logits = self.cache.step(token)
-            else:  # the guide is never fuller than the main cache: a full one stops both here
-                self.logits, self.guide_logits = step_together([self.cache, self.guide], token)
-        except ContextFull:  # one bar longer than the room left: slide inside the bar
+        if self.cache.length >= self.capacity:  # one bar longer than the room left: slide inside the bar
             if not self.can_slide:
                 raise MeloformerError(
                     f"the bars to infill do not fit the model's context of {self.capacity} tokens; infill fewer bars"
-                ) from None
-            self.cache = _slide(self.cache, self.decoder, self.bar_tokens[:-1], self.backend)
-            self.stats.window_slides += 1
-            self.logits = self.cache.step(token)
-            self._restart_guide()
+                )
+            self._slide()
+        self.decoder.feed(token)
+        self.bar_tokens.append(token)
+        self.history.append(token)
+
+    def feed(self, token: int) -> None:
+        """Take ``token`` and step this session alone."""
+        self.enter(token)
+        _step([self], [token])
+
+    def _slide(self) -> None:
+        _slide(self.cache, self.decoder, self.bar_tokens, self.backend)
+        self.stats.window_slides += 1
+        self._restart_guide()
 
     def _restart_guide(self) -> None:
         """Start the guide stream, or restart it after the main window slid: what it has not
         heard, then the bar in progress. It never holds more than the main window, which holds
         both (an infilling session, whose guide holds two tokens more, never slides)."""
-        if not self.guided:
+        if self.guide is None:
             return
-        self.guide = DecodingCache(self.cache.model, self.vocab, self.cache.half_weights)
+        self.guide.clear()
         tokens = np.append(self.unheard, np.array(self.bar_tokens, dtype=self.unheard.dtype))
         self.guide_logits = self.guide.prefill(tokens, backend=self.backend)
 
@@ -181,6 +196,25 @@ class _Session:
         return self.stats
 
 
+def _guided(sampling: SamplingConfig, prompt: np.ndarray, vocab: Vocabulary) -> bool:
+    """Whether prompt guidance applies: it is asked for, and the prompt says more than the header."""
+    return sampling.prompt_guidance != 1.0 and len(_unheard(prompt, vocab)) < len(prompt)
+
+
+def _step(sessions: list[_Session], tokens: list[int]) -> None:
+    """Step the caches of ``sessions`` (which share a group) together, each with its token."""
+    caches = [cache for session in sessions for cache in session.caches]
+    fed = [token for session, token in zip(sessions, tokens, strict=True) for _ in session.caches]
+    try:
+        logits = iter(step_together(caches, fed))
+    except ContextFull:  # only an infilling guide can fill up first: its layout never slides
+        raise MeloformerError("the bars to generate do not fit the model's context; ask for fewer bars") from None
+    for session in sessions:
+        session.logits = next(logits)
+        if session.guide is not None:
+            session.guide_logits = next(logits)
+
+
 def _prompt(grid: GridSong, vocab: Vocabulary, capacity: int, stop_bar: int | None = None) -> tuple[np.ndarray, int]:
     """(tokens of the latest whole bars before ``stop_bar`` that fit the prompt share, first bar)."""
     first = window_start(grid, vocab, int(capacity * PROMPT_SHARE), stop_bar=stop_bar)
@@ -198,33 +232,78 @@ def continue_grid(
     should_cancel: Callable[[], bool] | None = None,
     backend: str = "dense",
     half_weights: bool = False,
-) -> tuple[GridSong, GenerationStats]:
-    """Generate ``bars`` new bars after the last bar of ``grid``.
+) -> tuple[list[GridSong], list[int], GenerationStats]:
+    """Generate ``bars`` new bars after the last bar of ``grid``, ``sampling.takes`` times.
 
-    Returns (the new bars, as a grid slice starting at step 0; statistics).
-    ``on_bar(k, new_bars)`` is called after the k-th new bar (1-based) is finished;
-    ``should_cancel`` is polled between tokens; ``half_weights`` decodes with float16
-    weights (see `DecodingCache`).
+    The takes (seeds ``seed``, ``seed + 1``, …) are decoded together, one batched step per
+    token. Returns (each take's new bars as a grid slice starting at step 0, in seed order;
+    the takes' indices, the most typical first: see `typicality_order`; statistics over all
+    takes).
+    ``on_bar(k, new_bars)`` is called once every take has finished its k-th new bar (1-based),
+    with the bars of the take most typical so far; ``should_cancel`` is polled between
+    tokens; ``half_weights`` decodes with float16 weights (see `DecodingGroup`).
     """
+    started = time.perf_counter()
     prompt, first = _prompt(grid, vocab, model.config.max_seq_len)
     prompt_bars = grid.bar_count - first
-    session = _Session(model, vocab, prompt, sampling, should_cancel, backend, half_weights)
+    streams = 2 if _guided(sampling, prompt, vocab) else 1
+    group = DecodingGroup(model, vocab, streams * sampling.takes, half_weights)
+    sessions = [_Session(model, vocab, prompt, sampling, should_cancel, backend, half_weights, group=group, take=k)
+                for k in range(sampling.takes)]  # fmt: skip
+    stats = GenerationStats(bars_added=bars, prompt_tokens=len(prompt), prefill_s=time.perf_counter() - started)
+
+    def new_bars() -> list[GridSong]:
+        return [slice_grid(session.decoder.grid(), prompt_bars) for session in sessions]
+
     bar_type = int(TokenType.BAR)
-    done = 0
-    token = vocab.bar_id  # the continuation starts a new bar: forced, not sampled
-    while True:
-        if vocab.type_of[token] == bar_type:
-            if session.history:  # a bar just finished
-                done += 1
-                session.bar_finished(done)
-                if on_bar is not None:
-                    on_bar(done, slice_grid(session.decoder.grid(), prompt_bars))
-                if done == bars:
-                    break
-            session.start_bar()
-        session.feed(token)
-        token = session.sample(session.grammar_mask())
-    return slice_grid(session.decoder.grid(), prompt_bars), session.finish(done)
+    done = [0] * len(sessions)
+    tokens = [vocab.bar_id] * len(sessions)  # the continuation starts a new bar: forced, not sampled
+    active = list(range(len(sessions)))
+    while active:
+        stepping = []
+        for k in active:
+            session = sessions[k]
+            if vocab.type_of[tokens[k]] == bar_type:
+                if session.history:  # a bar just finished
+                    done[k] += 1
+                    if done[k] == bars:
+                        continue  # this take is complete
+                session.start_bar()
+            session.enter(tokens[k])
+            stepping.append(k)
+        if min(done) > len(stats.bar_seconds):  # every take has finished one more bar
+            stats.bar_seconds.append(time.perf_counter() - started)
+            if on_bar is not None:
+                so_far = new_bars()
+                on_bar(min(done), so_far[typicality_order(so_far)[0]])
+        active = stepping
+        if active:
+            _step([sessions[k] for k in active], [tokens[k] for k in active])
+            for k in active:
+                tokens[k] = sessions[k].sample(sessions[k].grammar_mask())
+    stats.first_bar_s = stats.bar_seconds[0]
+    stats.tokens_generated = sum(session.stats.tokens_generated for session in sessions)
+    stats.window_slides = sum(session.stats.window_slides for session in sessions)
+    stats.total_s = time.perf_counter() - started
+    takes = new_bars()
+    return takes, typicality_order(takes), stats
+
+
+def typicality_order(takes: list[GridSong]) -> list[int]:
+    """The takes' indices, the most typical first: by the mean overlap of a take's pitch-class
+    histogram (melodic notes, counted) with each other take's. Of several continuations
+    sampled from the model, the one most like the others stands for what the model expects
+    (a minimum-Bayes-risk choice); ties keep the takes' order."""
+    histograms = []
+    for take in takes:
+        melodic = [slot for slot, (_, is_drum) in enumerate(take.instruments) if not is_drum]
+        pitches = take.notes[np.isin(take.notes[:, 0], melodic), 2]
+        counts = np.bincount(pitches % 12, minlength=12).astype(float)
+        histograms.append(counts / counts.sum() if counts.sum() else counts)
+    shares = np.array(histograms).reshape(len(takes), 12)
+    overlap = np.minimum(shares[:, None], shares[None, :]).sum(axis=2)
+    score = (overlap.sum(axis=1) - overlap.diagonal()) / max(len(takes) - 1, 1)
+    return sorted(range(len(takes)), key=lambda k: -score[k])
 
 
 def arrange_grid(
@@ -333,13 +412,13 @@ def arrange_grid(
     return slice_grid(new_bars(), 0, gap), session.finish(gap)
 
 
-def _slide(old: DecodingCache, decoder: StreamingDecoder, bar_tokens: list[int], backend: str) -> DecodingCache:
-    """A new cache over the latest complete bars (plus the bar in progress).
+def _slide(cache: DecodingCache, decoder: StreamingDecoder, bar_tokens: list[int], backend: str) -> None:
+    """Refill ``cache`` with the latest complete bars (plus the bar in progress).
 
     If not even the last complete bar fits beside the bar in progress, the window keeps
     that bar's metre, key and tempo but not its notes: the model forgets rather than fails.
     """
-    model, vocab = old.model, old.vocab
+    model, vocab = cache.model, cache.vocab
     grid = decoder.grid()
     in_progress = grid.bar_count - 1 if bar_tokens else grid.bar_count
     capacity = model.config.max_seq_len
@@ -353,7 +432,5 @@ def _slide(old: DecodingCache, decoder: StreamingDecoder, bar_tokens: list[int],
             last.bar_starts, last.time_signatures, last.tempos, last.keys, last.instruments, last.notes[:0]
         )
         context = encode_grid(empty, vocab)[:-1]
-    prompt = np.concatenate([context, np.array(bar_tokens, dtype=np.int32)])
-    cache = DecodingCache(model, vocab, old.half_weights)
-    cache.prefill(prompt, backend=backend)
-    return cache
+    cache.clear()
+    cache.prefill(np.concatenate([context, np.array(bar_tokens, dtype=np.int32)]), backend=backend)

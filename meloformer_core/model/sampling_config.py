@@ -12,6 +12,7 @@ class SamplingError(MeloformerError):
 
 
 MAX_PROMPT_GUIDANCE = 5.0
+MAX_TAKES = 16
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class SamplingConfig:
     # the same model that has heard only the song's instruments (classifier-free guidance)
     prompt_guidance: float = 1.0
     seed: int | None = None
+    # continuations sampled together (seeds seed, seed + 1, …); the one most like the others
+    # is the result (`generate.typicality_order`); continuing only, arranging samples one
+    takes: int = 1
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -42,6 +46,8 @@ class SamplingConfig:
             raise SamplingError("repetition window must be ≥ 0")
         if not 0 <= self.prompt_guidance <= MAX_PROMPT_GUIDANCE:
             raise SamplingError(f"prompt guidance must be in [0, {MAX_PROMPT_GUIDANCE:g}], got {self.prompt_guidance}")
+        if not 1 <= self.takes <= MAX_TAKES:
+            raise SamplingError(f"takes must be in 1-{MAX_TAKES}, got {self.takes}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -93,6 +93,8 @@ def test_variations_are_auditioned_then_one_is_kept(loaded, qtbot) -> None:
     window.panel.variations.setValue(3)
     run(window, qtbot, "continue")
     assert window.panel.takes.count() == 3 and window.editor.undo_stack.count() == 0
+    assert "most typical" in window.panel.takes.item(0).text()  # decoded together, the most typical first
+    assert len({take.seed for take in window._takes}) == 3 and len({take.song for take in window._takes}) == 3
     window.panel.takes.setCurrentRow(2)
     assert window.editor.shown_song() is window._takes[2].song and window.editor.document.song is before
     window.panel.keep_button.click()

@@ -7,6 +7,7 @@ import pickle
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from meloformer_core.encoding.quantize import to_grid
 from meloformer_core.midi_io import read_midi
 from meloformer_core.model.bundle import BundleError, load_bundle, save_bundle
 from meloformer_core.model.config import named_config
-from meloformer_core.model.generate import CancelledError
+from meloformer_core.model.generate import CancelledError, typicality_order
 from meloformer_core.model.sampling import (
     SamplingConfig,
     SamplingError,
@@ -64,7 +65,7 @@ def test_choose_token_respects_the_grammar_mask_and_greedy_and_seeds() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [{"temperature": -1}, {"top_k": -1}, {"top_p": 0}, {"min_p": 1}, {"repetition_penalty": 0},
-     {"prompt_guidance": -0.5}, {"prompt_guidance": 6}],
+     {"prompt_guidance": -0.5}, {"prompt_guidance": 6}, {"takes": 0}, {"takes": 17}],
 )  # fmt: skip
 def test_bad_sampling_settings_are_refused(kwargs: dict) -> None:
     with pytest.raises(SamplingError):
@@ -113,6 +114,37 @@ def test_prompt_guidance_decodes_is_deterministic_and_changes_the_music(service:
     assert guided != plain  # the guide's logits take part
 
 
+def test_takes_are_decoded_together_and_the_most_typical_comes_first(service: GenerationService) -> None:
+    """Takes are the continuations of seeds seed, seed + 1, … decoded as one batch: each is the
+    music its seed gives alone, and the result is the one most like the others."""
+    song = read_midi(FIXTURES / "bach_chorale.mid")
+    seen: list[int] = []
+    sampling = SamplingConfig(seed=5, prompt_guidance=2.0, top_p=0.95)
+    result = service.continue_song(song, 3, replace(sampling, takes=3), progress=lambda d, t, s: seen.append(d))
+    assert seen == [1, 2, 3] and result.bars_added == 3 and len(result.takes) == 3
+    alone = [service.continue_song(song, 3, replace(sampling, seed=5 + k)) for k in range(3)]
+    assert sorted(map(repr, result.takes)) == sorted(repr(r.song) for r in alone)
+    assert result.song == result.takes[0]
+    assert [alone[seed - 5].song for seed in result.take_seeds] == list(result.takes)
+    assert result.tokens_generated == sum(r.tokens_generated for r in alone)
+    grids = [to_grid(take) for take in result.takes]
+    assert typicality_order(grids) == [0, 1, 2]  # the order is the ranking
+
+
+def test_typicality_prefers_the_take_most_like_the_others() -> None:
+    from meloformer_core.encoding.quantize import GridSong
+
+    def take(pitches: list[int], drums: list[int] = ()) -> GridSong:
+        notes = [(0, 4 * i, p, 4, 20) for i, p in enumerate(pitches)] + [(1, 0, d, 1, 20) for d in drums]
+        notes = np.array(notes, dtype=np.int64).reshape(-1, 5)
+        return GridSong(np.array([0, 96]), [(0, 4, 4)], [(0, 1200)], [], [(0, False), (0, True)], notes)
+
+    c_major, a_minor, f_sharp = take([60, 64, 67, 72]), take([57, 60, 64, 69]), take([66, 70, 73, 78])
+    assert typicality_order([f_sharp, c_major, a_minor]) == [1, 2, 0]
+    assert typicality_order([take([], drums=[60, 64, 67, 72]), c_major, a_minor]) == [1, 2, 0]  # drums do not count
+    assert typicality_order([take([]), c_major, c_major]) == [1, 2, 0]  # an empty take is the least typical
+
+
 def test_cancel_raises_and_changes_nothing(service: GenerationService) -> None:
     song = read_midi(FIXTURES / "drum_groove.mid")
     copy = quantize(song)
@@ -135,10 +167,11 @@ def test_long_prompts_are_windowed_by_bars_and_the_window_slides(tmp_path: Path)
     service.load(bundle)
     song = read_midi(FIXTURES / "bach_chorale_tempo.mid")
     assert len(encode(song)) > 1000  # far longer than the 160-token context
-    for guidance in (1.0, 2.0):  # the guide stream restarts whenever the window slides
-        result = service.continue_song(song, 6, SamplingConfig(seed=0, prompt_guidance=guidance))
+    for guidance, takes in ((1.0, 1), (2.0, 1), (2.0, 2)):  # the guide restarts whenever the window slides
+        result = service.continue_song(song, 6, SamplingConfig(seed=0, prompt_guidance=guidance, takes=takes))
         assert result.bars_added == 6 and result.prompt_tokens <= 160  # whole bars that fit the context
-        result.song.validate()
+        for take in result.takes:
+            take.validate()
 
 
 def test_service_errors_are_clear(tmp_path: Path) -> None:
@@ -238,6 +271,15 @@ def test_continue_command_writes_prompt_plus_bars_and_reports_json(bundle_dir: P
     assert report["bars_added"] == 2
     song, continued = read_midi(FIXTURES / "folk_song_3_4.mid"), read_midi(out)
     assert set(song.tracks[0].notes) <= set(continued.tracks[0].notes)
+    result = run("continue", str(FIXTURES / "folk_song_3_4.mid"), "-o", str(out), "--bars", "2",
+                 "--model", str(bundle_dir), "--seed", "5", "--top-k", "20", "--top-p", "0.9",
+                 "--takes", "3", "--write-takes")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["takes"] == 3
+    assert [Path(p).name for p in report["takes_written"]] == ["out.take-2.mid", "out.take-3.mid"]
+    takes = [read_midi(out), *(read_midi(p) for p in report["takes_written"])]
+    assert continued in takes and len({repr(take) for take in takes}) == 3  # seed 5 is one of the three takes
 
 
 @pytest.mark.parametrize(
@@ -245,6 +287,7 @@ def test_continue_command_writes_prompt_plus_bars_and_reports_json(bundle_dir: P
     [
         (["--model", "/nonexistent/bundle"], "no such model bundle"),
         (["--temperature", "-2"], "temperature"),
+        (["--takes", "0"], "takes must be in 1-16"),
         (["-o", "/nonexistent/folder/out.mid"], "cannot write there"),
     ],
 )

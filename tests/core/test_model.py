@@ -12,7 +12,7 @@ from meloformer_core.encoding import DEFAULT_VOCAB, encode
 from meloformer_core.encoding.vocab import TokenType
 from meloformer_core.midi_io import read_midi
 from meloformer_core.model.config import SIZES, ConfigError, ModelConfig, named_config
-from meloformer_core.model.decoding import DecodingCache, step_together
+from meloformer_core.model.decoding import DecodingCache, DecodingGroup, step_together
 from meloformer_core.model.masks import build_layout
 from meloformer_core.model.transformer import MeloFormer
 from tests.conftest import FIXTURES
@@ -144,7 +144,7 @@ def test_caches_stepped_together_equal_their_full_forward_passes(model: MeloForm
     tokens = encode(read_midi(FIXTURES / "bach_chorale.mid"))[:400]
     bars = np.flatnonzero(VOCAB.type_of[tokens] == TokenType.BAR)
     header, split = tokens[: bars[0]], int(bars[3])
-    heard, deaf = DecodingCache(model, VOCAB), DecodingCache(model, VOCAB)
+    heard, deaf = DecodingGroup(model, VOCAB, rows=2).caches()
     steps = [(heard.prefill(tokens[:split]), deaf.prefill(header))]
     steps += [tuple(step_together([heard, deaf], int(token))) for token in tokens[split:]]
     with torch.no_grad():
@@ -153,6 +153,28 @@ def test_caches_stepped_together_equal_their_full_forward_passes(model: MeloForm
             start = split if index == 0 else len(header)
             stepped = torch.stack([pair[index] for pair in steps])
             assert (stepped - full[start - 1 :]).abs().max() <= 1e-4
+
+
+def test_rows_stepped_together_with_their_own_tokens_equal_their_full_passes(model: MeloFormer) -> None:
+    """Takes are decoded as rows of one group: each row its own prompt and tokens, and a row
+    that has finished stops while the others go on; every row keeps its own sequence's logits."""
+    chorale = encode(read_midi(FIXTURES / "bach_chorale.mid"))[:300]
+    groove = encode(read_midi(FIXTURES / "drum_groove.mid"))[:260]
+    jig = encode(read_midi(FIXTURES / "jig_6_8.mid"))[:200]
+    sequences, prompts = (chorale, groove, jig), (40, 7, 120)
+    caches = DecodingGroup(model, VOCAB, rows=3).caches()
+    steps = [[cache.prefill(seq[:p])] for cache, seq, p in zip(caches, sequences, prompts, strict=True)]
+    for t in range(max(len(seq) - p for seq, p in zip(sequences, prompts, strict=True))):
+        rows = [row for row, (seq, p) in enumerate(zip(sequences, prompts, strict=True)) if p + t < len(seq)]
+        fed = [int(sequences[row][prompts[row] + t]) for row in rows]
+        for row, logits in zip(rows, step_together([caches[row] for row in rows], fed), strict=True):
+            steps[row].append(logits)
+    with torch.no_grad():
+        for row, (seq, p) in enumerate(zip(sequences, prompts, strict=True)):
+            full = model(build_layout([seq], VOCAB), "dense")[0]
+            assert (torch.stack(steps[row]) - full[p - 1 :]).abs().max() <= 1e-4
+    with pytest.raises(ValueError, match="one DecodingGroup"):
+        step_together([caches[0], DecodingCache(model, VOCAB)], 0)
 
 
 def test_named_sizes_and_their_parameter_counts() -> None:
