@@ -6,7 +6,8 @@ For each size and context length, in one run on randomly initialised weights:
 - cached: prefill the context, then feed tokens one at a time through the cache (float32
   weights, exact; and float16 weights, the service's default on a CPU);
 - guided: prompt guidance's two streams (the context, and the header alone) fed each
-  token together through `step_together` (float16 weights), and one after the other;
+  token together as two rows of one `DecodingGroup` (float16 weights), and one after the
+  other;
 - recompute: the seed's way, a full forward pass over the whole prefix for every token;
 and the time from the start to the first finished bar when continuing an 8-bar prompt
 (through the service, grammar-constrained sampling included). Uses a GPU when present.
@@ -30,7 +31,7 @@ from meloformer_core.encoding.quantize import from_grid, to_grid
 from meloformer_core.midi_io import read_midi
 from meloformer_core.model.bundle import save_bundle
 from meloformer_core.model.config import named_config
-from meloformer_core.model.decoding import DecodingCache, step_together
+from meloformer_core.model.decoding import DecodingCache, DecodingGroup, step_together
 from meloformer_core.model.masks import build_layout
 from meloformer_core.model.sampling import SamplingConfig
 from meloformer_core.model.transformer import MeloFormer
@@ -76,7 +77,10 @@ def cached_tokens_per_s(
 @torch.no_grad()
 def guided_tokens_per_s(model: MeloFormer, tokens: np.ndarray, context: int, steps: int, device: str,
                         together: bool) -> float:  # fmt: skip
-    heard, deaf = DecodingCache(model, VOCAB, True), DecodingCache(model, VOCAB, True)
+    if together:  # two rows of one group
+        heard, deaf = DecodingGroup(model, VOCAB, rows=2, half_weights=True).caches()
+    else:
+        heard, deaf = DecodingCache(model, VOCAB, True), DecodingCache(model, VOCAB, True)
     heard.prefill(tokens[:context])
     deaf.prefill(tokens[:5])  # the header: BOS and the instruments
     for index, token in enumerate(tokens[context : context + 4 + steps].tolist()):

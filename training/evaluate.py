@@ -277,7 +277,8 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         prompt = from_grid(slice_grid(grid, 0, bars_prompt))
         real = from_grid(slice_grid(grid, bars_prompt, bars_prompt + bars_generate))
         try:
-            result = service.continue_song(prompt, bars_generate, replace(sampling, seed=seed + index))
+            takes_seed = (seed + index) * sampling.takes  # the takes of different files never share a seed
+            result = service.continue_song(prompt, bars_generate, replace(sampling, seed=takes_seed))
             continued = to_grid(result.song, vocab)
             generated_grid = slice_grid(continued, bars_prompt, bars_prompt + bars_generate)
             generated = from_grid(generated_grid)

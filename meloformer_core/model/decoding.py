@@ -18,6 +18,12 @@ the mask. Single-query attention is computed directly (scores → softmax → va
 the filled slots, with the three projections of a token fused into one matrix product:
 exact, and on a CPU several times cheaper than module-by-module attention over the
 whole buffer.
+
+Sequences decoded side by side (prompt guidance's two streams, several takes) are rows of
+one `DecodingGroup`: one key/value buffer with a row per sequence, and one set of fused
+weights. `step_together` feeds each row its own token and runs every matrix product and
+the attention of all rows as single operations (each row masked to its own slots), so a
+step for N rows costs far less than N steps.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ _OPENERS = tuple(int(t) for t in (TokenType.BAR, TokenType.TRACK, TokenType.EOS,
                                   TokenType.FIM_MIDDLE, TokenType.FIM_END))  # fmt: skip
 
 
+HALF_ROWS = 2  # float16 weights pay for products of up to this many rows (see `DecodingGroup`)
+
+
 class ContextFull(Exception):  # noqa: N818 - a signal, not a failure
     """The cache holds ``max_seq_len`` tokens: the caller must re-window and prefill."""
 
@@ -43,15 +52,23 @@ class DecodingGroup:
     """What the caches decoded together share: the model's fused weights and one key/value
     buffer with a row per cache, so a step attends for all of them in one operation.
 
-    ``half_weights``: float16 copies of the weights for the token-by-token matrix products
-    (activations and the cache stay float32). One token reads every weight once, so on a
-    CPU decoding is bound by memory traffic and this is several times faster; logits then
-    differ from the float32 pass by ~1e-3 relative.
+    ``half_weights``: float16 copies of the weights for the matrix products of one or two
+    rows (activations and the cache stay float32). One token reads every weight once, so on
+    a CPU such a product is bound by memory traffic and this is about twice as fast; logits
+    then differ from the float32 pass by ~1e-3 relative. Products of more rows use float32
+    weights, which a CPU multiplies in batches faster (`HALF_ROWS`; bench/takes.py).
+
+    ``blocks``: ranges of rows that attend together, each over its own longest row; rows
+    of very different lengths (a take's cache and its guide's) belong in different blocks.
     """
 
-    def __init__(self, model: MeloFormer, vocab: Vocabulary, rows: int = 1, half_weights: bool = False) -> None:
+    def __init__(self, model: MeloFormer, vocab: Vocabulary, rows: int = 1, half_weights: bool = False,
+                 blocks: list[range] | None = None) -> None:  # fmt: skip
         config = model.config
         self.model, self.vocab, self.rows, self.half_weights = model, vocab, rows, half_weights
+        self.blocks = blocks or [range(rows)]
+        if sorted(row for block in self.blocks for row in block) != list(range(rows)):
+            raise ValueError(f"blocks {self.blocks} do not cover rows 0-{rows - 1} once each")
         self.capacity = config.max_seq_len
         self.summary_capacity = config.max_seq_len // 2 + 2  # every segment but EOS has ≥ 2 tokens
         parameter = next(model.parameters())
@@ -62,32 +79,42 @@ class DecodingGroup:
         self.sum_v = torch.zeros(shape, device=device, dtype=dtype)
         self.upd_k = torch.zeros(shape, device=device, dtype=dtype)
         self.upd_v = torch.zeros(shape, device=device, dtype=dtype)
-        self.weight_dtype = torch.float16 if half_weights else dtype
 
-        def prepared(*weights: torch.Tensor) -> torch.Tensor:
-            return torch.cat(weights).to(self.weight_dtype).contiguous()
+        def prepared(weight_dtype: torch.dtype) -> tuple[list[dict], torch.Tensor]:
+            def fused(*weights: torch.Tensor) -> torch.Tensor:
+                return torch.cat(weights).to(weight_dtype).contiguous()
 
-        # Per block, fused: a token's [summarise k, v | update k, v | update q], a summary's
-        # [summarise k, v | summarise q], then the other projections.
-        self.weights = [
-            {
-                "token": prepared(b.summarise.kv_proj.weight, b.update.kv_proj.weight, b.update.q_proj.weight),
-                "summary": prepared(b.summarise.kv_proj.weight, b.summarise.q_proj.weight),
-                "summary_update_kv": prepared(b.update.kv_proj.weight),
-                "update_out": prepared(b.update.out_proj.weight),
-                "summarise_out": prepared(b.summarise.out_proj.weight),
-                "gate_up": prepared(b.mlp.gate_up.weight),
-                "down": prepared(b.mlp.down.weight),
-            }
-            for b in model.blocks
-        ]
-        self.head = prepared(model.head.weight)
+            # Per block, fused: a token's [summarise k, v | update k, v | update q], a summary's
+            # [summarise k, v | summarise q], then the other projections.
+            layers = [
+                {
+                    "token": fused(b.summarise.kv_proj.weight, b.update.kv_proj.weight, b.update.q_proj.weight),
+                    "summary": fused(b.summarise.kv_proj.weight, b.summarise.q_proj.weight),
+                    "summary_update_kv": fused(b.update.kv_proj.weight),
+                    "update_out": fused(b.update.out_proj.weight),
+                    "summarise_out": fused(b.summarise.out_proj.weight),
+                    "gate_up": fused(b.mlp.gate_up.weight),
+                    "down": fused(b.mlp.down.weight),
+                }
+                for b in model.blocks
+            ]
+            return layers, fused(model.head.weight)
+
+        self._half = prepared(torch.float16) if half_weights else None
+        self._full = prepared(dtype) if not half_weights or rows > HALF_ROWS else None
         self.split = (config.d_model,) * 5
 
-    def caches(self, rows: range | None = None) -> list[DecodingCache]:
-        """An empty cache for each of ``rows`` (default: every row)."""
-        rows = range(self.rows) if rows is None else rows
-        return [DecodingCache(self.model, self.vocab, group=self, row=row) for row in rows]
+    def weights(self, rows: int) -> tuple[list[dict], torch.Tensor]:
+        """(per block, the fused weights; the output head) for a product of ``rows`` rows."""
+        return self._half if self._half is not None and rows <= HALF_ROWS else self._full
+
+    def cache(self, row: int) -> DecodingCache:
+        """An empty cache on ``row``."""
+        return DecodingCache(self.model, self.vocab, group=self, row=row)
+
+    def caches(self) -> list[DecodingCache]:
+        """An empty cache on every row."""
+        return [self.cache(row) for row in range(self.rows)]
 
     def linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.linear(x.to(weight.dtype), weight).to(x.dtype)
@@ -241,8 +268,9 @@ class DecodingCache:
         rotation = group.rotation(layout.positions[0, last : last + 1])
         mask = self._summarise(self._zero, self._zero, torch.tensor(k_index), self.slot_key[: self.filled])
         s = model.initial_summaries(layout.seg_opener[0, k_index]).view(1, -1)
+        layers, _ = group.weights(1)
         for index, block in enumerate(model.blocks):
-            weights = group.weights[index]
+            weights = layers[index]
             ns = block.norm_summary(s)
             sum_k, sum_v, q = group.linear(ns, weights["summary"]).split(group.split[:3], -1)
             self._store(self.sum_k, self.sum_v, index, slot, sum_k, sum_v, rotation)
@@ -293,35 +321,49 @@ def step_together(caches: list[DecodingCache], tokens: int | list[int]) -> list[
     if any(cache.length >= cache.capacity for cache in caches):
         raise ContextFull
     tokens = [tokens] * len(caches) if isinstance(tokens, int) else list(tokens)
-    model = group.model
+    model, config = group.model, group.model.config
     entered = [cache._enter(token) for cache, token in zip(caches, tokens, strict=True)]
     device = group.sum_k.device
     rows = torch.tensor([cache.row for cache in caches], device=device)
     slots = torch.tensor([slot for slot, _, _ in entered], device=device)
     rotation = group.rotation(torch.tensor([position for _, position, _ in entered], device=device))
-    filled = max(cache.filled for cache in caches)
-    mask = torch.zeros(len(caches), filled, dtype=torch.bool, device=device)
-    for row, (_, _, row_mask) in enumerate(entered):
-        mask[row, : len(row_mask)] = row_mask
-    every_row = len(caches) == group.rows and all(cache.row == row for row, cache in enumerate(caches))
-
-    def rows_of(buffer: torch.Tensor, layer: int) -> torch.Tensor:  # (N, H, filled, E)
-        window = buffer[:, layer, :, :filled]
-        return window if every_row else window[rows]
-
+    # Attention runs per block over a view of the buffer (no copy): a row of the block that
+    # is not stepped gets a zero query that sees slot 0 only, and its output is dropped.
+    attending = []  # (block range, its rows' places among ``caches``, the slots it spans, mask)
+    for block in group.blocks:
+        places = {cache.row - block.start: place for place, cache in enumerate(caches) if cache.row in block}
+        if not places:
+            continue
+        filled = max(caches[place].filled for place in places.values())
+        mask = torch.zeros(len(block), filled, dtype=torch.bool, device=device)
+        mask[:, 0] = True
+        for row, place in places.items():
+            row_mask = entered[place][2]
+            mask[row, : len(row_mask)] = row_mask
+        attending.append((block, places, filled, mask))
+    layers, head = group.weights(len(caches))
     x = model.embed.weight[torch.tensor(tokens, device=device)]
     for index, block in enumerate(model.blocks):
-        weights = group.weights[index]
+        weights = layers[index]
         sum_k, sum_v, upd_k, upd_v, q = group.linear(block.norm_regular(x), weights["token"]).split(group.split, -1)
         written = ((group.sum_k, group.heads(sum_k, rotation)), (group.sum_v, group.heads(sum_v)),
                    (group.upd_k, group.heads(upd_k, rotation)), (group.upd_v, group.heads(upd_v)))  # fmt: skip
         for buffer, value in written:
             buffer[:, index].transpose(1, 2)[rows, slots] = value  # [row, slot, head, :]
-        attended = torch.nn.functional.scaled_dot_product_attention(
-            group.heads(q, rotation)[:, :, None],
-            rows_of(group.upd_k, index),
-            rows_of(group.upd_v, index),
-            attn_mask=mask[:, None, None],
-        )
+        queries = group.heads(q, rotation)
+        attended = torch.empty(len(caches), config.n_heads, config.head_dim, device=device, dtype=x.dtype)
+        for rows_range, places, filled, mask in attending:
+            where = torch.tensor(list(places.values()), device=device)
+            inside = torch.tensor(list(places.keys()), device=device)
+            query = torch.zeros(len(rows_range), config.n_heads, config.head_dim, device=device, dtype=x.dtype)
+            query[inside] = queries[where]
+            window = slice(rows_range.start, rows_range.stop)
+            out = torch.nn.functional.scaled_dot_product_attention(
+                query[:, :, None],
+                group.upd_k[window, index, :, :filled],
+                group.upd_v[window, index, :, :filled],
+                attn_mask=mask[:, None, None],
+            )
+            attended[where] = out[inside, :, 0]
         x = group.mlp(x + group.linear(attended.reshape(len(caches), -1), weights["update_out"]), block, weights)
-    return list(group.linear(model.norm_out(x), group.head))
+    return list(group.linear(model.norm_out(x), head))

@@ -93,10 +93,9 @@ class _Session:
             )
         self.unheard = _unheard(prompt, vocab)
         self.guided = _guided(sampling, prompt, vocab)
-        streams = 2 if self.guided else 1
-        group = group or DecodingGroup(model, vocab, streams, half_weights)
-        caches = group.caches(range(take * streams, (take + 1) * streams))
-        self.cache, self.guide = caches[0], (caches[1] if self.guided else None)
+        group = group or _group(model, vocab, 1, self.guided, half_weights)
+        self.cache = group.cache(take)
+        self.guide = group.cache(group.rows // 2 + take) if self.guided else None
         self.decoder = StreamingDecoder(vocab)
         for token in prompt.tolist():
             self.decoder.feed(token)
@@ -201,6 +200,15 @@ def _guided(sampling: SamplingConfig, prompt: np.ndarray, vocab: Vocabulary) -> 
     return sampling.prompt_guidance != 1.0 and len(_unheard(prompt, vocab)) < len(prompt)
 
 
+def _group(model: MeloFormer, vocab: Vocabulary, takes: int, guided: bool, half_weights: bool) -> DecodingGroup:
+    """Rows for ``takes`` sessions: take k's cache is row k, its guide's row ``takes + k``
+    (a block of its own: the guides are far shorter than the caches they guide)."""
+    if not guided:
+        return DecodingGroup(model, vocab, takes, half_weights)
+    blocks = [range(takes), range(takes, 2 * takes)]
+    return DecodingGroup(model, vocab, 2 * takes, half_weights, blocks=blocks)
+
+
 def _step(sessions: list[_Session], tokens: list[int]) -> None:
     """Step the caches of ``sessions`` (which share a group) together, each with its token."""
     caches = [cache for session in sessions for cache in session.caches]
@@ -246,8 +254,7 @@ def continue_grid(
     started = time.perf_counter()
     prompt, first = _prompt(grid, vocab, model.config.max_seq_len)
     prompt_bars = grid.bar_count - first
-    streams = 2 if _guided(sampling, prompt, vocab) else 1
-    group = DecodingGroup(model, vocab, streams * sampling.takes, half_weights)
+    group = _group(model, vocab, sampling.takes, _guided(sampling, prompt, vocab), half_weights)
     sessions = [_Session(model, vocab, prompt, sampling, should_cancel, backend, half_weights, group=group, take=k)
                 for k in range(sampling.takes)]  # fmt: skip
     stats = GenerationStats(bars_added=bars, prompt_tokens=len(prompt), prefill_s=time.perf_counter() - started)

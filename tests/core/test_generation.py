@@ -114,9 +114,13 @@ def test_prompt_guidance_decodes_is_deterministic_and_changes_the_music(service:
     assert guided != plain  # the guide's logits take part
 
 
-def test_takes_are_decoded_together_and_the_most_typical_comes_first(service: GenerationService) -> None:
+def test_takes_are_decoded_together_and_the_most_typical_comes_first(bundle_dir: Path) -> None:
     """Takes are the continuations of seeds seed, seed + 1, … decoded as one batch: each is the
-    music its seed gives alone, and the result is the one most like the others."""
+    music its seed gives alone, and the result is the one most like the others. (With float32
+    weights: float16 ones serve only products of one or two rows, so there a take may differ
+    slightly from its seed alone.)"""
+    service = GenerationService(device="cpu", half_weights=False)
+    service.load(bundle_dir)
     song = read_midi(FIXTURES / "bach_chorale.mid")
     seen: list[int] = []
     sampling = SamplingConfig(seed=5, prompt_guidance=2.0, top_p=0.95)

@@ -57,6 +57,9 @@ def test_eval_reports_every_metric_deterministically(random_bundle: Path, datase
     # an untrained model is about as unsure as a uniform guess; the bigram knows better
     assert abs(first["nll_per_token"] - math.log(len(DEFAULT_VOCAB))) < 0.5
     assert first["bigram_nll_per_token"] < first["nll_per_token"]
+    takes = report(capsys, *args, "--takes", "3")  # the most typical of three takes is scored
+    assert takes["takes"] == 3 and takes["decodable_rate"] == 1.0 and takes["nll_per_token"] == first["nll_per_token"]
+    assert takes == report(capsys, *args, "--takes", "3")
 
 
 def test_scale_and_profile_helpers() -> None:

@@ -1,0 +1,60 @@
+"""The cost of takes: continuing the bundled Bach chorale by 8 bars with the default model
+and the recommended sampling, decoding 1, 2, 4 and 8 takes together.
+
+    .venv/bin/python bench/takes.py [--takes 1 2 4 8] [--seeds 3] [--bars 8]
+
+Each row is the median over the seeds of the whole generation (prefill, every take's
+tokens, the choice of the most typical), and its ratio to one take measured in the same
+run. Prints a table and a JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from meloformer_core.midi_io import read_midi
+from meloformer_core.model.sampling_config import RECOMMENDED
+from meloformer_core.service import GenerationService
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--takes", nargs="+", type=int, default=[1, 2, 4, 8])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--bars", type=int, default=8)
+    args = parser.parse_args()
+    service = GenerationService()
+    info = service.load()
+    song = read_midi(ROOT / "resources" / "examples" / "bach_chorale.mid")
+    service.continue_song(song, 1, RECOMMENDED)  # warm up
+    rows = []
+    for takes in args.takes:
+        runs = [service.continue_song(song, args.bars, replace(RECOMMENDED, seed=seed, takes=takes))
+                for seed in range(args.seeds)]  # fmt: skip
+        rows.append({
+            "takes": takes, "seconds": round(float(np.median([r.total_s for r in runs])), 3),
+            "first_bar_s": round(float(np.median([r.first_bar_s for r in runs])), 3),
+            "tokens": int(np.median([r.tokens_generated for r in runs])),
+        })  # fmt: skip
+    one = rows[0]["seconds"] if rows and rows[0]["takes"] == 1 else None
+    for row in rows:
+        row["tokens_per_s"] = round(row["tokens"] / row["seconds"], 1)
+        row["ratio_to_one_take"] = round(row["seconds"] / one, 2) if one else None
+    print(f"model: {info['name']} on {info['device']}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"{'takes':>6} {'seconds':>9} {'first bar s':>12} {'tokens':>8} {'tokens/s':>9} {'× one take':>11}")
+    for row in rows:
+        print(f"{row['takes']:>6} {row['seconds']:>9} {row['first_bar_s']:>12} {row['tokens']:>8} "
+              f"{row['tokens_per_s']:>9} {row['ratio_to_one_take']!s:>11}")  # fmt: skip
+    print(json.dumps({"benchmark": "takes", "bars": args.bars, "sampling": RECOMMENDED.to_dict(), "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
