@@ -220,7 +220,8 @@ class SamplingPanel(QWidget):
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 1)
         seed_row.addWidget(self.dice)
-        self.variations = self._spin(QSpinBox(), 1, 8, settings.variations, "Write several takes to choose from")
+        takes_tip = "Write several takes to choose from (Continue decodes them together, the most typical first)"
+        self.variations = self._spin(QSpinBox(), 1, 8, settings.variations, takes_tip)
         form.addRow("Model", self.model)
         form.addRow("", self.model_info)
         form.addRow("Bars", self.bars)
