@@ -159,10 +159,6 @@ class DecodingCache:
         self._zero = torch.zeros((), dtype=torch.long, device=device)
         self.clear()
 
-    @property
-    def half_weights(self) -> bool:
-        return self.group.half_weights
-
     def clear(self) -> None:
         """Forget everything heard (the row's buffers are reused, not freed)."""
         device = self.sum_k.device
