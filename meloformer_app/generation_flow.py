@@ -47,7 +47,7 @@ class GenerationMixin:
             self.error("No model", "The model is not loaded (yet); see the Generate panel.")
             return
         self._pending = {"region": region, "text": text, "started": time.perf_counter(), "bars": total,
-                         "song": request.song}  # fmt: skip
+                         "song": request.song, "kind": request.kind}  # fmt: skip
         self.panel.set_running(True, total)
         self.panel.status.setText(f"{text}…")
         self.panel.store(self.settings)
@@ -147,7 +147,7 @@ class GenerationMixin:
         if len(takes) == 1:
             self._keep_take(0)
         else:
-            typical = " — the most typical" if self._pending and self._pending["text"].startswith("Continue") else ""
+            typical = " — the most typical" if self._pending and self._pending["kind"] == "continue" else ""
             labels = [f"Take {i + 1} (seed {take.seed}){typical if i == 0 else ''}" for i, take in enumerate(takes)]
             self.panel.show_takes(labels)
         self.panel.status.setText(f"Done in {elapsed:.1f} s ({takes[0].summary.get('tokens_per_s', 0):.0f} tokens/s)")

@@ -45,9 +45,10 @@ class GenerationResult:
     take_seeds: tuple[int | None, ...] = ()  # … and the seed of each
 
     @classmethod
-    def of(cls, song: Song, stats, takes: tuple[Song, ...] = (), seeds: tuple = ()) -> GenerationResult:
-        return cls(song, stats.bars_added, stats.tokens_generated, stats.tokens_per_s, stats.first_bar_s,
-                   stats.total_s, stats.prompt_tokens, takes or (song,), seeds)  # fmt: skip
+    def of(cls, takes: tuple[Song, ...], seeds: tuple[int | None, ...], stats) -> GenerationResult:
+        """The result whose song is the first of ``takes``."""
+        return cls(takes[0], stats.bars_added, stats.tokens_generated, stats.tokens_per_s, stats.first_bar_s,
+                   stats.total_s, stats.prompt_tokens, takes, seeds)  # fmt: skip
 
     def summary(self) -> dict:
         return {
@@ -125,7 +126,7 @@ class GenerationService:
         takes, order, stats = continue_grid(model, vocab, grid, bars, sampling, on_bar=on_bar, **options)
         songs = tuple(place_bars(song, grid, takes[k], grid.bar_count) for k in order)
         seeds = tuple(None if sampling.seed is None else sampling.seed + k for k in order)
-        return GenerationResult.of(songs[0], stats, songs, seeds)
+        return GenerationResult.of(songs, seeds, stats)
 
     def arrange_song(
         self,
@@ -158,7 +159,7 @@ class GenerationService:
         new_bars, stats = arrange_grid(model, vocab, grid, targets, first, stop, sampling, on_bar=on_bar,
                                        suffix_bars=suffix_bars, **options)  # fmt: skip
         placed = place_bars(song, grid, new_bars, first, replace=targets)
-        return GenerationResult.of(placed, stats, (placed,), (sampling.seed,))
+        return GenerationResult.of((placed,), (sampling.seed,), stats)
 
     def infill_song(
         self,

@@ -325,7 +325,7 @@ def step_together(caches: list[DecodingCache], tokens: int | list[int]) -> list[
     rotation = group.rotation(torch.tensor([position for _, position, _ in entered], device=device))
     # Attention runs per block over a view of the buffer (no copy): a row of the block that
     # is not stepped gets a zero query that sees slot 0 only, and its output is dropped.
-    attending = []  # (block range, its rows' places among ``caches``, the slots it spans, mask)
+    attending = []  # (the block's rows, its stepped rows' places among ``caches`` and in the block, slots, mask)
     for block in group.blocks:
         places = {cache.row - block.start: place for place, cache in enumerate(caches) if cache.row in block}
         if not places:
@@ -336,7 +336,9 @@ def step_together(caches: list[DecodingCache], tokens: int | list[int]) -> list[
         for row, place in places.items():
             row_mask = entered[place][2]
             mask[row, : len(row_mask)] = row_mask
-        attending.append((block, places, filled, mask))
+        where = torch.tensor(list(places.values()), device=device)
+        inside = torch.tensor(list(places.keys()), device=device)
+        attending.append((slice(block.start, block.stop), where, inside, filled, mask))
     layers, head = group.weights(len(caches))
     x = model.embed.weight[torch.tensor(tokens, device=device)]
     for index, block in enumerate(model.blocks):
@@ -348,12 +350,10 @@ def step_together(caches: list[DecodingCache], tokens: int | list[int]) -> list[
             buffer[:, index].transpose(1, 2)[rows, slots] = value  # [row, slot, head, :]
         queries = group.heads(q, rotation)
         attended = torch.empty(len(caches), config.n_heads, config.head_dim, device=device, dtype=x.dtype)
-        for rows_range, places, filled, mask in attending:
-            where = torch.tensor(list(places.values()), device=device)
-            inside = torch.tensor(list(places.keys()), device=device)
-            query = torch.zeros(len(rows_range), config.n_heads, config.head_dim, device=device, dtype=x.dtype)
+        for window, where, inside, filled, mask in attending:
+            query = torch.zeros(window.stop - window.start, config.n_heads, config.head_dim, device=device,
+                                dtype=x.dtype)  # fmt: skip
             query[inside] = queries[where]
-            window = slice(rows_range.start, rows_range.stop)
             out = torch.nn.functional.scaled_dot_product_attention(
                 query[:, :, None],
                 group.upd_k[window, index, :, :filled],
