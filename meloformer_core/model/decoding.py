@@ -52,11 +52,13 @@ class DecodingGroup:
     """What the caches decoded together share: the model's fused weights and one key/value
     buffer with a row per cache, so a step attends for all of them in one operation.
 
-    ``half_weights``: float16 copies of the weights for the matrix products of one or two
-    rows (activations and the cache stay float32). One token reads every weight once, so on
-    a CPU such a product is bound by memory traffic and this is about twice as fast; logits
-    then differ from the float32 pass by ~1e-3 relative. Products of more rows use float32
-    weights, which a CPU multiplies in batches faster (`HALF_ROWS`; bench/takes.py).
+    ``half_weights``: 16-bit copies of the weights (activations and the cache stay float32).
+    One token reads every weight once, so on a CPU such a product is bound by memory
+    traffic. Products of one or two rows use float16 weights (logits differ from the
+    float32 pass by ~1e-3 relative); products of more rows use bfloat16 weights, which this
+    CPU multiplies in batches faster than float32 or float16 (`HALF_ROWS`; for 16 rows of
+    the default model's projections, 356 µs against 473 µs in float32 and 1,590 µs in
+    float16).
 
     ``blocks``: ranges of rows that attend together, each over its own longest row; rows
     of very different lengths (a take's cache and its guide's) belong in different blocks.
@@ -79,6 +81,8 @@ class DecodingGroup:
         self.sum_v = torch.zeros(shape, device=device, dtype=dtype)
         self.upd_k = torch.zeros(shape, device=device, dtype=dtype)
         self.upd_v = torch.zeros(shape, device=device, dtype=dtype)
+        # [row, slot]: the slots the row's latest token attends to (the update mask)
+        self.mask = torch.zeros(rows, shape[3], device=device, dtype=torch.bool)
 
         def prepared(weight_dtype: torch.dtype) -> tuple[list[dict], torch.Tensor]:
             def fused(*weights: torch.Tensor) -> torch.Tensor:
@@ -101,7 +105,8 @@ class DecodingGroup:
             return layers, fused(model.head.weight)
 
         self._half = prepared(torch.float16) if half_weights else None
-        self._full = prepared(dtype) if not half_weights or rows > HALF_ROWS else None
+        batch_dtype = torch.bfloat16 if half_weights else dtype
+        self._full = prepared(batch_dtype) if not half_weights or rows > HALF_ROWS else None
         self.split = (config.d_model,) * 5
 
     def weights(self, rows: int) -> tuple[list[dict], torch.Tensor]:
@@ -155,6 +160,7 @@ class DecodingCache:
         # this row's [layer, head, slot, :] views of the group's buffers
         self.sum_k, self.sum_v = self.group.sum_k[row], self.group.sum_v[row]
         self.upd_k, self.upd_v = self.group.upd_k[row], self.group.upd_v[row]
+        self.mask = self.group.mask[row]
         device = self.sum_k.device
         self._zero = torch.zeros((), dtype=torch.long, device=device)
         self.clear()
@@ -164,6 +170,9 @@ class DecodingCache:
         device = self.sum_k.device
         self.slot_key = torch.zeros(self.capacity + self.summary_capacity, dtype=torch.long, device=device)
         self.filled = 0  # slots used
+        self.mask.zero_()
+        self.mask[0] = True  # never empty: a row that is not stepped still attends somewhere
+        self._mask_current = False  # whether ``mask`` is the last entered token's
         empty = build_layout(
             [np.zeros(0, dtype=np.int64)], self.vocab, pad_to=self.capacity, summaries_to=self.summary_capacity
         )
@@ -220,13 +229,32 @@ class DecodingCache:
             self.tracker.feed(token)
         return logits
 
+    def copy_from(self, source: DecodingCache) -> None:
+        """Hear exactly what ``source`` (another row of the same group) has heard: the same
+        prompt prefilled once serves every take."""
+        if source.group is not self.group:
+            raise ValueError("a cache copies only another row of its own group")
+        filled = source.filled
+        for buffer in (self.group.sum_k, self.group.sum_v, self.group.upd_k, self.group.upd_v):
+            buffer[self.row, :, :, :filled] = buffer[source.row, :, :, :filled]
+        self.clear()
+        self.mask.copy_(source.mask)
+        self.slot_key.copy_(source.slot_key)
+        for name in self.layout.__dataclass_fields__:
+            getattr(self.layout, name).copy_(getattr(source.layout, name))
+        self.filled, self.length, self.closed = filled, source.length, source.closed
+        self._mask_current = source._mask_current
+        for name in MetadataTracker.__slots__:
+            setattr(self.tracker, name, getattr(source.tracker, name))
+
     # --- one token -------------------------------------------------------------------------
     def step(self, token: int) -> torch.Tensor:
         """Feed one token; return the logits (V,) for the next one."""
         return step_together([self], token)[0]
 
-    def _enter(self, token: int) -> tuple[int, int, torch.Tensor]:
-        """Record ``token`` (closing the segment it ends first); return its (slot, position, mask)."""
+    def _enter(self, token: int) -> tuple[int, int]:
+        """Record ``token`` (closing the segment it ends first) and its update mask (``mask``);
+        return its (slot, position)."""
         if self.length >= self.capacity:
             raise ContextFull
         kind = int(self.vocab.type_of[token])
@@ -246,8 +274,14 @@ class DecodingCache:
             layout.seg_opener[0, meta.segment] = token
         self.length = t + 1
         slot = self._take_slot(t)
-        mask = self._update(self._zero, self._zero, torch.tensor(t), self.slot_key[: self.filled])
-        return slot, t, mask
+        if self._mask_current and kind not in _OPENERS:
+            # the same segment as the token before: the same keys, and itself
+            self.mask[slot] = True
+        else:
+            filled = self.filled
+            self.mask[:filled] = self._update(self._zero, self._zero, torch.tensor(t), self.slot_key[:filled])
+            self._mask_current = True
+        return slot, t
 
     def _close_segment(self) -> None:
         """Compute the summary of the segment that ends with the last fed token."""
@@ -321,21 +355,18 @@ def step_together(caches: list[DecodingCache], tokens: int | list[int]) -> list[
     entered = [cache._enter(token) for cache, token in zip(caches, tokens, strict=True)]
     device = group.sum_k.device
     rows = torch.tensor([cache.row for cache in caches], device=device)
-    slots = torch.tensor([slot for slot, _, _ in entered], device=device)
-    rotation = group.rotation(torch.tensor([position for _, position, _ in entered], device=device))
-    # Attention runs per block over a view of the buffer (no copy): a row of the block that
-    # is not stepped gets a zero query that sees slot 0 only, and its output is dropped.
+    slots = torch.tensor([slot for slot, _ in entered], device=device)
+    rotation = group.rotation(torch.tensor([position for _, position in entered], device=device))
+    # Attention runs per block over views of the buffer and of the masks (no copy): a row of
+    # the block that is not stepped gets a zero query under its last mask (never empty), and
+    # its output is dropped.
     attending = []  # (the block's rows, its stepped rows' places among ``caches`` and in the block, slots, mask)
     for block in group.blocks:
         places = {cache.row - block.start: place for place, cache in enumerate(caches) if cache.row in block}
         if not places:
             continue
         filled = max(caches[place].filled for place in places.values())
-        mask = torch.zeros(len(block), filled, dtype=torch.bool, device=device)
-        mask[:, 0] = True
-        for row, place in places.items():
-            row_mask = entered[place][2]
-            mask[row, : len(row_mask)] = row_mask
+        mask = group.mask[block.start : block.stop, :filled]
         where = torch.tensor(list(places.values()), device=device)
         inside = torch.tensor(list(places.keys()), device=device)
         attending.append((slice(block.start, block.stop), where, inside, filled, mask))

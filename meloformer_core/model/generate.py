@@ -77,7 +77,8 @@ class _Session:
 
     def __init__(self, model: MeloFormer, vocab: Vocabulary, prompt: np.ndarray, sampling: SamplingConfig,
                  should_cancel: Callable[[], bool] | None, backend: str, half_weights: bool,
-                 can_slide: bool = True, group: DecodingGroup | None = None, take: int = 0) -> None:  # fmt: skip
+                 can_slide: bool = True, group: DecodingGroup | None = None, take: int = 0,
+                 like: _Session | None = None) -> None:  # fmt: skip
         self.started = time.perf_counter()
         self.vocab = vocab
         self.sampling = sampling
@@ -99,14 +100,22 @@ class _Session:
         self.decoder = StreamingDecoder(vocab)
         for token in prompt.tolist():
             self.decoder.feed(token)
-        self.logits = self.cache.prefill(prompt, backend=backend)
+        if like is None:
+            self.logits = self.cache.prefill(prompt, backend=backend)
+        else:  # another take of the same prompt: its prefilled rows, copied
+            self.cache.copy_from(like.cache)
+            self.logits = like.logits
         self.generator = torch.Generator(device="cpu")
         seed = sampling.seed + take if sampling.seed is not None else int(torch.seed() % 2**63)
         self.generator.manual_seed(seed)
         self.history: list[int] = []
         self.bar_tokens: list[int] = []  # tokens of the bar in progress
         self.guide_logits = self.logits
-        self._restart_guide()
+        if like is not None and self.guide is not None:
+            self.guide.copy_from(like.guide)
+            self.guide_logits = like.guide_logits
+        else:
+            self._restart_guide()
         self.stats.prefill_s = time.perf_counter() - self.started
         pitch = vocab.offset[TokenType.PITCH]
         self._pitches = (pitch, pitch + vocab.count[TokenType.PITCH])
@@ -171,7 +180,7 @@ class _Session:
         if not allowed.any():
             raise MeloformerError("the grammar allows no continuation (too many bars for the encoding)")
         recent = None
-        if self.sampling.repetition_window:
+        if self.sampling.repetition_window and self.sampling.repetition_penalty != 1.0:
             recent = torch.tensor(self.history[-self.sampling.repetition_window :], dtype=torch.long)
             recent = recent[(recent >= self._pitches[0]) & (recent < self._pitches[1])]
         self.stats.tokens_generated += 1
@@ -255,8 +264,10 @@ def continue_grid(
     prompt, first = _prompt(grid, vocab, model.config.max_seq_len)
     prompt_bars = grid.bar_count - first
     group = _group(model, vocab, sampling.takes, _guided(sampling, prompt, vocab), half_weights)
-    sessions = [_Session(model, vocab, prompt, sampling, should_cancel, backend, half_weights, group=group, take=k)
-                for k in range(sampling.takes)]  # fmt: skip
+    sessions: list[_Session] = []
+    for k in range(sampling.takes):  # the first take prefills the prompt, the others copy it
+        sessions.append(_Session(model, vocab, prompt, sampling, should_cancel, backend, half_weights, group=group,
+                                 take=k, like=sessions[0] if sessions else None))  # fmt: skip
     stats = GenerationStats(bars_added=bars, prompt_tokens=len(prompt), prefill_s=time.perf_counter() - started)
 
     def new_bars() -> list[GridSong]:
