@@ -28,6 +28,8 @@ step for N rows costs far less than N steps.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -252,14 +254,16 @@ class DecodingCache:
         """Feed one token; return the logits (V,) for the next one."""
         return step_together([self], token)[0]
 
-    def _enter(self, token: int) -> tuple[int, int]:
-        """Record ``token`` (closing the segment it ends first) and its update mask (``mask``);
-        return its (slot, position)."""
+    def _enter(self, token: int, closing: list[_Closing]) -> tuple[int, int]:
+        """Record ``token`` and its update mask (``mask``); return its (slot, position).
+
+        If it opens a segment, the segment before is closed first and appended to
+        ``closing``: its summary must be computed (`_summarise`) before the token attends."""
         if self.length >= self.capacity:
             raise ContextFull
         kind = int(self.vocab.type_of[token])
         if kind in _OPENERS and self.tracker.segment >= 0:
-            self._close_segment()
+            closing.append(self._close_segment())
         meta = self.tracker.feed(token)
         t = self.length
         layout = self.layout
@@ -283,8 +287,8 @@ class DecodingCache:
             self._mask_current = True
         return slot, t
 
-    def _close_segment(self) -> None:
-        """Compute the summary of the segment that ends with the last fed token."""
+    def _close_segment(self) -> _Closing:
+        """Close the segment that ends with the last fed token: its summary takes the next slot."""
         k_index = self.tracker.segment
         self.closed = k_index + 1
         last = self.length - 1
@@ -294,20 +298,8 @@ class DecodingCache:
         layout.seg_valid[0, k_index] = True
         layout.seg_positions[0, k_index] = layout.positions[0, last]
         slot = self._take_slot(self.capacity + k_index)
-        model, group = self.model, self.group
-        rotation = group.rotation(layout.positions[0, last : last + 1])
         mask = self._summarise(self._zero, self._zero, torch.tensor(k_index), self.slot_key[: self.filled])
-        s = model.initial_summaries(layout.seg_opener[0, k_index]).view(1, -1)
-        layers, _ = group.weights(1)
-        for index, block in enumerate(model.blocks):
-            weights = layers[index]
-            ns = block.norm_summary(s)
-            sum_k, sum_v, q = group.linear(ns, weights["summary"]).split(group.split[:3], -1)
-            self._store(self.sum_k, self.sum_v, index, slot, sum_k, sum_v, rotation)
-            attended = self._attend(group.heads(q, rotation)[0], self.sum_k[index], self.sum_v[index], mask)
-            s = group.mlp(s + group.linear(attended, weights["summarise_out"]), block, weights)
-            upd_k, upd_v = group.linear(block.norm_summary(s), weights["summary_update_kv"]).chunk(2, dim=-1)
-            self._store(self.upd_k, self.upd_v, index, slot, upd_k, upd_v, rotation)
+        return _Closing(self, slot, int(layout.positions[0, last]), int(layout.seg_opener[0, k_index]), mask)
 
     # --- helpers ---------------------------------------------------------------------------
     def _take_slot(self, key: int) -> int:
@@ -316,22 +308,64 @@ class DecodingCache:
         self.filled = slot + 1
         return slot
 
-    def _store(self, keys, values, layer: int, slot: int, k_1D, v_1D, rotation) -> None:
-        keys[layer, :, slot] = self.group.heads(k_1D, rotation)[0]
-        values[layer, :, slot] = self.group.heads(v_1D)[0]
 
-    def _attend(
-        self, q_HE: torch.Tensor, keys_HNE: torch.Tensor, values_HNE: torch.Tensor, mask_N: torch.Tensor
-    ) -> torch.Tensor:
-        """Single-query attention over the filled slots; returns (1, H·E) before the output projection."""
-        filled = self.filled
-        out = torch.nn.functional.scaled_dot_product_attention(
-            q_HE[None, :, None],
-            keys_HNE[None, :, :filled],
-            values_HNE[None, :, :filled],
-            attn_mask=mask_N[None, None, None],
-        )
-        return out.reshape(1, -1)
+@dataclass
+class _Closing:
+    """A segment just closed in ``cache``: its summary goes to ``slot`` and attends ``mask``."""
+
+    cache: DecodingCache
+    slot: int
+    position: int  # the rotary position of the segment's last token
+    opener: int  # the token that opened the segment
+    mask: torch.Tensor  # over the cache's slots up to and including ``slot``
+
+
+def _summarise(group: DecodingGroup, closing: list[_Closing]) -> None:
+    """Compute the summaries of the segments in ``closing`` (at most one per row) through all
+    layers, their matrix products together, and store their keys and values."""
+    if not closing:
+        return
+    model = group.model
+    device = group.sum_k.device
+    places = _places(group, [item.cache.row for item in closing], [item.slot for item in closing])
+    rotation = group.rotation(torch.tensor([item.position for item in closing], device=device))
+    s = model.initial_summaries(torch.tensor([item.opener for item in closing], device=device))
+    layers, _ = group.weights(len(closing))
+    for index, block in enumerate(model.blocks):
+        weights = layers[index]
+        sum_k, sum_v, q = group.linear(block.norm_summary(s), weights["summary"]).split(group.split[:3], -1)
+        _write(group, index, places, (group.sum_k, group.heads(sum_k, rotation)), (group.sum_v, group.heads(sum_v)))
+        queries = group.heads(q, rotation)
+        attended = torch.stack([
+            torch.nn.functional.scaled_dot_product_attention(
+                query[None, :, None],
+                group.sum_k[item.cache.row, index, None, :, : len(item.mask)],
+                group.sum_v[item.cache.row, index, None, :, : len(item.mask)],
+                attn_mask=item.mask[None, None, None],
+            ).reshape(-1)
+            for query, item in zip(queries, closing, strict=True)
+        ])  # fmt: skip
+        s = group.mlp(s + group.linear(attended, weights["summarise_out"]), block, weights)
+        upd_k, upd_v = group.linear(block.norm_summary(s), weights["summary_update_kv"]).chunk(2, dim=-1)
+        _write(group, index, places, (group.upd_k, group.heads(upd_k, rotation)), (group.upd_v, group.heads(upd_v)))
+
+
+def _places(group: DecodingGroup, rows: list[int], slots: list[int]) -> torch.Tensor:
+    """Where (row, slot) pairs lie in layer 0 of a buffer seen as (rows·layers·heads·slots, E):
+    (N, H) indices; layer ``l`` is ``l·H·slots`` further (see `_write`)."""
+    _, layers, heads, slot_count, _ = group.sum_k.shape
+    rows_, slots_ = torch.tensor(rows), torch.tensor(slots)
+    return ((rows_[:, None] * layers * heads + torch.arange(heads)) * slot_count + slots_[:, None]).to(
+        group.sum_k.device
+    )
+
+
+def _write(group: DecodingGroup, layer: int, places: torch.Tensor, *pairs) -> None:
+    """Store (N, H, E) keys or values at ``places`` (`_places`) of each (buffer, value) pair, in ``layer``."""
+    _, _, heads, slot_count, width = group.sum_k.shape
+    index = (places + layer * heads * slot_count).flatten()
+    for buffer, value in pairs:
+        buffer.view(-1, width).index_copy_(0, index, value.reshape(-1, width))
 
 
 @torch.inference_mode()
@@ -352,10 +386,11 @@ def step_together(caches: list[DecodingCache], tokens: int | list[int]) -> list[
         raise ContextFull
     tokens = [tokens] * len(caches) if isinstance(tokens, int) else list(tokens)
     model, config = group.model, group.model.config
-    entered = [cache._enter(token) for cache, token in zip(caches, tokens, strict=True)]
+    closing: list[_Closing] = []
+    entered = [cache._enter(token, closing) for cache, token in zip(caches, tokens, strict=True)]
+    _summarise(group, closing)
     device = group.sum_k.device
-    rows = torch.tensor([cache.row for cache in caches], device=device)
-    slots = torch.tensor([slot for slot, _ in entered], device=device)
+    written_at = _places(group, [cache.row for cache in caches], [slot for slot, _ in entered])
     rotation = group.rotation(torch.tensor([position for _, position in entered], device=device))
     # Attention runs per block over views of the buffer and of the masks (no copy): a row of
     # the block that is not stepped gets a zero query under its last mask (never empty), and
@@ -377,8 +412,7 @@ def step_together(caches: list[DecodingCache], tokens: int | list[int]) -> list[
         sum_k, sum_v, upd_k, upd_v, q = group.linear(block.norm_regular(x), weights["token"]).split(group.split, -1)
         written = ((group.sum_k, group.heads(sum_k, rotation)), (group.sum_v, group.heads(sum_v)),
                    (group.upd_k, group.heads(upd_k, rotation)), (group.upd_v, group.heads(upd_v)))  # fmt: skip
-        for buffer, value in written:
-            buffer[:, index].transpose(1, 2)[rows, slots] = value  # [row, slot, head, :]
+        _write(group, index, written_at, *written)
         queries = group.heads(q, rotation)
         attended = torch.empty(len(caches), config.n_heads, config.head_dim, device=device, dtype=x.dtype)
         for window, where, inside, filled, mask in attending:

@@ -25,7 +25,7 @@ from meloformer_core.encoding.vocab import TokenType, Vocabulary
 from meloformer_core.encoding.windows import window_start
 from meloformer_core.errors import MeloformerError
 from meloformer_core.model.decoding import ContextFull, DecodingCache, DecodingGroup, step_together
-from meloformer_core.model.sampling import SamplingConfig, choose_token
+from meloformer_core.model.sampling import SamplingConfig, choose_tokens
 from meloformer_core.model.transformer import MeloFormer
 
 PROMPT_SHARE = 0.75  # of the context, for the prompt; the rest is room to generate before sliding
@@ -168,6 +168,10 @@ class _Session:
 
     def sample(self, allowed: torch.Tensor) -> int:
         """A token among ``allowed`` (already intersected with the grammar by the caller)."""
+        return _sample_together([self], [allowed])[0]
+
+    def candidates(self, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """For the next token: (its guided logits, the tokens allowed, recent pitches to penalise)."""
         vocab = self.vocab
         allowed[vocab.eos_id] = False  # the user asked for bars: the song does not end here
         allowed[self._fim_start] = False  # infilling layouts are built by the caller, never sampled
@@ -187,7 +191,7 @@ class _Session:
         logits = self.logits
         if self.guide is not None:
             logits = self.guide_logits + self.sampling.prompt_guidance * (logits - self.guide_logits)
-        return choose_token(logits, allowed, self.sampling, self.generator, recent)
+        return logits, allowed, recent
 
     def grammar_mask(self) -> torch.Tensor:
         return torch.from_numpy(self.decoder.state.allowed())
@@ -230,6 +234,16 @@ def _step(sessions: list[_Session], tokens: list[int]) -> None:
         session.logits = next(logits)
         if session.guide is not None:
             session.guide_logits = next(logits)
+
+
+def _sample_together(sessions: list[_Session], allowed: list[torch.Tensor]) -> list[int]:
+    """The next token of each session (all with the same sampling settings), among its
+    ``allowed`` ones: one filtering pass over all of them, each drawn from its own seed."""
+    picked = [session.candidates(mask) for session, mask in zip(sessions, allowed, strict=True)]
+    logits, allowed, recent = ([item[part] for item in picked] for part in range(3))
+    recent = None if all(r is None for r in recent) else recent
+    generators = [session.generator for session in sessions]
+    return choose_tokens(torch.stack(logits), torch.stack(allowed), sessions[0].sampling, generators, recent)
 
 
 def _prompt(grid: GridSong, vocab: Vocabulary, capacity: int, stop_bar: int | None = None) -> tuple[np.ndarray, int]:
@@ -297,8 +311,9 @@ def continue_grid(
         active = stepping
         if active:
             _step([sessions[k] for k in active], [tokens[k] for k in active])
-            for k in active:
-                tokens[k] = sessions[k].sample(sessions[k].grammar_mask())
+            chosen = _sample_together([sessions[k] for k in active], [sessions[k].grammar_mask() for k in active])
+            for k, token in zip(active, chosen, strict=True):
+                tokens[k] = token
     stats.first_bar_s = stats.bar_seconds[0]
     stats.tokens_generated = sum(session.stats.tokens_generated for session in sessions)
     stats.window_slides = sum(session.stats.window_slides for session in sessions)

@@ -33,13 +33,13 @@ def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
     if min_p <= 0:
         return logits
     probs = torch.softmax(logits, dim=-1)
-    return logits.masked_fill(probs < min_p * probs.max(), float("-inf"))
+    return logits.masked_fill(probs < min_p * probs.max(dim=-1, keepdim=True).values, float("-inf"))
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
-    if k <= 0 or k >= logits.numel():
+    if k <= 0 or k >= logits.shape[-1]:
         return logits
-    threshold = torch.topk(logits, k).values[-1]
+    threshold = torch.topk(logits, k, dim=-1).values[..., -1:]
     return logits.masked_fill(logits < threshold, float("-inf"))
 
 
@@ -47,10 +47,10 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     """Keep the smallest set of likeliest tokens whose probabilities add up to at least ``p``."""
     if p >= 1.0:
         return logits
-    sorted_logits, order = torch.sort(logits, descending=True)
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
     cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
     drop_sorted = cumulative - torch.softmax(sorted_logits, dim=-1) >= p  # mass before this token already ≥ p
-    drop = torch.zeros_like(drop_sorted).scatter(0, order, drop_sorted)
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 
 
@@ -61,15 +61,34 @@ def choose_token(
     generator: torch.Generator,
     recent_penalised: torch.Tensor | None = None,
 ) -> int:
-    """One token id from the logits of one step, among the ``allowed`` ones."""
-    logits = mask_disallowed(logits.float(), allowed)
+    """One token id from the logits (V,) of one step, among the ``allowed`` ones."""
+    recent = None if recent_penalised is None else [recent_penalised]
+    return choose_tokens(logits[None], allowed[None], config, [generator], recent)[0]
+
+
+def choose_tokens(
+    logits_NV: torch.Tensor,
+    allowed_NV: torch.Tensor,
+    config: SamplingConfig,
+    generators: list[torch.Generator],
+    recent_penalised: list[torch.Tensor] | None = None,
+) -> list[int]:
+    """One token id per row of logits (N, V), each row drawn with its own generator: row i
+    gets exactly the token it would get alone, whatever the other rows (takes decoded
+    together equal their seeds decoded one by one)."""
+    logits = mask_disallowed(logits_NV.float(), allowed_NV)
     if recent_penalised is not None:
-        logits = penalise_repetitions(logits, recent_penalised, config.repetition_penalty)
+        logits = torch.stack([penalise_repetitions(row, recent, config.repetition_penalty)
+                              for row, recent in zip(logits, recent_penalised, strict=True)])  # fmt: skip
     if config.temperature == 0:
-        return int(torch.argmax(logits))
+        return logits.argmax(dim=-1).tolist()
     logits = logits / config.temperature
     logits = min_p_filter(logits, config.min_p)
     logits = top_k_filter(logits, config.top_k)
     logits = top_p_filter(logits, config.top_p)
     probs = torch.softmax(logits, dim=-1)
-    return int(torch.multinomial(probs, 1, generator=generator))
+    # the draw torch.multinomial(probs, 1) makes (argmax of p / q with q ~ Exp(1)), row by
+    # row from each row's generator
+    noise = torch.stack([torch.empty_like(row).exponential_(1, generator=generator)
+                         for row, generator in zip(probs, generators, strict=True)])  # fmt: skip
+    return (probs / noise).argmax(dim=-1).tolist()
