@@ -24,6 +24,7 @@ from meloformer_core.model.sampling import (
     SamplingConfig,
     SamplingError,
     choose_token,
+    choose_tokens,
     min_p_filter,
     penalise_repetitions,
     top_k_filter,
@@ -60,6 +61,28 @@ def test_choose_token_respects_the_grammar_mask_and_greedy_and_seeds() -> None:
     assert 0 not in draws and len(draws) > 1
     same = [choose_token(logits, allowed, SamplingConfig(), torch.Generator().manual_seed(7)) for _ in range(5)]
     assert len(set(same)) == 1
+
+
+def test_tokens_chosen_together_are_each_the_token_chosen_alone() -> None:
+    """Takes are sampled in one pass: every row must get the token its own seed gives it
+    alone (and the draw torch.multinomial makes), whatever the other rows hold."""
+    torch.manual_seed(0)
+    logits = torch.randn(6, 40) * 3
+    allowed = torch.rand(6, 40) > 0.3
+    for config in (SamplingConfig(), SamplingConfig(temperature=1.0, top_k=5, min_p=0.05, top_p=0.9),
+                   SamplingConfig(temperature=0), SamplingConfig(repetition_penalty=1.5)):  # fmt: skip
+        recent = [torch.tensor([row, row + 1]) for row in range(6)]
+        for seed in range(5):
+            together = choose_tokens(logits, allowed, config, [torch.Generator().manual_seed(seed + row)
+                                                               for row in range(6)], recent)  # fmt: skip
+            alone = [choose_token(logits[row], allowed[row], config, torch.Generator().manual_seed(seed + row),
+                                  recent[row]) for row in range(6)]  # fmt: skip
+            assert together == alone
+            assert all(allowed[row, token] for row, token in enumerate(together))
+    probs = torch.softmax(torch.where(allowed[0], logits[0], float("-inf")), 0)  # SamplingConfig(): T 1, no filter
+    for seed in range(20):
+        drawn = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(seed))
+        assert choose_token(logits[0], allowed[0], SamplingConfig(), torch.Generator().manual_seed(seed)) == int(drawn)
 
 
 @pytest.mark.parametrize(

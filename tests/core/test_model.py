@@ -177,6 +177,28 @@ def test_rows_stepped_together_with_their_own_tokens_equal_their_full_passes(mod
         step_together([caches[0], DecodingCache(model, VOCAB)], 0)
 
 
+def test_a_row_that_copies_a_prefilled_prompt_goes_on_as_if_it_had_prefilled_it(model: MeloFormer) -> None:
+    """Takes share their prompt: the first take prefills it, the others copy its row, and
+    each then continues the prompt its own way."""
+    chorale = encode(read_midi(FIXTURES / "bach_chorale.mid"))
+    bars = np.flatnonzero(VOCAB.type_of[chorale] == TokenType.BAR)
+    prompt = chorale[: bars[2] + 3]  # ends inside a segment, with summaries already closed
+    sequences = (chorale[: bars[6]], np.concatenate([prompt, chorale[bars[3] + 3 : bars[6]]]))
+    first, second = DecodingGroup(model, VOCAB, rows=3).caches()[1:]  # rows 1 and 2: not row 0
+    steps = [[first.prefill(prompt)]]
+    second.copy_from(first)
+    steps.append([steps[0][0]])
+    for t in range(len(prompt), min(len(seq) for seq in sequences)):
+        for row, logits in enumerate(step_together([first, second], [int(seq[t]) for seq in sequences])):
+            steps[row].append(logits)
+    with torch.no_grad():
+        for row, seq in enumerate(sequences):
+            full = model(build_layout([seq], VOCAB), "dense")[0][len(prompt) - 1 : len(steps[row]) + len(prompt) - 1]
+            assert (torch.stack(steps[row]) - full).abs().max() <= 1e-4
+    with pytest.raises(ValueError, match="own group"):
+        DecodingCache(model, VOCAB).copy_from(first)
+
+
 def test_named_sizes_and_their_parameter_counts() -> None:
     counts = {}
     for size in SIZES:
