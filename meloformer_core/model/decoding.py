@@ -9,8 +9,10 @@ every closed segment its summary's keys/values under both projections (SS and RS
 Feeding a token that opens a segment (BAR, TRACK, EOS) first closes the previous
 segment: its summary runs through all layers *before* the new token, because that
 token must see it (DESIGN.md §4). Masks come from the same predicates as training
-(`masks.py`), evaluated for one query row over the cached keys, so the logits equal a
-full forward pass (tests/core/test_model.py checks ≤ 1e-4 over hundreds of tokens).
+(`masks.py`), evaluated for one query row over the cached keys when a segment opens; the
+next tokens of the segment see the same keys and themselves, so their mask is extended
+in place. The logits equal a full forward pass (tests/core/test_model.py checks ≤ 1e-4
+over hundreds of tokens).
 The buffer is append-only: regular tokens and summaries take the next free slot in the
 order they are produced, and ``slot_key`` maps a slot back to its key index in the
 training layout (``t`` for token t, ``T + m`` for summary m) so the same predicates give
@@ -22,8 +24,9 @@ whole buffer.
 Sequences decoded side by side (prompt guidance's two streams, several takes) are rows of
 one `DecodingGroup`: one key/value buffer with a row per sequence, and one set of fused
 weights. `step_together` feeds each row its own token and runs every matrix product and
-the attention of all rows as single operations (each row masked to its own slots), so a
-step for N rows costs far less than N steps.
+the attention of all rows as single operations (each row masked to its own slots), and
+the summaries of the segments that close in the same step together, so a step for N rows
+costs far less than N steps. Takes of one prompt prefill it once (`DecodingCache.copy_from`).
 """
 
 from __future__ import annotations
