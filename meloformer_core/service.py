@@ -64,8 +64,8 @@ class GenerationResult:
 
 class GenerationService:
     def __init__(self, device: str | None = None, half_weights: bool | None = None) -> None:
-        """``half_weights``: decode with float16 weights (default: on a CPU, where decoding is
-        bound by memory traffic and this is several times faster; see `DecodingCache`)."""
+        """``half_weights``: decode with 16-bit weights (default: on a CPU, where decoding is
+        bound by memory traffic and this is faster; see `DecodingGroup`)."""
         self._device = device
         self._half_weights = half_weights
         self.bundle = None

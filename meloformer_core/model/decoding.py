@@ -400,13 +400,13 @@ def step_together(caches: list[DecodingCache], tokens: int | list[int]) -> list[
     # its output is dropped.
     attending = []  # (the block's rows, its stepped rows' places among ``caches`` and in the block, slots, mask)
     for block in group.blocks:
-        places = {cache.row - block.start: place for place, cache in enumerate(caches) if cache.row in block}
-        if not places:
+        stepped = {cache.row - block.start: place for place, cache in enumerate(caches) if cache.row in block}
+        if not stepped:
             continue
-        filled = max(caches[place].filled for place in places.values())
+        filled = max(caches[place].filled for place in stepped.values())
         mask = group.mask[block.start : block.stop, :filled]
-        where = torch.tensor(list(places.values()), device=device)
-        inside = torch.tensor(list(places.keys()), device=device)
+        where = torch.tensor(list(stepped.values()), device=device)
+        inside = torch.tensor(list(stepped.keys()), device=device)
         attending.append((slice(block.start, block.stop), where, inside, filled, mask))
     layers, head = group.weights(len(caches))
     x = model.embed.weight[torch.tensor(tokens, device=device)]

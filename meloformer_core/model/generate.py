@@ -272,7 +272,7 @@ def continue_grid(
     takes).
     ``on_bar(k, new_bars)`` is called once every take has finished its k-th new bar (1-based),
     with the bars of the take most typical so far; ``should_cancel`` is polled between
-    tokens; ``half_weights`` decodes with float16 weights (see `DecodingGroup`).
+    tokens; ``half_weights`` decodes with 16-bit weights (see `DecodingGroup`).
     """
     started = time.perf_counter()
     prompt, first = _prompt(grid, vocab, model.config.max_seq_len)
