@@ -84,7 +84,10 @@ class GenerationMixin:
         if not targets or (len(targets) == len(song.tracks) and len(song.tracks) > 1):
             self.error("Choose the tracks to write", "Tick “Gen” for the tracks to rewrite, untick the ones to keep.")
             return
-        bars = self._selected_bars() or (0, len(song.bar_starts(max(song.end_tick - 1, 0))))
+        # no selection: every bar that a note starts in (a note ringing on past the last bar
+        # line does not make more bars: the model sees the song as its onsets)
+        last_onset = max((int(track.notes.starts.max()) for track in song.tracks if len(track.notes)), default=0)
+        bars = self._selected_bars() or (0, len(song.bar_starts(last_onset)))
         region = self._bar_ticks(bars)
         request = GenerationRequest("arrange", song, bars, self._sampling(), targets, self.panel.variations.value())
         self._start(request, bars[1] - bars[0], region, f"Arrange bars {bars[0] + 1}–{bars[1]}")

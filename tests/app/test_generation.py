@@ -113,6 +113,27 @@ def test_arrange_rewrites_only_the_ticked_tracks(loaded, qtbot) -> None:
     assert window.editor.undo_stack.count() == count + 1
 
 
+def test_arranging_every_bar_ignores_a_note_ringing_past_the_last_bar(loaded, qtbot, tmp_path: Path) -> None:
+    """A last note held three bars past the final bar line adds no bars to arrange (the model
+    sees the song's onsets), so "all bars" is a range the model has."""
+    from meloformer_core.midi_io import read_midi, write_midi
+
+    window = loaded
+    song = read_midi(FIXTURES / "drum_groove.mid")
+    bar = song.bar_starts()[1] - song.bar_starts()[0]
+    held = song.tracks[1].notes[-1]
+    longer = held._replace(duration=held.duration + 3 * bar)
+    track = song.tracks[1].with_notes(song.tracks[1].notes.with_notes([longer], [held]))
+    write_midi(song.replace(tracks=[song.tracks[0], track, *song.tracks[2:]]), tmp_path / "held.mid")
+    window.open_file(tmp_path / "held.mid")
+    assert len(window.editor.document.song.bar_starts()) > len(song.bar_starts())  # the tail reaches further
+    for index in range(len(song.tracks)):
+        window.tracks.checkbox(index, 0).setChecked(index == 2)
+    count = window.editor.undo_stack.count()
+    run(window, qtbot, "arrange")
+    assert not window.dialogs and window.editor.undo_stack.count() == count + 1
+
+
 def test_regenerate_needs_a_selection_then_keeps_the_rest(loaded, qtbot) -> None:
     window = loaded
     run(window, qtbot, "regenerate")
