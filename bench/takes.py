@@ -1,7 +1,7 @@
 """The cost of takes: continuing the bundled Bach chorale by 8 bars with the default model
-and the recommended sampling, decoding 1, 2, 4 and 8 takes together.
+and the recommended sampling, decoding 1, 2, 4 and 8 takes together, and automatic takes.
 
-    .venv/bin/python bench/takes.py [--takes 1 2 4 8] [--seeds 3] [--bars 8]
+    .venv/bin/python bench/takes.py [--takes 1 2 4 8 auto] [--seeds 3] [--bars 8] [--input MIDI]
 
 Each row is the median over the seeds of the whole generation (prefill, every take's
 tokens, the choice of the most typical), and its ratio to one take measured in the same
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from meloformer_core.midi_io import read_midi
-from meloformer_core.model.sampling_config import RECOMMENDED
+from meloformer_core.model.sampling_config import RECOMMENDED, parse_takes
 from meloformer_core.service import GenerationService
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,33 +27,38 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--takes", nargs="+", type=int, default=[1, 2, 4, 8])
+    parser.add_argument("--takes", nargs="+", default=["1", "2", "4", "8", "auto"], help="numbers or auto")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--bars", type=int, default=8)
+    parser.add_argument("--input", type=Path, default=ROOT / "resources" / "examples" / "bach_chorale.mid")
     args = parser.parse_args()
     service = GenerationService()
     info = service.load()
-    song = read_midi(ROOT / "resources" / "examples" / "bach_chorale.mid")
+    song = read_midi(args.input)
     service.continue_song(song, 1, RECOMMENDED)  # warm up
     rows = []
     for takes in args.takes:
-        runs = [service.continue_song(song, args.bars, replace(RECOMMENDED, seed=seed, takes=takes))
-                for seed in range(args.seeds)]  # fmt: skip
+        sampling = replace(RECOMMENDED, takes=parse_takes(takes))
+        runs = [service.continue_song(song, args.bars, replace(sampling, seed=seed)) for seed in range(args.seeds)]
         rows.append({
-            "takes": takes, "seconds": round(float(np.median([r.total_s for r in runs])), 3),
+            "takes": sampling.takes_label, "decoded": len(runs[0].takes),
+            "seconds": round(float(np.median([r.total_s for r in runs])), 3),
             "first_bar_s": round(float(np.median([r.first_bar_s for r in runs])), 3),
             "tokens": int(np.median([r.tokens_generated for r in runs])),
         })  # fmt: skip
-    one = rows[0]["seconds"] if rows and rows[0]["takes"] == 1 else None
+    one = rows[0]["seconds"] if rows and rows[0]["takes"] == "1" else None
     for row in rows:
         row["tokens_per_s"] = round(row["tokens"] / row["seconds"], 1)
         row["ratio_to_one_take"] = round(row["seconds"] / one, 2) if one else None
     print(f"model: {info['name']} on {info['device']}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"{'takes':>6} {'seconds':>9} {'first bar s':>12} {'tokens':>8} {'tokens/s':>9} {'× one take':>11}")
+    print(f"input: {args.input.name}, {args.bars} bars")
+    print(f"{'takes':>6} {'decoded':>8} {'seconds':>9} {'first bar s':>12} {'tokens':>8} {'tokens/s':>9} "
+          f"{'× one take':>11}")  # fmt: skip
     for row in rows:
-        print(f"{row['takes']:>6} {row['seconds']:>9} {row['first_bar_s']:>12} {row['tokens']:>8} "
+        print(f"{row['takes']:>6} {row['decoded']:>8} {row['seconds']:>9} {row['first_bar_s']:>12} {row['tokens']:>8} "
               f"{row['tokens_per_s']:>9} {row['ratio_to_one_take']!s:>11}")  # fmt: skip
-    print(json.dumps({"benchmark": "takes", "bars": args.bars, "sampling": RECOMMENDED.to_dict(), "rows": rows}))
+    print(json.dumps({"benchmark": "takes", "input": args.input.name, "bars": args.bars,
+                      "sampling": RECOMMENDED.to_dict(), "rows": rows}))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -86,7 +86,8 @@ class _Worker(QObject):
 
     def _continue(self, request: GenerationRequest) -> list[Variation]:
         """The takes are decoded together and come back the most typical first; their
-        progress is reported once, as take -1 (all of them)."""
+        progress is reported once, as take -1 (all of them). Automatic takes (0) give only
+        the most typical: they make one continuation better, not several to choose from."""
         sampling = replace(request.sampling, takes=request.variations)
 
         def progress(done: int, total: int, song: Song) -> None:
@@ -94,12 +95,13 @@ class _Worker(QObject):
 
         result = self.service.continue_song(request.song, request.bars, sampling, progress=progress, cancel=self.cancel)
         summary = result.summary()
-        return [Variation(song, seed, summary) for song, seed in zip(result.takes, result.take_seeds, strict=True)]
+        takes = [Variation(song, seed, summary) for song, seed in zip(result.takes, result.take_seeds, strict=True)]
+        return takes if request.variations else takes[:1]
 
     def _rewrite(self, request: GenerationRequest) -> list[Variation]:
         """Arrange or infill: one take after the other (seeds seed, seed + 1, …)."""
         results = []
-        for variation in range(request.variations):
+        for variation in range(max(request.variations, 1)):  # automatic takes: one
             sampling = request.sampling
             if sampling.seed is not None and variation:
                 sampling = replace(sampling, seed=sampling.seed + variation)

@@ -132,8 +132,8 @@ class GenerationMixin:
         if self._stale():
             return
         self.panel.progress.setValue(done)
-        takes = self.panel.variations.value()
-        label = "" if takes == 1 else f" ({takes} takes together)" if variation < 0 else f" (take {variation + 1})"
+        takes = self.panel.variations.value()  # 0: automatic, one result
+        label = "" if takes <= 1 else f" ({takes} takes together)" if variation < 0 else f" (take {variation + 1})"
         self.panel.status.setText(f"{self._pending['text'] if self._pending else ''}: bar {done} of {total}{label}")
         region = self._region(song)
         self.editor.show_preview(song, region)
@@ -153,7 +153,10 @@ class GenerationMixin:
             typical = " — the most typical" if self._pending and self._pending["kind"] == "continue" else ""
             labels = [f"Take {i + 1} (seed {take.seed}){typical if i == 0 else ''}" for i, take in enumerate(takes)]
             self.panel.show_takes(labels)
-        self.panel.status.setText(f"Done in {elapsed:.1f} s ({takes[0].summary.get('tokens_per_s', 0):.0f} tokens/s)")
+        summary = takes[0].summary
+        decoded = summary.get("takes", 1)
+        chosen = f"the most typical of {decoded} takes, " if len(takes) == 1 and decoded > 1 else ""
+        self.panel.status.setText(f"Done in {elapsed:.1f} s ({chosen}{summary.get('tokens_per_s', 0):.0f} tokens/s)")
 
     def _preview_take(self, index: int) -> None:
         if 0 <= index < len(self._takes) and not self._stale():

@@ -220,8 +220,10 @@ class SamplingPanel(QWidget):
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 1)
         seed_row.addWidget(self.dice)
-        takes_tip = "Write several takes to choose from (Continue decodes them together, the most typical first)"
-        self.variations = self._spin(QSpinBox(), 1, 8, settings.variations, takes_tip)
+        takes_tip = ("Write several takes to choose from (Continue decodes them together, the most typical "
+                     "first). Auto: Continue decodes as many takes as fit about the time of one take of a "
+                     "4-voice chorale and keeps the most typical; Arrange and Regenerate write one")  # fmt: skip
+        self.variations = self._spin(QSpinBox(specialValueText="Auto"), 0, 8, settings.variations, takes_tip)
         form.addRow("Model", self.model)
         form.addRow("", self.model_info)
         form.addRow("Bars", self.bars)

@@ -42,7 +42,7 @@ class Settings:
     repetition_penalty: float = 1.0
     prompt_guidance: float = RECOMMENDED.prompt_guidance
     seed: int = 0
-    variations: int = 1
+    variations: int = RECOMMENDED.takes  # 0: automatic takes (Continue keeps the most typical)
     midi_port: str = ""
     theme: str = "dark"
     autosave_seconds: int = 60

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from meloformer_core.errors import MeloformerError
-from meloformer_core.model.sampling_config import RECOMMENDED
+from meloformer_core.model.sampling_config import AUTO_MAX_TAKES, RECOMMENDED, parse_takes
 
 
 class UsageError(MeloformerError):
@@ -48,7 +48,7 @@ def _sampling(args: argparse.Namespace):
         repetition_penalty=args.repetition_penalty,
         prompt_guidance=args.guidance,
         seed=args.seed,
-        takes=getattr(args, "takes", 1),  # continue only
+        takes=parse_takes(getattr(args, "takes", 1)),  # continue only
     )
 
 
@@ -226,9 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Write IN plus N generated bars to OUT; print generation statistics as JSON.",
     )  # fmt: skip
     cont.add_argument("--bars", type=int, default=8, help="bars to add (default 8)")
-    cont.add_argument("--takes", type=int, default=RECOMMENDED.takes,
+    cont.add_argument("--takes", default=RECOMMENDED.takes_label, metavar="N|auto",
                       help="continuations sampled together (seeds SEED, SEED+1, …); OUT gets the one most like the "
-                           f"others (default {RECOMMENDED.takes})")  # fmt: skip
+                           f"others; auto: as many (up to {AUTO_MAX_TAKES}) as fit about the time of one take of a "
+                           f"4-voice chorale (default {RECOMMENDED.takes_label})")  # fmt: skip
     cont.add_argument("--write-takes", action="store_true",
                       help="also write the other takes, next most typical first, as OUT.take-2.mid, …")  # fmt: skip
 

@@ -110,8 +110,8 @@ class GenerationService:
         progress: Progress | None = None,
         cancel: CancelFlag = None,
     ) -> GenerationResult:
-        """The song plus ``bars`` new bars after its last bar (with ``sampling.takes`` > 1, the
-        most typical of the takes; all of them are in ``takes``)."""
+        """The song plus ``bars`` new bars after its last bar (with several takes, ``sampling.takes``
+        > 1 or automatic (0), the most typical of them; all of them are in ``takes``)."""
         from meloformer_core.model.generate import continue_grid
 
         if bars < 1:

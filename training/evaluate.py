@@ -56,7 +56,7 @@ from meloformer_core.encoding.vocab import TokenType
 from meloformer_core.encoding.windows import split_into_windows
 from meloformer_core.errors import MeloformerError
 from meloformer_core.midi_io import read_midi
-from meloformer_core.model.sampling_config import RECOMMENDED, SamplingConfig
+from meloformer_core.model.sampling_config import AUTO_MAX_TAKES, RECOMMENDED, SamplingConfig, parse_takes
 from meloformer_core.music import Song
 
 MAJOR = np.array([1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1], dtype=bool)
@@ -277,7 +277,8 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         prompt = from_grid(slice_grid(grid, 0, bars_prompt))
         real = from_grid(slice_grid(grid, bars_prompt, bars_prompt + bars_generate))
         try:
-            takes_seed = (seed + index) * sampling.takes  # the takes of different files never share a seed
+            # the takes of different files never share a seed
+            takes_seed = (seed + index) * (sampling.takes or AUTO_MAX_TAKES)
             result = service.continue_song(prompt, bars_generate, replace(sampling, seed=takes_seed))
             continued = to_grid(result.song, vocab)
             generated_grid = slice_grid(continued, bars_prompt, bars_prompt + bars_generate)
@@ -303,7 +304,7 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
             "velocity_difference": abs(mean_velocity(generated) - mean_velocity(real)),
             "restated_bar_rate": restated_share(continued, said, bars_prompt, stop),
             "reference_restated_bar_rate": restated_share(grid, said, bars_prompt, stop),
-            "empty": generated.note_count == 0, "tokens_per_s": result.tokens_per_s,
+            "empty": generated.note_count == 0, "tokens_per_s": result.tokens_per_s, "takes": len(result.takes),
         })  # fmt: skip
     scored = [r for r in rows if r["decodable"]]
 
@@ -337,7 +338,8 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
         "prompt_guidance": sampling.prompt_guidance,
-        "takes": sampling.takes,
+        "takes": sampling.takes or "auto",
+        "takes_decoded": mean("takes"),
         "seed": seed,
     }
 
@@ -355,8 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=RECOMMENDED.temperature)
     parser.add_argument("--top-p", type=float, default=RECOMMENDED.top_p)
     parser.add_argument("--guidance", type=float, default=RECOMMENDED.prompt_guidance, help="prompt guidance")
-    parser.add_argument("--takes", type=int, default=RECOMMENDED.takes, help="continuations sampled per prompt; the "
-                        "most typical is scored")  # fmt: skip
+    parser.add_argument("--takes", default=RECOMMENDED.takes_label, metavar="N|auto",
+                        help="continuations sampled per prompt, or auto (as `meloformer continue`); the most typical "
+                             f"is scored (default {RECOMMENDED.takes_label})")  # fmt: skip
     parser.add_argument("--limit", type=int, default=None, help="only the first N files")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
@@ -365,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model, args.data, args.train_data, args.bars_prompt, args.bars_generate, args.seed, args.limit,
             progress=not args.quiet, split=args.split,
             sampling=SamplingConfig(temperature=args.temperature, top_p=args.top_p, prompt_guidance=args.guidance,
-                                    takes=args.takes),
+                                    takes=parse_takes(args.takes)),
         )  # fmt: skip
     except MeloformerError as error:
         print(f"meloformer-eval: error: {error}", file=sys.stderr)

@@ -26,6 +26,7 @@ from meloformer_core.encoding.windows import window_start
 from meloformer_core.errors import MeloformerError
 from meloformer_core.model.decoding import ContextFull, DecodingCache, DecodingGroup, step_together
 from meloformer_core.model.sampling import SamplingConfig, choose_tokens
+from meloformer_core.model.sampling_config import AUTO_MAX_TAKES
 from meloformer_core.model.transformer import MeloFormer
 
 PROMPT_SHARE = 0.75  # of the context, for the prompt; the rest is room to generate before sliding
@@ -33,6 +34,17 @@ SLIDE_SHARE = 0.5  # of the context kept when the window slides during generatio
 BAR_SHARE = 0.25  # longest generated bar, as a share of the context: a slide always fits
 INFILL_PREFIX_SHARE = 0.4  # infilling: the bars before the range …
 INFILL_SUFFIX_SHARE = 0.2  # … and after it; the rest of the context is the range's
+# Automatic takes (`SamplingConfig.takes` 0): as many as fit a fixed amount of work. A step
+# of r rows (a take, and its guide when guided) costs about STEP_ROWS + r: bench/takes.py on
+# this 2-core CPU continued the bundled chorale by 8 bars in 2.55, 3.49, 5.38 and 9.03 s with
+# 1, 2, 4 and 8 guided takes (2, 4, 8 and 16 rows), 1.62 s + 0.46 s a row, so a step's fixed
+# cost is that of 3.5 rows. A continuation's work is its estimated tokens × that. The budget
+# is 1.3× one guided take of the chorale's 8 bars (635 tokens × 5.5 = 3,490): music that
+# dense gets one take, and sparser music more takes in about the same time.
+AUTO_TAKES_BUDGET = 4_500
+STEP_ROWS = 3.5
+AUTO_BARS = 8  # the prompt's latest bars, whose tokens per bar estimate the new bars'
+EMPTY_BAR_TOKENS = 32  # the estimate when the prompt has no bar yet
 
 
 class CancelledError(MeloformerError):
@@ -246,6 +258,19 @@ def _sample_together(sessions: list[_Session], allowed: list[torch.Tensor]) -> l
     return choose_tokens(torch.stack(logits), torch.stack(allowed), sessions[0].sampling, generators, recent)
 
 
+def auto_takes(prompt: np.ndarray, bars: int, guided: bool, vocab: Vocabulary) -> int:
+    """How many takes automatic takes decode: the most (up to `AUTO_MAX_TAKES`) whose
+    estimated work fits `AUTO_TAKES_BUDGET`, never 2 (two takes are equally typical, so the
+    second would cost time and change nothing), at least 1."""
+    starts = np.flatnonzero(vocab.type_of[prompt] == TokenType.BAR)[-AUTO_BARS:]
+    per_bar = (len(prompt) - starts[0]) / len(starts) if len(starts) else EMPTY_BAR_TOKENS
+    tokens = max(per_bar, 1.0) * bars
+    rows = 2 if guided else 1
+    takes = int((AUTO_TAKES_BUDGET / tokens - STEP_ROWS) // rows)
+    takes = min(takes, AUTO_MAX_TAKES)
+    return takes if takes >= 3 else 1
+
+
 def _prompt(grid: GridSong, vocab: Vocabulary, capacity: int, stop_bar: int | None = None) -> tuple[np.ndarray, int]:
     """(tokens of the latest whole bars before ``stop_bar`` that fit the prompt share, first bar)."""
     first = window_start(grid, vocab, int(capacity * PROMPT_SHARE), stop_bar=stop_bar)
@@ -264,7 +289,8 @@ def continue_grid(
     backend: str = "dense",
     half_weights: bool = False,
 ) -> tuple[list[GridSong], list[int], GenerationStats]:
-    """Generate ``bars`` new bars after the last bar of ``grid``, ``sampling.takes`` times.
+    """Generate ``bars`` new bars after the last bar of ``grid``, ``sampling.takes`` times
+    (automatic takes when 0: `auto_takes`).
 
     The takes (seeds ``seed``, ``seed + 1``, …) are decoded together, one batched step per
     token. Returns (each take's new bars as a grid slice starting at step 0, in seed order;
@@ -277,9 +303,11 @@ def continue_grid(
     started = time.perf_counter()
     prompt, first = _prompt(grid, vocab, model.config.max_seq_len)
     prompt_bars = grid.bar_count - first
-    group = _group(model, vocab, sampling.takes, _guided(sampling, prompt, vocab), half_weights)
+    guided = _guided(sampling, prompt, vocab)
+    takes = sampling.takes or auto_takes(prompt, bars, guided, vocab)
+    group = _group(model, vocab, takes, guided, half_weights)
     sessions: list[_Session] = []
-    for k in range(sampling.takes):  # the first take prefills the prompt, the others copy it
+    for k in range(takes):  # the first take prefills the prompt, the others copy it
         sessions.append(_Session(model, vocab, prompt, sampling, should_cancel, backend, half_weights, group=group,
                                  take=k, like=sessions[0] if sessions else None))  # fmt: skip
     stats = GenerationStats(bars_added=bars, prompt_tokens=len(prompt), prefill_s=time.perf_counter() - started)

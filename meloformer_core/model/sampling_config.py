@@ -13,6 +13,7 @@ class SamplingError(MeloformerError):
 
 MAX_PROMPT_GUIDANCE = 5.0
 MAX_TAKES = 16
+AUTO_MAX_TAKES = 8  # the most automatic takes (0) decode: see `generate.auto_takes`
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,8 @@ class SamplingConfig:
     prompt_guidance: float = 1.0
     seed: int | None = None
     # continuations sampled together (seeds seed, seed + 1, …); the one most like the others
-    # is the result (`generate.typicality_order`); continuing only, arranging samples one
+    # is the result (`generate.typicality_order`); 0: automatic, as many as fit a fixed amount
+    # of work (`generate.auto_takes`); continuing only, arranging samples one
     takes: int = 1
 
     def __post_init__(self) -> None:
@@ -46,8 +48,12 @@ class SamplingConfig:
             raise SamplingError("repetition window must be ≥ 0")
         if not 0 <= self.prompt_guidance <= MAX_PROMPT_GUIDANCE:
             raise SamplingError(f"prompt guidance must be in [0, {MAX_PROMPT_GUIDANCE:g}], got {self.prompt_guidance}")
-        if not 1 <= self.takes <= MAX_TAKES:
-            raise SamplingError(f"takes must be in 1-{MAX_TAKES}, got {self.takes}")
+        if not 0 <= self.takes <= MAX_TAKES:
+            raise SamplingError(f"takes must be in 1-{MAX_TAKES} (0: automatic), got {self.takes}")
+
+    @property
+    def takes_label(self) -> str:
+        return "auto" if self.takes == 0 else str(self.takes)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,6 +61,20 @@ class SamplingConfig:
 
 # What the app, the CLI and meloformer-eval start from: below the model's own
 # temperature and without its least likely tail, which keeps continuations in key and in
-# style, and guided by the prompt, which keeps them to the song's own material (see
+# style; guided by the prompt, which keeps them to the song's own material; and the most
+# typical of as many takes as fit the time of about one take of a 4-voice chorale (see
 # resources/models/default/MODEL_CARD.md for the measurements).
-RECOMMENDED = SamplingConfig(temperature=0.7, top_p=0.95, prompt_guidance=2.0)
+RECOMMENDED = SamplingConfig(temperature=0.7, top_p=0.95, prompt_guidance=2.0, takes=0)
+
+
+def parse_takes(text: str | int) -> int:
+    """A ``--takes`` option: a number of takes, or ``auto`` (0)."""
+    if str(text).strip().lower() == "auto":
+        return 0
+    try:
+        takes = int(text)
+    except ValueError:
+        raise SamplingError(f"--takes: expected a number of takes or 'auto', got {text!r}") from None
+    if not 1 <= takes <= MAX_TAKES:
+        raise SamplingError(f"--takes: takes must be in 1-{MAX_TAKES} or 'auto', got {takes}")
+    return takes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,21 @@ def test_variations_are_auditioned_then_one_is_kept(loaded, qtbot) -> None:
     assert window.editor.shown_song() is window._takes[2].song and window.editor.document.song is before
     window.panel.keep_button.click()
     assert window.editor.undo_stack.count() == 1 and window.editor.document.song != before
+
+
+def test_automatic_takes_keep_the_most_typical_at_once(loaded, qtbot) -> None:
+    window = loaded
+    window.panel.bars.setValue(2)
+    window.panel.variations.setValue(0)
+    assert window.panel.variations.text() == "Auto"
+    run(window, qtbot, "continue")
+    assert window.panel.takes.count() == 0 and window.editor.undo_stack.count() == 1  # kept, one undo step
+    assert re.search(r"the most typical of [3-8] takes", window.panel.status.text())
+    for index in range(len(window.editor.document.song.tracks)):
+        window.tracks.checkbox(index, 0).setChecked(index == 1)
+    count = window.editor.undo_stack.count()
+    run(window, qtbot, "arrange")  # arranging writes one take
+    assert window.panel.takes.count() == 0 and window.editor.undo_stack.count() == count + 1
 
 
 def test_arrange_rewrites_only_the_ticked_tracks(loaded, qtbot) -> None:

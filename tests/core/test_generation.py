@@ -13,13 +13,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from meloformer_core.encoding import DEFAULT_VOCAB, encode, quantize
+from meloformer_core.encoding import DEFAULT_VOCAB, TokenType, encode, quantize
 from meloformer_core.encoding.quantize import to_grid
 from meloformer_core.midi_io import read_midi
 from meloformer_core.model.bundle import BundleError, load_bundle, save_bundle
 from meloformer_core.model.config import named_config
-from meloformer_core.model.generate import CancelledError, typicality_order
+from meloformer_core.model.generate import (
+    AUTO_TAKES_BUDGET,
+    STEP_ROWS,
+    CancelledError,
+    auto_takes,
+    typicality_order,
+)
 from meloformer_core.model.sampling import (
     SamplingConfig,
     SamplingError,
@@ -88,7 +96,7 @@ def test_tokens_chosen_together_are_each_the_token_chosen_alone() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [{"temperature": -1}, {"top_k": -1}, {"top_p": 0}, {"min_p": 1}, {"repetition_penalty": 0},
-     {"prompt_guidance": -0.5}, {"prompt_guidance": 6}, {"takes": 0}, {"takes": 17}],
+     {"prompt_guidance": -0.5}, {"prompt_guidance": 6}, {"takes": -1}, {"takes": 17}],
 )  # fmt: skip
 def test_bad_sampling_settings_are_refused(kwargs: dict) -> None:
     with pytest.raises(SamplingError):
@@ -170,6 +178,50 @@ def test_typicality_prefers_the_take_most_like_the_others() -> None:
     assert typicality_order([f_sharp, c_major, a_minor]) == [1, 2, 0]
     assert typicality_order([take([], drums=[60, 64, 67, 72]), c_major, a_minor]) == [1, 2, 0]  # drums do not count
     assert typicality_order([take([]), c_major, c_major]) == [1, 2, 0]  # an empty take is the least typical
+
+
+@settings(max_examples=200, deadline=None)
+@given(bar_lengths=st.lists(st.integers(1, 400), max_size=12), bars=st.integers(1, 64), guided=st.booleans())
+def test_automatic_takes_are_the_most_that_fit_the_budget(bar_lengths: list[int], bars: int, guided: bool) -> None:
+    """As many takes as fit the work budget, estimated from the prompt's latest 8 bars: at
+    most 8, at least 1, never 2 (two takes are equally typical)."""
+    header = [VOCAB.bos_id, VOCAB.offset[TokenType.INSTRUMENT]]
+    pitch = VOCAB.offset[TokenType.PITCH] + 60
+    prompt = np.array(header + [t for n in bar_lengths for t in [VOCAB.bar_id] + [pitch] * (n - 1)])
+    recent = bar_lengths[-8:]
+    tokens = bars * (sum(recent) / len(recent) if recent else 32)
+
+    def fits(takes: int) -> bool:
+        return tokens * (STEP_ROWS + takes * (2 if guided else 1)) <= AUTO_TAKES_BUDGET
+
+    takes = auto_takes(prompt, bars, guided, VOCAB)
+    assert takes in (1, 3, 4, 5, 6, 7, 8)
+    assert takes == 1 or fits(takes)
+    assert takes == 8 or not fits(max(takes + 1, 3))
+
+
+def test_automatic_takes_give_sparse_music_more_takes_and_the_chorale_one() -> None:
+    def prompt(name: str) -> np.ndarray:
+        return encode(read_midi(FIXTURES / name))[:-1]
+
+    chorale, folk = prompt("bach_chorale.mid"), prompt("folk_song_3_4.mid")
+    assert auto_takes(chorale, 8, True, VOCAB) == 1  # four voices: one take already fills the budget
+    assert auto_takes(chorale, 4, True, VOCAB) >= 3 and auto_takes(chorale, 8, False, VOCAB) >= 3
+    assert auto_takes(folk, 8, True, VOCAB) == 8  # one line: eight takes in about the same time
+    assert [auto_takes(folk, bars, True, VOCAB) for bars in (8, 16, 32)] == sorted(
+        (auto_takes(folk, bars, True, VOCAB) for bars in (8, 16, 32)), reverse=True
+    )
+
+
+def test_automatic_takes_decode_what_that_many_takes_decode(bundle_dir: Path) -> None:
+    service = GenerationService(device="cpu", half_weights=False)
+    service.load(bundle_dir)
+    song = read_midi(FIXTURES / "folk_song_3_4.mid")
+    sampling = SamplingConfig(seed=3, prompt_guidance=2.0, takes=0)
+    auto = service.continue_song(song, 2, sampling)
+    expected = auto_takes(encode(song)[:-1], 2, True, VOCAB)
+    assert len(auto.takes) == expected > 1
+    assert auto.takes == service.continue_song(song, 2, replace(sampling, takes=expected)).takes
 
 
 def test_cancel_raises_and_changes_nothing(service: GenerationService) -> None:
@@ -291,7 +343,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_continue_command_writes_prompt_plus_bars_and_reports_json(bundle_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.mid"
     result = run("continue", str(FIXTURES / "folk_song_3_4.mid"), "-o", str(out), "--bars", "2",
-                 "--model", str(bundle_dir), "--seed", "5", "--top-k", "20", "--top-p", "0.9")  # fmt: skip
+                 "--model", str(bundle_dir), "--seed", "5", "--top-k", "20", "--top-p", "0.9",
+                 "--takes", "1")  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"bars_added", "tokens_generated", "tokens_per_s", "first_bar_s"} <= report.keys()
@@ -307,6 +360,11 @@ def test_continue_command_writes_prompt_plus_bars_and_reports_json(bundle_dir: P
     assert [Path(p).name for p in report["takes_written"]] == ["out.take-2.mid", "out.take-3.mid"]
     takes = [read_midi(out), *(read_midi(p) for p in report["takes_written"])]
     assert continued in takes and len({repr(take) for take in takes}) == 3  # seed 5 is one of the three takes
+    result = run("continue", str(FIXTURES / "folk_song_3_4.mid"), "-o", str(out), "--bars", "2",
+                 "--model", str(bundle_dir))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["takes"] == auto_takes(encode(song)[:-1], 2, True, VOCAB) == 8  # automatic and guided by default
 
 
 @pytest.mark.parametrize(
@@ -314,7 +372,8 @@ def test_continue_command_writes_prompt_plus_bars_and_reports_json(bundle_dir: P
     [
         (["--model", "/nonexistent/bundle"], "no such model bundle"),
         (["--temperature", "-2"], "temperature"),
-        (["--takes", "0"], "takes must be in 1-16"),
+        (["--takes", "0"], "takes must be in 1-16 or 'auto'"),
+        (["--takes", "many"], "expected a number of takes or 'auto'"),
         (["-o", "/nonexistent/folder/out.mid"], "cannot write there"),
     ],
 )
