@@ -11,7 +11,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from meloformer_core.errors import MeloformerError
@@ -22,14 +23,27 @@ class UsageError(MeloformerError):
     """A command-line value is malformed."""
 
 
+@contextmanager
+def about(path: Path) -> Iterator[None]:
+    """Errors raised while working on ``path``'s music name it (the encoder and the service
+    do not know where a song came from)."""
+    try:
+        yield
+    except MeloformerError as error:
+        if str(path) in str(error):
+            raise
+        raise type(error)(f"{path}: {error}") from None
+
+
 def _roundtrip(args: argparse.Namespace) -> dict:
     from meloformer_core.encoding import decode, encode
     from meloformer_core.metrics import compare
     from meloformer_core.midi_io import read_midi, write_midi
 
     song = read_midi(args.input)
-    tokens = encode(song)
-    decoded = decode(tokens)
+    with about(args.input):
+        tokens = encode(song)
+        decoded = decode(tokens)
     write_midi(decoded, args.output)
     report = compare(song, decoded, len(tokens)).to_dict()
     print(f"{args.input} -> {args.output}: {report['notes_in']} notes in, {report['notes_out']} out, "
@@ -102,7 +116,8 @@ def _generate(args: argparse.Namespace, plan: Callable) -> dict:
     from meloformer_core.service import GenerationService
 
     song = read_midi(args.input)
-    run = plan(song)
+    with about(args.input):
+        run = plan(song)
     sampling = _sampling(args)  # every option is checked before the model loads
     folder = args.output.resolve().parent
     if not folder.is_dir() or not os.access(folder, os.W_OK):
@@ -113,7 +128,8 @@ def _generate(args: argparse.Namespace, plan: Callable) -> dict:
     def progress(done: int, total: int, _song: object) -> None:
         print(f"bar {done}/{total}", file=sys.stderr, flush=True)
 
-    result = run(service, sampling, progress)
+    with about(args.input):
+        result = run(service, sampling, progress)
     write_midi(result.song, args.output)
     report = {**result.summary(), "model": model["name"], "device": model["device"], "seed": args.seed}
     if getattr(args, "write_takes", False):
@@ -152,11 +168,13 @@ def _infill(args: argparse.Namespace) -> dict:
 def _init_model(args: argparse.Namespace) -> dict:
     import torch
 
+    from meloformer_core.atomic import check_output_folder
     from meloformer_core.encoding.vocab import DEFAULT_VOCAB
-    from meloformer_core.model.bundle import save_bundle
+    from meloformer_core.model.bundle import BUNDLE_KIND, save_bundle
     from meloformer_core.model.config import named_config
     from meloformer_core.model.transformer import MeloFormer
 
+    check_output_folder(args.output, BUNDLE_KIND)  # before building a model that may be large
     torch.manual_seed(args.seed)
     model = MeloFormer(named_config(args.size, len(DEFAULT_VOCAB)))
     card = {"description": "Randomly initialised weights, for tests and benchmarks: it makes noise, not music."}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from meloformer_core.atomic import atomic_directory
+from meloformer_core.atomic import FolderKind, json_marker, replace_directory
 from meloformer_core.errors import MeloformerError
 
 STATE = "state.json"
@@ -29,6 +29,13 @@ RNG = "rng.safetensors"
 
 class CheckpointError(MeloformerError):
     """A checkpoint is missing, incomplete or made for another model."""
+
+
+CHECKPOINT_KIND = FolderKind(
+    "training checkpoint",
+    frozenset({STATE, MODEL, OPTIMIZER, RNG}),
+    json_marker(STATE, lambda data: isinstance(data, dict) and "step" in data),
+)
 
 
 def checkpoint_dir(out: Path, step: int) -> Path:
@@ -70,7 +77,7 @@ def save_checkpoint(out: Path, step: int, model_state: dict, optimizer_state: di
     from safetensors.torch import save_file
 
     target = checkpoint_dir(out, step)
-    with atomic_directory(target) as staging:
+    with replace_directory(target, CHECKPOINT_KIND) as staging:
         save_file({k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}, staging / MODEL)
         tensors, rest = flatten_optimizer(optimizer_state)
         save_file(tensors, staging / OPTIMIZER)
@@ -89,14 +96,23 @@ def load_checkpoint(path: Path) -> tuple[dict, dict, dict]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from meloformer_core.model.bundle import BundleError, check_weights_file, read_json_file
+    from meloformer_core.model.config import ConfigError, ModelConfig
+
     if not (path / STATE).is_file():
         raise CheckpointError(f"{path}: not a training checkpoint (no {STATE})")
+    try:  # bounds first: the state's model config and the weights' header, before any allocation
+        extra = read_json_file(path / STATE, limit=64 << 20)  # the loader state grows with the corpus
+        if not isinstance(extra, dict) or not isinstance(extra.get("step"), int):
+            raise CheckpointError(f"{path / STATE}: not a training checkpoint's state")
+        check_weights_file(path / MODEL, ModelConfig.from_dict(extra.get("model"), source=str(path / STATE)))
+    except (BundleError, ConfigError) as error:
+        raise CheckpointError(str(error)) from None
     try:
-        extra = json.loads((path / STATE).read_text())
         model_state = load_file(path / MODEL)
         optimizer_state = unflatten_optimizer(load_file(path / OPTIMIZER), extra.pop("optimizer"))
         rng = load_file(path / RNG)
-    except (OSError, ValueError, KeyError, SafetensorError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, SafetensorError) as error:
         raise CheckpointError(f"{path}: unreadable checkpoint ({error})") from None
     extra["rng"] = rng
     return model_state, optimizer_state, extra

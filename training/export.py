@@ -14,15 +14,19 @@ import json
 import sys
 from pathlib import Path
 
+from meloformer_core.atomic import check_output_folder
 from meloformer_core.encoding.vocab import DEFAULT_VOCAB
 from meloformer_core.errors import MeloformerError
-from meloformer_core.model.bundle import save_bundle
+from meloformer_core.model.bundle import BUNDLE_KIND, save_bundle
 from meloformer_core.model.config import ModelConfig
 from meloformer_core.model.transformer import MeloFormer, state_for_loading
 from training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 
 
 def export(checkpoint: Path, out: Path, name: str | None = None, description: str | None = None) -> Path:
+    """Write ``checkpoint``'s model as a bundle at ``out``: a new or empty folder, or a bundle
+    to replace (anything else is refused before the checkpoint is read)."""
+    check_output_folder(out, BUNDLE_KIND)
     if not (checkpoint / "state.json").is_file():
         found = latest_checkpoint(checkpoint)
         if found is None:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from meloformer_core.atomic import write_bytes_atomically
+from meloformer_core.atomic import FolderKind, check_output_folder, json_marker, write_bytes_atomically
 from meloformer_core.encoding.quantize import to_grid
 from meloformer_core.encoding.vocab import DEFAULT_VOCAB
 from meloformer_core.encoding.windows import split_into_windows
@@ -58,6 +58,13 @@ CRASH_MARKER_ENV = "MELOFORMER_TEST_CRASH_MARKER"
 
 class PreprocessError(MeloformerError):
     """The corpus or the output directory cannot be used."""
+
+
+DATASET_KIND = FolderKind(
+    "MeloFormer dataset",
+    frozenset({"settings.json", "manifest.json", "failures.jsonl", "shards", "chunks"}),
+    json_marker("settings.json", lambda data: isinstance(data, dict) and "vocab_hash" in data),
+)
 
 
 @dataclass(frozen=True)
@@ -185,6 +192,7 @@ def preprocess(
     if reserved is not None:
         raise PreprocessError(f"{reserved}: the reserved evaluation corpus (meloformer-corpus --reserved) is never "
                               "trained on; evaluate on it with meloformer-eval --data")  # fmt: skip
+    check_output_folder(output, DATASET_KIND)  # new, empty, or a dataset of ours (resumed)
     output.mkdir(parents=True, exist_ok=True)
     (output / "shards").mkdir(exist_ok=True)
     (output / "chunks").mkdir(exist_ok=True)

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from meloformer_core.atomic import FolderKind, check_output_folder, json_marker, write_bytes_atomically
 from meloformer_core.encoding.vocab import DEFAULT_VOCAB
 from meloformer_core.errors import MeloformerError
 from meloformer_core.model.config import named_config
@@ -116,8 +117,17 @@ def initial_weights(path: Path, config) -> dict[str, torch.Tensor]:
     return state_for_loading(config, found)
 
 
+# A training run's folder (--out): what `Trainer.run` writes, recognised by its config.json.
+RUN_KIND = FolderKind(
+    "MeloFormer training run",
+    frozenset({"config.json", "metrics.jsonl", "checkpoints", "tensorboard", "wandb"}),
+    json_marker("config.json", lambda data: isinstance(data, dict) and {"train", "model"} <= set(data)),
+)
+
+
 class Trainer:
     def __init__(self, data: Path, out: Path, config: TrainConfig, resume: bool, init: Path | None = None) -> None:
+        check_output_folder(out, RUN_KIND)  # new, empty or a run of ours: never a folder of the user's
         self.config = config
         self.out = out
         self.rank = int(os.environ.get("RANK", 0))
@@ -286,8 +296,9 @@ class Trainer:
         config = self.config
         self.out.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
-            (self.out / "config.json").write_text(
-                json.dumps({"train": config.to_dict(), "model": self.raw_model.config.to_dict()}, indent=1)
+            write_bytes_atomically(
+                self.out / "config.json",
+                json.dumps({"train": config.to_dict(), "model": self.raw_model.config.to_dict()}, indent=1).encode(),
             )
         parameters = self.raw_model.parameter_count()
         self._say(f"{config.size}: {parameters:,} parameters on {self.device} × {self.world_size}, "

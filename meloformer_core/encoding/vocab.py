@@ -98,6 +98,19 @@ class EncodingConfig:
             raise EncodingError("max_tracks must be between 1 and 64")
         if not 1 <= self.max_bar_steps <= 256:  # … and positions into 8 bits
             raise EncodingError("max_bar_steps must be between 1 and 256")
+        # Bounds on every table's size, so a vocabulary file cannot ask for gigabytes.
+        limits = {"max_bars": (1, 1 << 20), "max_numerator": (1, 64), "tempo_bpm_min": (1, 1000),
+                  "tempo_bpm_max": (1, 1000), "velocity_bins": (1, 128), "max_gap_bars": (1, 1024)}  # fmt: skip
+        for name, (low, high) in limits.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise EncodingError(f"{name} must be a whole number between {low} and {high}, not {value!r}")
+        if self.tempo_bpm_min > self.tempo_bpm_max:
+            raise EncodingError("tempo_bpm_min must not exceed tempo_bpm_max")
+        if not 1 <= len(self.denominators) <= 8 or any(d not in (1, 2, 4, 8, 16, 32, 64) for d in self.denominators):
+            raise EncodingError("denominators must be up to 8 powers of two from 1 to 64")
+        if len(self.duration_bins) > 512 or self.duration_bins[-1] > 1 << 16:
+            raise EncodingError("duration_bins: at most 512 bins of at most 65536 steps")
 
     @property
     def time_signatures(self) -> tuple[tuple[int, int], ...]:
@@ -264,7 +277,14 @@ class Vocabulary:
     @cached_property
     def hash(self) -> str:
         """SHA-256 of the canonical JSON of config and token names (first 16 hex digits)."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return self.hash_of(self.to_dict())
+
+    @staticmethod
+    def hash_of(data: dict) -> str:
+        """The hash of a vocabulary's JSON form (``config`` and ``tokens``), computed on the data
+        as read: a file is checked without building anything from it."""
+        text = json.dumps({"config": data.get("config"), "tokens": data.get("tokens")},
+                          sort_keys=True, separators=(",", ":"))  # fmt: skip
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def to_json(self) -> str:
@@ -274,11 +294,15 @@ class Vocabulary:
     def from_json(cls, text: str, source: str = "vocabulary") -> Vocabulary:
         try:
             data = json.loads(text)
+            if Vocabulary.hash_of(data) != data.get("hash"):  # before building tables it describes
+                raise EncodingError(f"{source}: corrupt vocabulary (its content does not match its hash)")
             raw = dict(data["config"])
             raw["denominators"] = tuple(raw["denominators"])
             raw["duration_bins"] = tuple(raw["duration_bins"])
             vocab = cls(EncodingConfig(**raw))
-        except (ValueError, KeyError, TypeError) as error:
+        except EncodingError as error:
+            raise EncodingError(f"{source}: {error}" if source not in str(error) else str(error)) from None
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
             raise EncodingError(f"{source}: not a valid vocabulary file ({error})") from None
         if vocab._names != data.get("tokens") or vocab.hash != data.get("hash"):
             raise EncodingError(f"{source}: vocabulary does not match this version of MeloFormer (hash mismatch)")

@@ -11,6 +11,21 @@ class ConfigError(MeloformerError):
     """A configuration value is out of range or unknown."""
 
 
+# Documented bounds of every size field: generous for any model a server trains (xlarge is
+# 1,536 × 32 layers), small enough that a config alone never asks for absurd memory.
+LIMITS: dict[str, tuple[float, float]] = {
+    "vocab_size": (1, 1 << 20),
+    "d_model": (2, 16384),
+    "n_layers": (1, 256),
+    "n_heads": (1, 256),
+    "mlp_ratio": (0.25, 16.0),
+    "max_seq_len": (1, 1 << 18),
+    "rope_base": (2.0, 1e9),
+    "dropout": (0.0, 1.0),
+}
+FLOAT_FIELDS = frozenset({"mlp_ratio", "rope_base", "dropout"})
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     vocab_size: int
@@ -27,17 +42,33 @@ class ModelConfig:
     name: str = "custom"
 
     def __post_init__(self) -> None:
-        if self.vocab_size <= 0:
-            raise ConfigError("vocab_size must be positive")
+        self._check_bounds()
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise ConfigError(f"d_model {self.d_model} must split into {self.n_heads} heads of even size")
-        if self.n_layers <= 0 or self.max_seq_len <= 0:
-            raise ConfigError("n_layers and max_seq_len must be positive")
-        if any(offset <= 0 for offset in self.related_bar_offsets):
-            raise ConfigError("related_bar_offsets must be positive bar distances")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError("dropout must be in [0, 1)")
         object.__setattr__(self, "related_bar_offsets", tuple(sorted(set(self.related_bar_offsets))))
+
+    def _check_bounds(self) -> None:
+        """Types and documented bounds (`LIMITS`), checked before anything is built from a
+        config: a bundle's JSON must not be able to ask for a model of terabytes."""
+        for name, (low, high) in LIMITS.items():
+            value = getattr(self, name)
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            number = whole or isinstance(value, float)
+            if not (whole if name not in FLOAT_FIELDS else number) or not low <= value <= high:
+                kind = "a number" if name in FLOAT_FIELDS else "a whole number"
+                raise ConfigError(f"{name} must be {kind} from {low:g} to {high:g}, not {value!r}")
+        offsets = self.related_bar_offsets
+        if not isinstance(offsets, tuple | list) or len(offsets) > 64:
+            raise ConfigError("related_bar_offsets must be a list of at most 64 bar distances")
+        if any(type(offset) is not int or not 0 < offset <= 1 << 14 for offset in offsets):
+            raise ConfigError("related_bar_offsets must be positive bar distances up to 16384")
+        for name in ("tie_embeddings", "gradient_checkpointing"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false")
+        if not isinstance(self.name, str) or len(self.name) > 100:
+            raise ConfigError("name must be a short text")
 
     @property
     def head_dim(self) -> int:
@@ -54,15 +85,19 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> ModelConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: the model config is not a table of values")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"{source}: unknown model config keys {sorted(unknown)}")
         values = dict(data)
-        if "related_bar_offsets" in values:
+        if isinstance(values.get("related_bar_offsets"), list):
             values["related_bar_offsets"] = tuple(values["related_bar_offsets"])
         try:
             return cls(**values)
+        except ConfigError as error:
+            raise ConfigError(f"{source}: {error}") from None
         except TypeError as error:
             raise ConfigError(f"{source}: {error}") from None
 

@@ -326,7 +326,7 @@ def test_broken_bundles_get_one_clear_line(bundle_dir: Path, tmp_path: Path) -> 
     config = json.loads((other_vocab / "config.json").read_text())
     config["vocab_hash"] = "0123456789abcdef"
     (other_vocab / "config.json").write_text(json.dumps(config))
-    with pytest.raises(BundleError, match="trained with vocabulary 0123456789abcdef"):
+    with pytest.raises(BundleError, match="made for vocabulary '0123456789abcdef', but this MeloFormer uses"):
         load_bundle(other_vocab)
 
     wrong_shape = broken("wrong-shape")
