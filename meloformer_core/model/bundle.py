@@ -240,6 +240,13 @@ def check_weights_file(path: Path, config: ModelConfig) -> None:
     if needed > available:
         raise BundleError(f"{path}: a model of {needed / 2**30:.1f} GiB does not fit in this machine's "
                           f"{available / 2**30:.1f} GiB of memory")  # fmt: skip
+    ends = [entry.get("data_offsets") for entry in header.values()]
+    if not all(isinstance(end, list) and len(end) == 2 and all(type(x) is int for x in end) for end in ends):
+        raise BundleError(f"{path}: not a valid safetensors file (a tensor without its data offsets)")
+    extent = max((end[1] for end in ends), default=0)
+    if extent != size - 8 - length:
+        raise BundleError(f"{path}: truncated or padded (its header describes {extent:,} bytes of weights, "
+                          f"the file holds {size - 8 - length:,})")  # fmt: skip
 
 
 def _numel(shape: tuple[int, ...]) -> int:
