@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
@@ -98,6 +99,8 @@ class MainWindow(GenerationMixin, QMainWindow):
         self._takes: list[Variation] = []
         self._pending: dict | None = None
         self._model_asked = True
+        self._closing = False  # a close was decided: nothing may write the autosave again
+        self._autosaved = False  # the autosave on disk is this window's (not a crash's, yet to be offered)
         self.autosave_timer = QTimer(self, interval=max(5, self.settings.autosave_seconds) * 1000)
         self.autosave_timer.timeout.connect(self.write_autosave)
         self.autosave_timer.start()
@@ -240,27 +243,30 @@ class MainWindow(GenerationMixin, QMainWindow):
 
     # --- files ----------------------------------------------------------------------------
     def new_song(self) -> None:
-        if self._confirm_discard():
-            self.editor.open_song(Song(), None)
-            self.roll.fit()
+        with self._autosave_paused():
+            if self._confirm_discard():
+                self._replace_document(Song(), None)
+                self.roll.fit()
 
     def choose_file(self) -> None:
-        if not self._confirm_discard():
-            return
-        path, _ = QFileDialog.getOpenFileName(self, "Open MIDI file", self.settings.last_directory, MIDI_FILTER)
-        if path:
-            self.open_file(Path(path), confirm=False)
+        with self._autosave_paused():
+            if not self._confirm_discard():
+                return
+            path, _ = QFileDialog.getOpenFileName(self, "Open MIDI file", self.settings.last_directory, MIDI_FILTER)
+            if path:
+                self.open_file(Path(path), confirm=False)
 
     def open_file(self, path: Path, confirm: bool = True) -> bool:
         """Open ``path``; on failure show one dialog and keep the current document."""
-        if confirm and not self._confirm_discard():
-            return False
-        try:
-            song = read_midi(path)
-        except MeloformerError as error:
-            self.error("Could not open the file", str(error))
-            return False
-        self.editor.open_song(song, path)
+        with self._autosave_paused():
+            if confirm and not self._confirm_discard():
+                return False
+            try:
+                song = read_midi(path)
+            except MeloformerError as error:
+                self.error("Could not open the file", str(error))
+                return False
+            self._replace_document(song, path)
         self.settings.add_recent(path)
         self.settings.save()
         self.roll.fit()
@@ -295,6 +301,7 @@ class MainWindow(GenerationMixin, QMainWindow):
         self.editor.undo_stack.setClean()
         self.settings.add_recent(path)
         self.autosave.clear()
+        self._autosaved = False
         self._update_title()
         self.statusBar().showMessage(f"Saved {path}")
         return True
@@ -351,12 +358,40 @@ class MainWindow(GenerationMixin, QMainWindow):
             return self.save()
         return answer == QMessageBox.StandardButton.Discard
 
+    def _replace_document(self, song: Song, path: Path | None) -> None:
+        """Put ``song`` in place of the document, whose unsaved changes the user gave up:
+        its autosave goes with it, or a crash later would offer them back."""
+        self.editor.open_song(song, path)
+        self.autosave.clear()
+        self._autosaved = False
+
+    @contextlib.contextmanager
+    def _autosave_paused(self) -> Iterator[None]:
+        """No autosave while the user decides what becomes of the document (a question or a
+        file dialog runs the event loop, so the timer would fire in it) or while it is replaced."""
+        running = self.autosave_timer.isActive()
+        self.autosave_timer.stop()
+        try:
+            yield
+        finally:
+            if running and not self._closing:
+                self.autosave_timer.start()
+
     def write_autosave(self) -> None:
-        if self.is_dirty():
-            try:
-                self.autosave.write(midi_bytes(self.editor.document.song), self.editor.document.path)
-            except (MeloformerError, OSError) as error:
-                self.statusBar().showMessage(f"Autosave failed: {error}")
+        """Keep the autosave in step with the document: its unsaved state, or nothing once
+        there is nothing unsaved (undone back to the saved state)."""
+        if self._closing:
+            return
+        if not self.is_dirty():
+            if self._autosaved:
+                self.autosave.clear()
+                self._autosaved = False
+            return
+        try:
+            self.autosave.write(midi_bytes(self.editor.document.song), self.editor.document.path)
+            self._autosaved = True
+        except (MeloformerError, OSError) as error:
+            self.statusBar().showMessage(f"Autosave failed: {error}")
 
     def start(self, path: Path | None = None) -> None:
         """Once the window shows: offer the work a crash left behind (before the next autosave
@@ -493,13 +528,22 @@ class MainWindow(GenerationMixin, QMainWindow):
         QMessageBox.warning(self, title, message)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        if not self._confirm_discard():
-            event.ignore()
+        """Ask about unsaved work, then stop for good. The autosave timer stops before the
+        question: a tick during the question, or during the wait for the generation thread
+        below (seconds while a model loads), rewrote the autosave of a discarded document and
+        the next start offered it back."""
+        if self._closing:  # closed already (a second close from quitting): nothing is left to ask
+            event.accept()
             return
+        with self._autosave_paused():
+            if not self._confirm_discard():
+                event.ignore()
+                return
+            self._closing = True
+        self.autosave.clear()  # before the waits: a session killed in them left nothing to recover either
         self.panel.store(self.settings)
         self.settings.geometry = bytes(self.saveGeometry().toBase64()).decode()
         self.settings.save()
-        self.autosave.clear()
         self.transport.shutdown()
         self.generator.shutdown()
         event.accept()

@@ -16,6 +16,7 @@ from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPen, QWheelEvent
 from PySide6.QtWidgets import QGridLayout, QScrollBar, QWidget
 
 from meloformer_app.document.edits import NoteRef
+from meloformer_app.view.bars import BarMap
 from meloformer_app.view.geometry import Viewport
 from meloformer_app.view.notes import NoteTable
 from meloformer_core.gm import pitch_name
@@ -25,6 +26,23 @@ BLACK_KEYS = {1, 3, 6, 8, 10}
 EDGE_PX = 6  # grab the right edge of a note within this many pixels to resize it
 BACKGROUND, ROW_DARK, ROW_LIGHT = QColor("#1e2126"), QColor("#23272d"), QColor("#2a2e35")
 GENERATED = QColor(255, 220, 90, 38)
+MAX_SCROLL = 2**31 - 1  # a QScrollBar holds a C int; a song may end at the 32-bit tick limit
+DENSE = 4000  # more shapes than this in view are merged per pixel (see `_one_per_pixel`)
+
+
+def _one_per_pixel(width: int, *columns: np.ndarray) -> np.ndarray:
+    """Indices of the shapes to draw when many land on the same pixels: one per distinct set
+    of ``columns`` (pixel coordinates; the first two are x, clipped to the widget's ``width``).
+
+    A bar of 100,000 notes made a repaint build and draw 100,000 shapes (a quarter of a
+    second); rounded to the pixels the painter fills anyway, they are a few thousand.
+    """
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    for index, column in enumerate(columns):
+        values = np.round(column).astype(np.int64)
+        values = np.clip(values, -2, width + 2) + 2 if index < 2 else values - values.min()
+        key = key * (int(values.max()) + 1) + values
+    return np.unique(key, return_index=True)[1]
 
 
 class Tool(Enum):
@@ -40,6 +58,7 @@ class RollState:
         self.editor = editor
         self.viewport = Viewport()
         self.table = NoteTable.of(Song())
+        self.bars = BarMap(Song())
         self._song: Song | None = None
         self.tool = Tool.SELECT
         self.snap = True
@@ -52,6 +71,7 @@ class RollState:
         if song is not self._song:
             self._song = song
             self.table = NoteTable.of(song)
+            self.bars = BarMap(song)
             self.viewport.resolution = song.resolution
         return song
 
@@ -126,7 +146,7 @@ class RollCanvas(QWidget):
     def _paint_grid(self, painter: QPainter, song: Song, first: float, last: float, height: int) -> None:
         """Grid lines, beat lines and bar lines, each only when they are far enough apart."""
         vp = self.state.viewport
-        bars = [bar for bar in song.bar_starts(int(last) + 1) if first <= bar <= last]
+        bars = [tick for _number, tick in self.state.bars.between(first, last, 2 / vp.px_per_tick)]
         for step, colour, min_px in ((vp.grid_ticks(), "#30353d", 4), (song.resolution, "#3d434d", 6)):
             if step * vp.px_per_tick >= min_px:
                 ticks = range(int(first // step) * step, int(last) + 1, step)
@@ -145,6 +165,10 @@ class RollCanvas(QWidget):
         ws = np.maximum((data[:, 2] + dd).clip(min=1) * vp.px_per_tick, 2.0)
         ys = (vp.top_pitch - (data[:, 1] + dp)) * vp.key_height
         h = max(vp.key_height - 1, 1.0)
+        if len(rows) > DENSE:
+            lefts, rights = xs.clip(-2, self.width() + 2), (xs + ws).clip(-2, self.width() + 2)
+            keep = _one_per_pixel(self.width(), lefts, rights, ys)
+            xs, ws, ys = lefts[keep], np.maximum(rights[keep] - lefts[keep], 2.0), ys[keep]
         rects = [QRectF(x, y, w, h) for x, y, w in zip(xs.tolist(), ys.tolist(), ws.tolist(), strict=True)]
         painter.setPen(QPen(edge, 1) if vp.key_height >= 5 else Qt.PenStyle.NoPen)
         painter.setBrush(fill)
@@ -335,16 +359,15 @@ class Ruler(QWidget):
         if generated is not None:
             painter.fillRect(QRectF(vp.x(generated[0]), 0, vp.x(generated[1]) - vp.x(generated[0]), self.height()),
                              QColor(255, 220, 90, 110))  # fmt: skip
-        bars = song.bar_starts(int(last) + 1)
         signatures = {ts.tick: ts for ts in song.time_signatures}
-        label_every = max(1, int(40 / max(1e-9, (bars[1] - bars[0]) * vp.px_per_tick))) if len(bars) > 1 else 1
-        for number, bar in enumerate(bars, start=1):
-            if bar > last or bar < first - song.resolution * 16:
-                continue
+        # labels start a little left of the view so a long one scrolling in is not cut;
+        # they are 40 px apart at least, lines 3 px (bar numbers count from 1)
+        labelled = dict(self.state.bars.between(first - song.resolution * 16, last, 40 / vp.px_per_tick))
+        for number, bar in self.state.bars.between(first - song.resolution * 16, last, 3 / vp.px_per_tick):
             x = vp.x(bar)
             painter.setPen(QColor("#c8ccd2"))
             painter.drawLine(QPointF(x, 12), QPointF(x, self.height()))
-            text = str(number) if (number - 1) % label_every == 0 else ""
+            text = str(number + 1) if number in labelled else ""
             if bar in signatures:
                 ts = signatures[bar]
                 text = f"{text} {ts.numerator}/{ts.denominator}".strip()
@@ -405,7 +428,11 @@ class VelocityLane(QWidget):
                 if not mask.any():
                     continue
                 painter.setPen(QPen(shade, 2))
-                stems = list(zip(xs[mask].tolist(), tops[mask].tolist(), strict=True))
+                stem_xs, stem_tops = xs[mask], tops[mask]
+                if len(stem_xs) > DENSE:
+                    keep = _one_per_pixel(self.width(), stem_xs, stem_xs, stem_tops)
+                    stem_xs, stem_tops = stem_xs[keep], stem_tops[keep]
+                stems = list(zip(stem_xs.tolist(), stem_tops.tolist(), strict=True))
                 painter.drawLines([QLineF(x, bottom, x, top) for x, top in stems])
                 if dots:
                     painter.setBrush(shade)
@@ -474,10 +501,10 @@ class PianoRoll(QWidget):
         self._syncing = True
         visible_ticks = self.canvas.width() / vp.px_per_tick
         end = max(song.end_tick + song.resolution * 8, int(vp.left_tick + visible_ticks))
-        self.hbar.setRange(0, max(0, int(end - visible_ticks)))
-        self.hbar.setPageStep(int(visible_ticks))
-        self.hbar.setSingleStep(max(1, int(visible_ticks / 20)))
-        self.hbar.setValue(int(vp.left_tick))
+        self.hbar.setRange(0, min(MAX_SCROLL, max(0, int(end - visible_ticks))))
+        self.hbar.setPageStep(min(MAX_SCROLL, int(visible_ticks)))
+        self.hbar.setSingleStep(min(MAX_SCROLL, max(1, int(visible_ticks / 20))))
+        self.hbar.setValue(min(MAX_SCROLL, int(vp.left_tick)))
         rows = self.canvas.height() / vp.key_height
         self.vbar.setRange(0, max(0, int((128 - rows) * 10)))
         self.vbar.setPageStep(int(rows * 10))

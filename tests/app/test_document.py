@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from meloformer_app.document import edits
 from meloformer_app.document.edits import NoteRef
 from meloformer_app.document.export import export_song
 from meloformer_app.settings import Autosave, Settings
+from meloformer_app.view.bars import BarMap
 from meloformer_app.view.geometry import Viewport
 from meloformer_app.view.notes import NoteTable
 from meloformer_core.midi_io import read_midi
@@ -110,6 +112,34 @@ def test_keep_ranges_moves_the_maps() -> None:
     song = Song(time_signatures=(TimeSignature(0, 4, 4), TimeSignature(1920, 3, 4)), tracks=SONG.tracks)
     part = edits.keep_ranges(song, None, 1920, 3360)
     assert [tuple(ts) for ts in part.time_signatures] == [(0, 3, 4)]
+
+
+@given(
+    st.sampled_from([1, 3, 96, 480]),
+    st.lists(st.tuples(st.integers(0, 5000), st.integers(1, 13), st.integers(0, 7)), max_size=5),
+    st.floats(-100, 6000),
+    st.floats(0, 6000),
+)
+def test_the_bars_in_view_are_the_songs_bars(resolution: int, metres: list, first: float, last: float) -> None:
+    """`BarMap` jumps to the view; `Song.bar_starts` walks from tick 0: the same bars, numbered alike."""
+    song = Song(resolution=resolution, time_signatures=[TimeSignature(t, n, 2**p) for t, n, p in metres])
+    first, last = min(first, last), max(first, last)
+    expected = [(number, tick) for number, tick in enumerate(song.bar_starts(int(last) + 1)) if first <= tick <= last]
+    bars = BarMap(song)
+    assert bars.between(first, last) == expected
+    # thinned for drawing: only the song's bars, at most one per 50 ticks of each metre run,
+    # and every metre change in view keeps its bar
+    thinned = bars.between(first, last, 50)
+    changes = {ts.tick for ts in song.time_signatures if first <= ts.tick <= last}
+    assert set(thinned) <= set(expected) and changes <= {tick for _n, tick in thinned}
+    assert len(thinned) <= (last - first) / 49 + 1 + len(changes)
+
+
+def test_bars_far_into_a_song_are_found_without_walking_to_them() -> None:
+    song = Song(resolution=1, time_signatures=[TimeSignature(0, 1, 128)])  # a bar every 1/32 tick
+    end = 2**31 - 1
+    assert BarMap(song).between(end - 2, end) == [(32 * (end - 2) + k, end - 2 + k // 32) for k in range(96)]
+    assert BarMap(song).bar_ticks_at(end) == Fraction(1, 32)
 
 
 def test_settings_survive_a_broken_file_and_round_trip(user_dirs: Path) -> None:
