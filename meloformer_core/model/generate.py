@@ -23,7 +23,7 @@ from meloformer_core.encoding.codec import StreamingDecoder, decode_grid, encode
 from meloformer_core.encoding.quantize import GridSong
 from meloformer_core.encoding.vocab import TokenType, Vocabulary
 from meloformer_core.encoding.windows import window_start
-from meloformer_core.errors import MeloformerError
+from meloformer_core.errors import EncodingError, MeloformerError
 from meloformer_core.model.decoding import ContextFull, DecodingCache, DecodingGroup, step_together
 from meloformer_core.model.sampling import SamplingConfig, choose_tokens
 from meloformer_core.model.sampling_config import AUTO_MAX_TAKES
@@ -492,6 +492,11 @@ def _slide(cache: DecodingCache, decoder: StreamingDecoder, bar_tokens: list[int
     in_progress = grid.bar_count - 1 if bar_tokens else grid.bar_count
     capacity = model.config.max_seq_len
     budget = int(capacity * SLIDE_SHARE) - len(bar_tokens)
+    if in_progress == 0:  # the first bar alone outgrows the context: there is nothing to slide
+        raise EncodingError(
+            f"bar {in_progress + 1} holds more tokens ({len(bar_tokens):,} so far) than the model's context of "
+            f"{capacity:,} takes: it is too dense for this model"
+        )
     first = window_start(grid, vocab, budget, stop_bar=in_progress)
     window = slice_grid(grid, first, in_progress)
     context = encode_grid(window, vocab)[:-1]
