@@ -186,3 +186,33 @@ def test_train_and_preprocess_refuse_a_folder_of_the_users(thesis: Path, fixture
     preprocess = run_limited("--input", fixtures_dir, "--output", thesis, module="training.preprocess")
     assert "not a MeloFormer dataset" in error_line(preprocess, thesis)
     assert snapshot(thesis) == before
+
+
+def test_export_killed_at_random_points_then_rerun_gives_the_same_bytes(run_folder: Path, tmp_path: Path) -> None:
+    """SIGKILL of meloformer-export anywhere (reading, building, writing, swapping), then the
+    same command again: the bundle is byte for byte the uninterrupted one's."""
+    import random
+    import time
+
+    straight = tmp_path / "straight"
+    assert run_limited(run_folder, "--out", straight, "--name", "b", module="training.export").returncode == 0
+    command = [
+        sys.executable,
+        "-m",
+        "training.export",
+        str(run_folder),
+        "--out",
+        str(tmp_path / "killed"),
+        "--name",
+        "b",
+    ]
+    chance = random.Random(21)
+    for _ in range(3):
+        process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(chance.uniform(0.5, 4.0))  # the fault's random point, not a wait for a condition
+        process.kill()
+        process.wait()
+    result = run_limited(run_folder, "--out", tmp_path / "killed", "--name", "b", module="training.export")
+    assert result.returncode == 0, result.stderr
+    assert snapshot(tmp_path / "killed") == snapshot(straight)
