@@ -177,7 +177,9 @@ class GenerationMixin:
         self.panel.set_running(False)
         self.editor.show_preview(None)
         self.panel.status.setText("Failed")
-        self.error("Generation failed", message)
+        path = self.editor.document.path
+        name = str(path) if path else "the untitled song"
+        self.error("Generation failed", message if name in message else f"{name}: {message}")
 
     def _generation_cancelled(self) -> None:
         self.panel.set_running(False)
