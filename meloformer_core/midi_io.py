@@ -8,22 +8,30 @@ same semantics is kept as a cross-check in the tests and as a benchmark candidat
 Semantics of reading (both readers):
 - tracks are split by (file track, channel, program): a program change in the middle of
   a track starts a new `Track`, and two tracks with the same program stay two tracks;
+  a track without notes is not read;
 - channel 10 is drums;
 - note-on with velocity 0 is a note-off; overlapping notes of one pitch and channel are
   paired first-in first-out; a note-on that is never switched off is dropped;
-- SMF type 0 and 1 are read; type 2 and SMPTE time division are refused.
+- SMF type 0 and 1 are read; type 2 and SMPTE time division are refused;
+- a track is named by the last track-name event of its file track; texts (markers,
+  lyrics, …: `TEXT_KINDS`) of every file track become the song's `texts`; text bytes
+  are decoded as UTF-8 when they are valid UTF-8, else as Windows-1252 (see
+  `decode_text`), so a name in any encoding reads as text, the same in both readers.
 
 Writing (`write_midi`) produces SMF type 1: a conductor track with tempo, metre and key
-events, then one track per `Track`, each melodic track on its own channel (drums on
-channel 10), named, with its program change at tick 0. Overlapping notes of one pitch
-are cut where the next one starts, which is what a synthesizer plays anyway and what
-keeps every reader's pairing identical.
+events and the song's texts, then one track per `Track`, each melodic track on its own
+channel (drums on channel 10), named, with its program change at tick 0. Overlapping
+notes of one pitch are cut where the next one starts, which is what a synthesizer plays
+anyway and what keeps every reader's pairing identical. Every text is written as UTF-8
+(`encode_text`), whatever the string holds, so what was read reads back the same.
 """
 
 from __future__ import annotations
 
+import bisect
 import io
 import os
+import re
 import struct
 from collections import defaultdict, deque
 from pathlib import Path
@@ -33,7 +41,16 @@ import numpy as np
 from meloformer_core.atomic import write_bytes_atomically
 from meloformer_core.errors import MidiReadError, MidiWriteError
 from meloformer_core.gm import instrument_name
-from meloformer_core.music import DRUM_CHANNEL, KeySignature, NoteArray, Song, TempoChange, TimeSignature, Track
+from meloformer_core.music import (
+    DRUM_CHANNEL,
+    KeySignature,
+    NoteArray,
+    Song,
+    TempoChange,
+    TextEvent,
+    TimeSignature,
+    Track,
+)
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_TICK = 2**31 - 1
@@ -108,23 +125,27 @@ def _check_header(data: bytes, label: str) -> None:
 def _read_with_symusic(data: bytes, label: str) -> Song:
     import symusic
 
+    parsed, true_names, texts = _scan_texts(data)
     try:
-        score = symusic.Score.from_midi(data)
+        score = symusic.Score.from_midi(parsed)
     except Exception as error:  # symusic raises RuntimeError with a parser message
         try:  # data bytes above 127 (seen in real files) are clamped, as other readers do
-            score = symusic.Score.from_midi(data, sanitize_data=True)
+            score = symusic.Score.from_midi(parsed, sanitize_data=True)
         except Exception:
             raise MidiReadError(f"{label}: corrupt MIDI data ({_first_line(error)})") from None
     tracks = []
     for track in score.tracks:
+        if not len(track.notes):  # symusic keeps a file track that has lyrics or controls but no notes
+            continue
         columns = track.notes.numpy()
         start = columns["time"].astype(np.int64)
-        if len(start) and (start.min() < 0 or (start + columns["duration"]).max() >= MAX_TICK):
+        if start.min() < 0 or (start + columns["duration"]).max() >= MAX_TICK:
             raise MidiReadError(f"{label}: a delta time is too large (times overflow 32 bits)")
         notes = NoteArray.from_columns(
             start, columns["pitch"], columns["duration"], columns["velocity"].astype(np.int64) & 0x7F
         )
-        tracks.append(_track(track.name, int(track.program), bool(track.is_drum), notes))
+        name = true_names.get(track.name, track.name)
+        tracks.append(_track(name, int(track.program), bool(track.is_drum), notes))
     return Song(
         resolution=int(score.ticks_per_quarter),
         tempos=tuple(TempoChange(int(t.time), int(t.mspq)) for t in score.tempos),
@@ -133,6 +154,7 @@ def _read_with_symusic(data: bytes, label: str) -> Song:
         ),
         key_signatures=tuple(KeySignature(int(k.time), int(k.key), bool(k.tonality)) for k in score.key_signatures),
         tracks=tuple(tracks),
+        texts=tuple(texts),
     )
 
 
@@ -151,6 +173,173 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
+# --- texts -------------------------------------------------------------------------------
+# A MIDI file's texts are bytes in no declared encoding: old files use Latin-1 or
+# Windows-1252, newer ones UTF-8, some anything at all. symusic decodes track names and
+# markers as UTF-8, turning other bytes into U+FFFD, and skips the other texts; so the
+# reader finds texts in the raw track chunks itself. It walks a chunk's events (in
+# Python) only where a regular-expression search finds a possible text event other than
+# an ASCII track name, so most files (ASCII names only) cost one search of the file.
+# A chunk whose true name symusic would mangle gets a tag, a track-name event added just
+# before its end of track: symusic names tracks after the last such event, so the tag
+# says which file track each of its tracks came from, and the tag is swapped for the name.
+
+_META_TEXT_KINDS = {0x01: "text", 0x02: "copyright", 0x04: "instrument", 0x05: "lyric", 0x06: "marker", 0x07: "cue"}
+_MIDO_TEXT_KINDS = {"text": "text", "copyright": "copyright", "instrument_name": "instrument", "lyrics": "lyric",
+                    "marker": "marker", "cue_marker": "cue"}  # fmt: skip
+_MIDO_TYPES = {kind: mido_type for mido_type, kind in _MIDO_TEXT_KINDS.items()}
+_TEXT_EVENT = re.compile(rb"\xff[\x01-\x07]")  # a meta event FF 01-07 starts like this (or a false alarm)
+# Data bytes after each status byte 0x80-0xFF: channel messages 0x8n-0xEn (note off, note
+# on, key pressure, control, program, channel pressure, pitch bend); system messages,
+# which belong in no file, as sent live (0xF0, 0xF7 and 0xFF are handled apart).
+_CHANNEL_DATA_BYTES = (2, 2, 2, 2, 1, 1, 2)
+_SYSTEM_DATA_BYTES = (0, 1, 2, 1) + (0,) * 12
+_DATA_BYTES = bytes([count for count in _CHANNEL_DATA_BYTES for _channel in range(16)] + [*_SYSTEM_DATA_BYTES])
+# Latin-1 code point → Windows-1252 character for the bytes 0x80-0x9F where they differ;
+# the five bytes Windows-1252 leaves unassigned keep their Latin-1 meaning.
+_WINDOWS_1252 = {byte: char for byte in range(0x80, 0xA0) if (char := bytes([byte]).decode("cp1252", "ignore"))}
+
+
+def decode_text(raw: bytes) -> str:
+    """MIDI text bytes as a string: UTF-8 when they are valid UTF-8, else Windows-1252 (the
+    superset of Latin-1 that old files use), which decodes any bytes."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1").translate(_WINDOWS_1252)
+
+
+def encode_text(text: str) -> bytes:
+    """A string as MIDI text bytes: UTF-8. Lone surrogates, which no encoding can hold,
+    become U+FFFD (a surrogate pair becomes its character)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").encode("utf-8")
+
+
+def _text_event(tick: int, kind: str, text: str) -> list[TextEvent]:
+    return [TextEvent(tick, kind, text)] if tick < MAX_TICK else []
+
+
+def _variable_int(data: bytes, pos: int) -> tuple[int, int]:
+    """(value, position after it) of the variable-length number at ``pos`` (IndexError past the end)."""
+    value = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value, pos
+
+
+def _variable_int_bytes(value: int) -> bytes:
+    groups = [value & 0x7F]
+    while value := value >> 7:
+        groups.append(0x80 | (value & 0x7F))
+    return bytes(reversed(groups))
+
+
+def _track_chunks(data: bytes) -> list[tuple[int, int, int]]:
+    """(start of data, end of data, declared length) of each MTrk chunk (other chunks are skipped)."""
+    chunks = []
+    pos = 8 + struct.unpack(">I", data[4:8])[0]
+    while pos + 8 <= len(data):
+        length = struct.unpack(">I", data[pos + 4 : pos + 8])[0]
+        if data[pos : pos + 4] == b"MTrk":
+            chunks.append((pos + 8, min(pos + 8 + length, len(data)), length))
+        pos += 8 + length
+    return chunks
+
+
+def _worth_walking(data: bytes, found: re.Match[bytes]) -> bool:
+    """Whether a possible text event that the search found may be one other than an ASCII track name."""
+    if found[0][1] != 0x03:
+        return True
+    try:
+        length, content = _variable_int(data, found.end())
+    except IndexError:
+        return True
+    return not data[content : content + length].isascii()
+
+
+def _walk_chunk(data: bytes, start: int, end: int) -> tuple[bytes | None, list[TextEvent], int | None]:
+    """(bytes of the last track name, the texts, where the end-of-track event's FF is) of one chunk.
+
+    symusic has read the file already and the walk only looks for texts, so it stops
+    quietly at anything corrupt rather than raise; every step moves forward, so its work
+    is bounded by the chunk's length.
+    """
+    name, texts, end_of_track = None, [], None
+    pos, tick, status, data_bytes = start, 0, 0, 0
+    try:
+        while pos < end:
+            byte = data[pos]
+            if byte < 0x80:  # the usual one-byte delta time, faster
+                pos += 1
+                tick += byte
+            else:
+                delta, pos = _variable_int(data, pos)
+                tick += delta
+            byte = data[pos]
+            if byte < 0x80:  # running status: this byte is the first data byte
+                if not status:
+                    break
+                pos += data_bytes
+            elif byte < 0xF0:
+                status, data_bytes = byte, _DATA_BYTES[byte - 0x80]
+                pos += 1 + data_bytes
+            elif byte == 0xFF:
+                meta = data[pos + 1]
+                length, content = _variable_int(data, pos + 2)
+                if meta == 0x2F:
+                    end_of_track = pos
+                    break
+                if content + length > end:
+                    break
+                if meta == 0x03:
+                    name = data[content : content + length]
+                elif meta in _META_TEXT_KINDS:
+                    texts += _text_event(tick, _META_TEXT_KINDS[meta], decode_text(data[content : content + length]))
+                pos = content + length
+            elif byte == 0xF0 or byte == 0xF7:
+                length, pos = _variable_int(data, pos + 1)
+                pos += length
+            else:
+                status, data_bytes = byte, _DATA_BYTES[byte - 0x80]
+                pos += 1 + data_bytes
+    except IndexError:
+        pass
+    return name, texts, end_of_track
+
+
+def _scan_texts(data: bytes) -> tuple[bytes, dict[str, str], list[TextEvent]]:
+    """(the file for symusic, the true name behind each tag in it, the song's texts)."""
+    worth_walking = [found.start() for found in _TEXT_EVENT.finditer(data) if _worth_walking(data, found)]
+    if not worth_walking:
+        return data, {}, []
+    texts: list[TextEvent] = []
+    true_names: dict[str, str] = {}
+    pieces: list[bytes] = []
+    copied = 0
+    for index, (start, end, length) in enumerate(_track_chunks(data)):
+        first = bisect.bisect_left(worth_walking, start)
+        if first == len(worth_walking) or worth_walking[first] >= end:
+            continue
+        name, chunk_texts, end_of_track = _walk_chunk(data, start, end)
+        texts += chunk_texts
+        if name is None or name.isascii() or end_of_track is None:
+            continue  # symusic reads an ASCII name right
+        tag = f"\x00meloformer track {index}\x00"
+        true_names[tag] = decode_text(name)
+        event = b"\xff\x03" + _variable_int_bytes(len(tag)) + tag.encode("ascii") + b"\x00"  # then FF 2F 00
+        pieces += [data[copied : start - 4], struct.pack(">I", length + len(event)), data[start:end_of_track], event]
+        copied = end_of_track
+    if true_names:
+        data = b"".join([*pieces, data[copied:]])
+    return data, true_names, texts
+
+
 # --- mido reader (reference semantics, benchmark candidate) -------------------------------
 
 
@@ -161,7 +350,7 @@ def _read_with_mido(data: bytes, label: str) -> Song:
         midi = mido.MidiFile(file=io.BytesIO(data), clip=True)
     except Exception as error:
         raise MidiReadError(f"{label}: corrupt MIDI data ({_first_line(error)})") from None
-    tempos, signatures, keys = [], [], []
+    tempos, signatures, keys, texts = [], [], [], []
     tracks: list[Track] = []
     for mtrk in midi.tracks:
         tick = 0
@@ -189,12 +378,25 @@ def _read_with_mido(data: bytes, label: str) -> Song:
                 signatures.append(TimeSignature(tick, message.numerator, message.denominator))
             elif kind == "key_signature":
                 keys.append(_mido_key(tick, message.key))
-            elif kind == "track_name" and not name:
-                name = message.name
+            elif kind == "track_name":
+                name = _mido_text(message.name)
+            elif kind in _MIDO_TEXT_KINDS:
+                text = message.name if kind == "instrument_name" else message.text
+                texts += _text_event(tick, _MIDO_TEXT_KINDS[kind], _mido_text(text))
         for (channel, prog), rows in sorted(notes.items(), key=lambda item: (item[0][0] == DRUM_CHANNEL, item[0])):
             is_drum = channel == DRUM_CHANNEL
             tracks.append(_track(name, prog, is_drum, NoteArray(rows)))
-    return Song(midi.ticks_per_beat, tuple(tempos), tuple(signatures), tuple(keys), tuple(tracks))
+    return Song(midi.ticks_per_beat, tuple(tempos), tuple(signatures), tuple(keys), tuple(tracks), tuple(texts))
+
+
+def _mido_text(text: str) -> str:
+    """mido decodes text bytes as Latin-1: get the bytes back and decode them as `read_midi` does."""
+    return decode_text(text.encode("latin-1"))
+
+
+def _mido_str(text: str) -> str:
+    """What to give mido so that it writes ``text`` as UTF-8 (mido encodes text as Latin-1)."""
+    return encode_text(text).decode("latin-1")
 
 
 _MAJOR_SHARPS = {"C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5, "F#": 6, "C#": 7,
@@ -249,6 +451,10 @@ def midi_bytes(song: Song) -> bytes:
         conductor.append((ts.tick, 1, meta))
     for key in song.key_signatures:
         conductor.append((key.tick, 2, mido.MetaMessage("key_signature", key=_mido_key_name(key))))
+    for text in song.texts:
+        mido_type = _MIDO_TYPES[text.kind]
+        field = "name" if mido_type == "instrument_name" else "text"
+        conductor.append((text.tick, 3, mido.MetaMessage(mido_type, **{field: _mido_str(text.text)})))
     midi.tracks.append(_delta_track(conductor, "Conductor"))
 
     for track, channel in zip(song.tracks, assign_channels(song), strict=True):
@@ -293,7 +499,7 @@ def _delta_track(events: list, name: str):
 
     events.sort(key=lambda event: (event[0], event[1]))
     track = mido.MidiTrack()
-    track.append(mido.MetaMessage("track_name", name=name, time=0))
+    track.append(mido.MetaMessage("track_name", name=_mido_str(name), time=0))
     previous = 0
     for tick, _order, message in events:
         track.append(message.copy(time=tick - previous))

@@ -1,4 +1,4 @@
-"""The music model: `Song`, `Track`, `Note` and the tempo / metre / key maps.
+"""The music model: `Song`, `Track`, `Note`, the tempo / metre / key maps and the song's texts.
 
 One plain-Python representation flows through the whole product (MIDI file → Song →
 tokens → model → tokens → Song → piano roll / playback / MIDI file). Everything here is
@@ -242,6 +242,23 @@ class KeySignature(NamedTuple):
     minor: bool
 
 
+TEXT_KINDS = ("text", "copyright", "instrument", "lyric", "marker", "cue")
+"""What a `TextEvent` is: the MIDI meta events FF 01 (text), 02 (copyright), 04 (instrument
+name), 05 (lyric), 06 (marker) and 07 (cue point). Track names (FF 03) are `Track.name`."""
+
+
+class TextEvent(NamedTuple):
+    """A text of the song at ``tick``: a marker ("Chorus"), a lyric syllable, a copyright line…
+
+    ``kind`` is one of `TEXT_KINDS`. Texts carry no music: they do not make the song longer
+    (`Song.end_tick`) and the encoding does not represent them (`quantize` drops them).
+    """
+
+    tick: int
+    kind: str
+    text: str
+
+
 @dataclass(frozen=True, slots=True)
 class Track:
     name: str
@@ -259,10 +276,11 @@ class Track:
 
 @dataclass(frozen=True, slots=True)
 class Song:
-    """A piece of music: resolution, tempo map, metre map, key map and tracks.
+    """A piece of music: resolution, tempo map, metre map, key map, tracks and texts.
 
     Maps are tuples sorted by tick. An empty tempo map means 120 quarters per minute and
-    an empty metre map means 4/4, as in a MIDI file that has no such events.
+    an empty metre map means 4/4, as in a MIDI file that has no such events. ``texts``
+    (markers, lyrics, …) are sorted by tick too, texts at one tick kept in their order.
     """
 
     resolution: int = DEFAULT_RESOLUTION
@@ -270,9 +288,10 @@ class Song:
     time_signatures: tuple[TimeSignature, ...] = ()
     key_signatures: tuple[KeySignature, ...] = ()
     tracks: tuple[Track, ...] = ()
+    texts: tuple[TextEvent, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("tempos", "time_signatures", "key_signatures"):
+        for name in ("tempos", "time_signatures", "key_signatures", "texts"):
             events = tuple(sorted(getattr(self, name), key=lambda event: event[0]))
             object.__setattr__(self, name, events)
         object.__setattr__(self, "tracks", tuple(self.tracks))
@@ -284,7 +303,7 @@ class Song:
 
     @property
     def end_tick(self) -> int:
-        """The tick after the last note and the last map event."""
+        """The tick after the last note and the last map event (texts do not count)."""
         ends = [track.notes.end for track in self.tracks]
         ends += [event[0] for event in (*self.tempos, *self.time_signatures, *self.key_signatures)]
         return max(ends, default=0)
@@ -305,6 +324,9 @@ class Song:
         for key in self.key_signatures:
             if key.tick < 0 or not -7 <= key.sharps <= 7:
                 raise SongError(f"{source}: invalid key signature {tuple(key)}")
+        for text in self.texts:
+            if text.tick < 0 or text.kind not in TEXT_KINDS or not isinstance(text.text, str):
+                raise SongError(f"{source}: invalid text event {tuple(text)!r}")
         for index, track in enumerate(self.tracks):
             if not 0 <= track.program <= 127:
                 raise SongError(f"{source}: track {index + 1} has program {track.program} (must be 0-127)")

@@ -20,6 +20,9 @@ What ``q`` does, in order:
    velocity); a note that still sounds when the next note of its pitch in its track
    starts is shortened to the longest bin that ends in time.
 6. **Tracks.** Kept in order, silent ones too, each named after its instrument.
+7. **Texts.** Markers, lyrics and other texts (`Song.texts`) are dropped: the tokens
+   carry music only. (The service puts generated bars into the prompt's own song, so a
+   continuation keeps the prompt's texts.)
 """
 
 from __future__ import annotations
