@@ -294,8 +294,10 @@ class Vocabulary:
     def from_json(cls, text: str, source: str = "vocabulary") -> Vocabulary:
         try:
             data = json.loads(text)
-            if Vocabulary.hash_of(data) != data.get("hash"):  # before building tables it describes
-                raise EncodingError(f"{source}: corrupt vocabulary (its content does not match its hash)")
+            if not isinstance(data, dict) or not {"config", "tokens", "hash"} <= set(data):
+                raise ValueError("it needs config, tokens and hash")
+            if Vocabulary.hash_of(data) != data["hash"]:  # before building the tables it describes
+                raise EncodingError(f"{source}: corrupt vocabulary (hash mismatch: the content is not what was hashed)")
             raw = dict(data["config"])
             raw["denominators"] = tuple(raw["denominators"])
             raw["duration_bins"] = tuple(raw["duration_bins"])
