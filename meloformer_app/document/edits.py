@@ -168,6 +168,7 @@ def keep_ranges(song: Song, tracks: Iterable[int] | None, start: int | None, sto
         after = [e._replace(tick=e.tick - start) for e in events if start < e.tick < stop]
         return ([before[-1]._replace(tick=0)] if before else []) + after
 
+    texts = tuple(text._replace(tick=text.tick - start) for text in song.texts if start <= text.tick < stop)
     return song.replace(tracks=tuple(kept), tempos=tuple(shift(song.tempos)),
                         time_signatures=tuple(shift(song.time_signatures)),
-                        key_signatures=tuple(shift(song.key_signatures)))  # fmt: skip
+                        key_signatures=tuple(shift(song.key_signatures)), texts=texts)  # fmt: skip

@@ -17,7 +17,7 @@ from meloformer_app.view.bars import BarMap
 from meloformer_app.view.geometry import Viewport
 from meloformer_app.view.notes import NoteTable
 from meloformer_core.midi_io import read_midi
-from meloformer_core.music import Note, Song, TimeSignature, Track
+from meloformer_core.music import Note, Song, TextEvent, TimeSignature, Track
 from tests.conftest import FIXTURES
 
 SONG = Song(tracks=(Track("a", 0, False, [(0, 60, 480, 80), (480, 62, 480, 80), (960, 64, 240, 90)]),
@@ -110,8 +110,11 @@ def test_export_parts(tmp_path: Path) -> None:
 
 def test_keep_ranges_moves_the_maps() -> None:
     song = Song(time_signatures=(TimeSignature(0, 4, 4), TimeSignature(1920, 3, 4)), tracks=SONG.tracks)
+    song = song.replace(texts=(TextEvent(0, "marker", "Intro"), TextEvent(1920, "marker", "Verse"),
+                               TextEvent(2400, "lyric", "la"), TextEvent(3360, "marker", "Chorus")))  # fmt: skip
     part = edits.keep_ranges(song, None, 1920, 3360)
     assert [tuple(ts) for ts in part.time_signatures] == [(0, 3, 4)]
+    assert part.texts == (TextEvent(0, "marker", "Verse"), TextEvent(480, "lyric", "la"))
 
 
 @given(
