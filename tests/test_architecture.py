@@ -1,4 +1,4 @@
-"""The import rules of DESIGN.md §1 and the code style, checked on every run."""
+"""The import rules (docs/architecture.md, Import rules) and the code style, checked on every run."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
     meloformer-corpus --output DIR [--composers bach palestrina …] [--workers N] [--limit N]
     meloformer-corpus --reserved --output DIR [--composers beethoven …]
 
-Only the training composers of DESIGN.md §8 are converted for training; every other
+Only the training composers (docs/training.md, Which music may be trained on) are converted for training; every other
 composer of the music21 corpus is reserved for independent evaluation. ``--reserved``
 converts those (all of them by default) into a folder marked as an evaluation corpus,
 which `meloformer-preprocess` refuses: they are for `meloformer-eval` only.

@@ -200,7 +200,7 @@ def shuffle_tracks_in_bars(tokens: np.ndarray, vocab: Vocabulary, rng: np.random
     """The same music with the track segments of every bar in a random order.
 
     The model then learns to write any track after any others of the same bar, which is
-    how arranging generates chosen tracks under the kept ones (DESIGN §3 allows any order;
+    how arranging generates chosen tracks under the kept ones (any order is valid: docs/architecture.md;
     decoding does not depend on it).
     """
     kinds = vocab.type_of[tokens]

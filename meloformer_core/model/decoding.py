@@ -8,7 +8,7 @@ every closed segment its summary's keys/values under both projections (SS and RS
 
 Feeding a token that opens a segment (BAR, TRACK, EOS) first closes the previous
 segment: its summary runs through all layers *before* the new token, because that
-token must see it (DESIGN.md §4). Masks come from the same predicates as training
+token must see it (docs/architecture.md, KV-cached decoding). Masks come from the same predicates as training
 (`masks.py`), evaluated for one query row over the cached keys when a segment opens; the
 next tokens of the segment see the same keys and themselves, so their mask is extended
 in place. The logits equal a full forward pass (tests/core/test_model.py checks ≤ 1e-4
