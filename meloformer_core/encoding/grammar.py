@@ -12,7 +12,7 @@
 
 Header tokens have bar, slot and segment ``HEADER``; padding has ``PADDING`` everywhere.
 Both functions are defined on *any* token sequence, valid or not, and agree on every
-token (tests/core/test_grammar.py).
+token (tests/core/test_encoding.py).
 
 `GrammarState` runs the same tracker and answers "which tokens may come next" so that
 constrained sampling only ever produces sequences that decode to a valid song.

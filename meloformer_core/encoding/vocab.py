@@ -1,6 +1,6 @@
 """The HID v2 vocabulary: token types, value tables and the JSON form with its hash.
 
-Layout of a sequence (see DESIGN.md §3 and `codec.py`)::
+Layout of a sequence (see docs/architecture.md and `codec.py`)::
 
     BOS INSTRUMENT*                                   header (global, no segment)
     BAR CHORD [TIME_SIG] [KEY] (POSITION TEMPO TEMPO_FINE)*   conductor segment of bar n

@@ -3,7 +3,7 @@
 Legend: B batch, T regular tokens, S summaries, D model width, H heads, E head width,
 K keys (T + S), V vocabulary.
 
-Two streams run through every block (DESIGN.md §4):
+Two streams run through every block (docs/architecture.md, "The model"):
 
     s ← s + Summarise(norm s | keys [norm x; norm s])      SR + SS, mask `summarise_mask_mod`
     s ← s + MLP(norm s)
