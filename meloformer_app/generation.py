@@ -4,11 +4,19 @@ The window never imports torch: the `GenerationService` (whose torch imports hap
 first use) lives in a worker `QThread`, and the GUI talks to it through queued signals.
 Each finished bar streams back as a whole `Song`; cancelling sets an event the service
 polls between tokens, and a cancelled run reports nothing but ``cancelled``.
+
+Closing never waits for the thread: `Generator.shutdown` cancels and lets it end on its
+own (a model load cannot be interrupted: torch reads the weights to the end). Every
+thread stays referenced here until it has finished, whatever becomes of its window — a
+QThread destroyed while it runs aborts the process — and the app waits for the last ones
+at exit (`wait_for_threads`), once its window is gone.
 """
 
 from __future__ import annotations
 
+import atexit
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -122,6 +130,57 @@ class _Worker(QObject):
         return results
 
 
+class _Threads(QObject):
+    """The generation threads, each with its worker, from their start until they have
+    finished: the worker is busy in the thread and the thread must not be destroyed while
+    it runs, so neither may go with the window that started them. Lives in the GUI thread,
+    where a finished thread is let go (its ``finished`` is queued here)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running: dict[int, tuple[QThread, _Worker]] = {}
+
+    def add(self, thread: QThread, worker: _Worker) -> None:
+        self.running[id(thread)] = (thread, worker)
+        thread.finished.connect(self._finished)
+
+    @Slot()
+    def _finished(self) -> None:
+        thread = self.sender()
+        if isinstance(thread, QThread) and id(thread) in self.running:
+            thread.wait()  # past the last steps after ``finished`` (a moment): then it may be destroyed
+            del self.running[id(thread)]
+
+
+_threads: _Threads | None = None
+
+
+def running_threads() -> list[QThread]:
+    """The generation threads not finished yet (a model load that outlived its window)."""
+    return [thread for thread, _worker in (_threads.running.values() if _threads else ()) if not thread.isFinished()]
+
+
+def wait_for_threads(timeout_s: float | None = None) -> bool:
+    """Ask every generation thread to stop and wait until they have (a generation stops at
+    its next token, a model load only once loaded). False if one still runs after ``timeout_s``."""
+    if _threads is None:
+        return True
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    entries = list(_threads.running.values())
+    for thread, worker in entries:
+        worker.cancel.set()
+        thread.quit()
+    for thread, _worker in entries:
+        if deadline is None:
+            thread.wait()
+        elif not thread.wait(max(0, round((deadline - time.monotonic()) * 1000))):
+            return False
+    return True  # the finished threads are let go as their ``finished`` arrives (or at exit)
+
+
+atexit.register(wait_for_threads)  # any host (a script, the tests): never exit with a thread running
+
+
 class Generator(QObject):
     """The GUI's handle on the worker thread."""
 
@@ -150,6 +209,11 @@ class Generator(QObject):
         self.busy = False
         self.model_info: dict | None = None
         self.loaded.connect(lambda info: setattr(self, "model_info", info))
+        global _threads
+        if _threads is None:
+            _threads = _Threads()
+        _threads.add(self.thread, self.worker)
+        self._shut_down = False
         self.thread.start()
 
     def load(self, path: Path | None) -> None:
@@ -168,6 +232,14 @@ class Generator(QObject):
         self.busy = False
 
     def shutdown(self) -> None:
+        """Stop for good without waiting: cancel a generation, end the thread once it is idle
+        (a model load still running finishes first, in the background), and report nothing
+        more. Waiting here froze a closing window for up to 10 s, then left a load still
+        running to a thread destroyed with the window, which aborts the process."""
+        if self._shut_down:
+            return
+        self._shut_down = True
         self.worker.cancel.set()
+        for name in ("loaded", "load_failed", "progress", "finished", "failed", "cancelled"):
+            getattr(self.worker, name).disconnect(getattr(self, name))
         self.thread.quit()
-        self.thread.wait(10_000)

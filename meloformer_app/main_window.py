@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,7 +101,7 @@ class MainWindow(GenerationMixin, QMainWindow):
         self._pending: dict | None = None
         self._model_asked = True
         self._closing = False  # a close was decided: nothing may write the autosave again
-        self._autosaved = False  # the autosave on disk is this window's (not a crash's, yet to be offered)
+        self._autosaved = False  # this window's autosave is on disk
         self.autosave_timer = QTimer(self, interval=max(5, self.settings.autosave_seconds) * 1000)
         self.autosave_timer.timeout.connect(self.write_autosave)
         self.autosave_timer.start()
@@ -377,21 +378,23 @@ class MainWindow(GenerationMixin, QMainWindow):
             if running and not self._closing:
                 self.autosave_timer.start()
 
-    def write_autosave(self) -> None:
+    def write_autosave(self) -> bool:
         """Keep the autosave in step with the document: its unsaved state, or nothing once
-        there is nothing unsaved (undone back to the saved state)."""
+        there is nothing unsaved (undone back to the saved state). False if it could not be written."""
         if self._closing:
-            return
+            return False
         if not self.is_dirty():
             if self._autosaved:
                 self.autosave.clear()
                 self._autosaved = False
-            return
+            return True
         try:
             self.autosave.write(midi_bytes(self.editor.document.song), self.editor.document.path)
             self._autosaved = True
         except (MeloformerError, OSError) as error:
             self.statusBar().showMessage(f"Autosave failed: {error}")
+            return False
+        return True
 
     def start(self, path: Path | None = None) -> None:
         """Once the window shows: offer the work a crash left behind (before the next autosave
@@ -402,27 +405,38 @@ class MainWindow(GenerationMixin, QMainWindow):
             self.open_file(path, confirm=recovered)
 
     def offer_recovery(self) -> bool:
-        """Ask whether to recover the autosave of a session that did not end cleanly."""
-        pending = self.autosave.pending()
-        if pending is None:
-            return False
-        midi, source = pending
-        name = source.name if source else "an untitled song"
-        question = f"MeloFormer did not close cleanly. Recover the unsaved changes to {name}?"
-        answer = QMessageBox.question(self, "Recover unsaved work", question)
-        if answer == QMessageBox.StandardButton.Yes:
-            try:
-                song = read_midi(midi)
-            except MeloformerError as error:
-                self.error("Could not recover", str(error))
-                return False  # the autosave stays where it is
-            self.editor.open_song(Song(), source)
-            self.editor.apply_song(song, "Recover autosave")
-            self.roll.fit()
-            self.autosave.clear()
-            return True
-        self.autosave.clear()
-        return False
+        """Offer back the autosaves of sessions that did not end cleanly (their app no longer
+        runs: another running MeloFormer's autosave is its own), the newest first, one
+        question each. The window holds one song, so recovering a second one asks first
+        whether to save the one recovered before, as opening a file does. Recovering or
+        declining removes that autosave only; one that cannot be read, or whose recovery is
+        cancelled, stays for the next start. True if a song was recovered."""
+        recovered = False
+        orphans = self.autosave.orphans()
+        with self._autosave_paused():
+            for number, orphan in enumerate(orphans, 1):
+                name = orphan.source.name if orphan.source else "an untitled song"
+                written = time.strftime("%Y-%m-%d %H:%M", time.localtime(orphan.written))
+                which = f" ({number} of {len(orphans)})" if len(orphans) > 1 else ""
+                question = (f"MeloFormer did not close cleanly{which}. Recover the unsaved changes to {name} "
+                            f"(autosaved {written})?")  # fmt: skip
+                if QMessageBox.question(self, "Recover unsaved work", question) != QMessageBox.StandardButton.Yes:
+                    orphan.discard()
+                    continue
+                try:
+                    song = read_midi(orphan.midi)
+                except MeloformerError as error:
+                    self.error("Could not recover", str(error))
+                    continue  # the autosave stays where it is
+                if not self._confirm_discard():  # the song recovered before: Cancel keeps both as they are
+                    break
+                self.editor.open_song(Song(), orphan.source)
+                self.editor.apply_song(song, "Recover autosave")
+                self.roll.fit()
+                recovered = True
+                if self.write_autosave():  # the recovered work is this window's autosave before the crash's goes
+                    orphan.discard()
+        return recovered
 
     # --- drag and drop --------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
@@ -528,10 +542,10 @@ class MainWindow(GenerationMixin, QMainWindow):
         QMessageBox.warning(self, title, message)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        """Ask about unsaved work, then stop for good. The autosave timer stops before the
-        question: a tick during the question, or during the wait for the generation thread
-        below (seconds while a model loads), rewrote the autosave of a discarded document and
-        the next start offered it back."""
+        """Ask about unsaved work, then stop for good, at once: a generation is cancelled and
+        a model load still running ends behind the closed window (`Generator.shutdown`). The
+        autosave timer stops before the question: a tick during it rewrote the autosave of a
+        discarded document and the next start offered it back."""
         if self._closing:  # closed already (a second close from quitting): nothing is left to ask
             event.accept()
             return
@@ -540,7 +554,7 @@ class MainWindow(GenerationMixin, QMainWindow):
                 event.ignore()
                 return
             self._closing = True
-        self.autosave.clear()  # before the waits: a session killed in them left nothing to recover either
+        self.autosave.clear()  # this window's only: another running MeloFormer keeps its own
         self.panel.store(self.settings)
         self.settings.geometry = bytes(self.saveGeometry().toBase64()).decode()
         self.settings.save()

@@ -187,3 +187,156 @@ def test_takes_are_dropped_when_the_song_changes_before_one_is_kept(loaded, qtbo
     window.panel.keep_button.click()
     assert window.editor.document.song is opened and window.editor.undo_stack.count() == 0
     assert window.panel.takes.count() == 0 and "dropped" in window.panel.status.text()
+
+
+# --- closing while the worker is busy --------------------------------------------------------
+class SlowService:
+    """A model load that lasts until ``release`` is set, and generations that last until
+    they are cancelled."""
+
+    def __init__(self, loading, release, generating=None) -> None:
+        self.loading, self.release, self.generating = loading, release, generating
+        self.bundle = None
+
+    def __call__(self, device=None):  # stands in for the class: GenerationService(device=…)
+        return self
+
+    def load(self, path) -> dict:
+        self.loading.set()
+        assert self.release.wait(300), "the test never let the model load finish"
+        self.bundle = object()
+        return {"name": "slow", "device": "cpu"}
+
+    def continue_song(self, song, bars, sampling, progress=None, cancel=None):
+        from meloformer_core.errors import MeloformerError
+
+        self.generating.set()
+        assert cancel.wait(300), "the generation was never cancelled"
+        raise MeloformerError("cancelled")  # as the service ends a cancelled run
+
+
+def test_closing_while_the_model_loads_neither_waits_nor_destroys_the_thread(qtbot, monkeypatch, request) -> None:
+    """The close waited up to 10 s for the load (a frozen window), then gave up and left
+    the thread to be destroyed with the window while it ran: Qt aborts the process then."""
+    import gc
+    import threading
+    import weakref
+
+    from PySide6.QtCore import QThread
+
+    import meloformer_app.generation as generation
+    from meloformer_app.main_window import MainWindow
+    from meloformer_app.settings import Settings
+
+    loading, release = threading.Event(), threading.Event()
+    request.addfinalizer(release.set)  # a failing test must not leave the worker blocked
+    monkeypatch.setattr(generation, "GenerationService", SlowService(loading, release))
+    window = MainWindow(Settings(), load_model=False)
+    window.show()
+    window.load_model("")
+    qtbot.waitUntil(loading.is_set, timeout=30_000)
+    thread = weakref.ref(window.generator.thread)
+    real_wait, waited_on_running = QThread.wait, []
+
+    def wait(self, *args) -> bool:
+        if self.isRunning() and QThread.currentThread() is not self:  # the GUI thread would block on it
+            waited_on_running.append(self.objectName())
+            return False
+        return real_wait(self, *args)
+
+    monkeypatch.setattr(QThread, "wait", wait)
+    assert window.close() and not window.isVisible()
+    monkeypatch.setattr(QThread, "wait", real_wait)
+    assert waited_on_running == [] and not release.is_set() and thread().isRunning()
+    with qtbot.waitSignal(window.destroyed, timeout=30_000):  # the window goes; the load goes on
+        window.deleteLater()
+    del window
+    gc.collect()
+    assert thread() is not None and thread() in generation.running_threads()
+    release.set()
+    qtbot.waitUntil(lambda: thread() is None, timeout=60_000)  # finished, then let go
+    assert generation.running_threads() == []
+
+
+def test_closing_while_generating_cancels_it(qtbot, monkeypatch, request) -> None:
+    import threading
+    import weakref
+
+    import meloformer_app.generation as generation
+    from meloformer_app.main_window import MainWindow
+    from meloformer_app.settings import Settings
+    from meloformer_core.midi_io import read_midi
+
+    loading, release, generating = threading.Event(), threading.Event(), threading.Event()
+    release.set()
+    service = SlowService(loading, release, generating)
+    monkeypatch.setattr(generation, "GenerationService", service)
+    window = MainWindow(Settings(), load_model=False)
+    qtbot.addWidget(window)
+    with qtbot.waitSignal(window.generator.loaded, timeout=30_000):
+        window.load_model("")
+    window.open_file(FIXTURES / "drum_groove.mid")
+    window.actions["continue"].trigger()
+    qtbot.waitUntil(generating.is_set, timeout=30_000)
+    cancelled = []
+    window.generator.cancelled.connect(lambda: cancelled.append(True))
+    thread = weakref.ref(window.generator.thread)
+    assert window.close() and not window.isVisible()
+    qtbot.waitUntil(lambda: thread().isFinished(), timeout=60_000)  # the run saw the cancel and ended
+    assert cancelled == []  # a closed window hears nothing more from the worker
+    assert window.editor.document.song == read_midi(FIXTURES / "drum_groove.mid")
+
+
+QUIT_WHILE_LOADING = """
+import sys, threading
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QApplication
+import meloformer_app.app as app_module
+import meloformer_app.generation as generation
+
+class Bridge(QObject):
+    close_window = Signal()
+
+bridge, quitting = Bridge(), threading.Event()
+
+class Window(app_module.MainWindow):
+    def __init__(self):
+        super().__init__()
+        bridge.close_window.connect(self.close)
+
+class SlowService:
+    bundle = None
+    def __init__(self, device=None):
+        pass
+    def load(self, path):
+        bridge.close_window.emit()  # the user closes the window while the model loads …
+        quitting.wait()  # … which lasts until the app quits
+        print("load finished", flush=True)
+        return {"name": "slow", "device": "cpu"}
+
+def about_to_quit():
+    shown = [w for w in QApplication.topLevelWidgets() if isinstance(w, Window) and w.isVisible()]
+    print("quitting, window", "shown" if shown else "closed", flush=True)
+    quitting.set()
+
+generation.GenerationService = SlowService
+app_module.MainWindow = Window
+app = QApplication(sys.argv[:1])
+app.aboutToQuit.connect(about_to_quit)
+sys.exit(app_module.run())
+"""
+
+
+def test_quitting_while_the_model_loads_waits_for_it_behind_the_closed_window() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    result = subprocess.run([sys.executable, "-c", QUIT_WHILE_LOADING], capture_output=True, text=True, cwd=ROOT,
+                            env=env, timeout=180)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["quitting, window closed", "load finished"]
+    assert "Destroyed while thread" not in result.stderr and "Traceback" not in result.stderr

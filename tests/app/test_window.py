@@ -197,7 +197,12 @@ def test_save_and_export_read_back(window, tmp_path: Path) -> None:
 
 
 def crashed_session(window) -> None:
-    """Edits to the jig autosaved, then the app dies without a clean exit."""
+    """Edits to the jig autosaved, then the app dies without a clean exit: its autosave
+    belongs to a process that no longer runs."""
+    from meloformer_app.settings import Autosave
+    from tests.app.test_autosave import dead_owner
+
+    window.autosave = Autosave(window.autosave.folder, dead_owner())
     window.open_file(FIXTURES / "jig_6_8.mid", confirm=False)
     window.editor.select_all()
     window.editor.delete_selection()
@@ -228,7 +233,8 @@ def test_autosave_is_recovered_at_start(window, qtbot, monkeypatch, argument) ->
     second.start(FIXTURES / argument if argument else None)  # started with no file, or with the crashed one
     assert asked == ["Recover unsaved work"]
     assert second.editor.document.song.note_count == 0 and second.editor.document.path.name == "jig_6_8.mid"
-    assert second.editor.undo_stack.canUndo() and second.autosave.pending() is None
+    assert second.editor.undo_stack.canUndo() and second.autosave.orphans() == []
+    assert second.autosave.pending()[1] == FIXTURES / "jig_6_8.mid"  # the recovered work is autosaved again
     second.editor.document.mark_clean()
     second.generator.shutdown()
 
@@ -240,7 +246,7 @@ def test_a_recovered_song_gets_its_tracks_views(window, qtbot, monkeypatch) -> N
 
     song = read_midi(FIXTURES / "bach_chorale.mid")
     window.autosave.folder.mkdir(parents=True, exist_ok=True)
-    write_midi(song, window.autosave.midi)
+    write_midi(song, window.autosave.folder / "autosave.mid")  # as versions before per-app autosaves wrote it
     second, _ = next_session(qtbot, monkeypatch, [QMessageBox.StandardButton.Yes])
     second.start()
     assert len(second.editor.document.views) == len(song.tracks) == second.tracks.table.rowCount()
@@ -290,7 +296,7 @@ def answering(monkeypatch, window, answer) -> list[bool]:
 
 def test_discarding_at_close_while_the_model_loads_leaves_nothing_to_recover(window, qtbot, monkeypatch,
                                                                             request) -> None:  # fmt: skip
-    """Close → Discard while the model was loading: the close waits for the generation thread,
+    """Close → Discard while the model was loading: the close waited for the generation thread,
     the autosave timer fired after it and rewrote the discarded song, and the next start
     offered to recover it."""
     import threading
