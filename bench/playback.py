@@ -1,16 +1,21 @@
 """Scheduling jitter of the player against a real JACK MIDI receiver.
 
-    .venv/bin/python bench/playback.py [--seconds 20] [--while-generating]
+    .venv/bin/python bench/playback.py [--seconds 20] [--while-generating] [--no-port-check]
 
-Starts a JACK server with the dummy driver (unless one runs), a receiving rtmidi client,
-and plays a dense 16-track song (every track a note every sixteenth at 120 BPM: 128 note
-events a second). For every note-on the receiver gets, the error is its arrival time
-(JACK's time stamps, on the monotonic clock from the first message the receiver polls)
-minus when the player's clock said it was due; its median is the constant latency (JACK
-delivers MIDI once per period of 256 frames, 5.3 ms at 48 kHz), and jitter is each
-error's distance from that median. With
-``--while-generating`` the default model continues a song in another thread meanwhile,
-as in the app. Prints a table and a JSON line (milliseconds).
+Starts a JACK server of its own (dummy driver), a receiving rtmidi client
+(a process of its own, tests/jack.py), and plays a dense 16-track song (every track a note
+every sixteenth at 120 BPM: 128 note events a second) the way `meloformer play` does,
+asking the port every half second whether it is still there (``--no-port-check``: not).
+For every note-on the receiver gets, the error is its arrival time (JACK's time stamps,
+on the monotonic clock, shared by the two processes) minus when the player's clock said
+it was due; its median is the constant latency (JACK delivers MIDI once per period of 256
+frames, 5.3 ms at 48 kHz), and jitter is each error's distance from that median. The
+duration error is how much longer (or shorter) the first note-on to the last note-off took
+than scheduled. With ``--while-generating`` the default model continues a song in another
+thread meanwhile, as in the app. Prints a table and a JSON line (milliseconds).
+
+These are the timings the test suite no longer asserts (tests/core/test_playback_jack.py
+checks only what arrives, in which order): on a busy machine they are what varies.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--while-generating", action="store_true")
+    parser.add_argument("--no-port-check", action="store_true", help="do not ask the port whether it is still there")
     args = parser.parse_args()
     server = JackServer()
     receiver = Receiver("bench-receiver")
@@ -72,12 +78,14 @@ def main() -> int:
     done = threading.Event()
     try:
         with open_output(receiver.port) as output:
-            player = Player(output.send, on_finished=done.set)
+            player = Player(output.send, on_finished=done.set, check=None if args.no_port_check else output.problem)
             player.play(song)
             origin_clock, origin_seconds = player.origin
             done.wait(args.seconds + 30)
             player.close()
-        time.sleep(1.0)  # the last messages reach the receiver
+        deadline = time.monotonic() + 30  # the last messages reach the receiver
+        while sum(m[0] & 0xF0 == 0x80 for _, m in receiver.messages) < len(expected) and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         stop_generating.set()
         if args.while_generating:
@@ -89,12 +97,17 @@ def main() -> int:
     errors_ms = (np.array(arrived[:count]) - np.array([e.seconds for e in expected[:count]])) * 1000
     latency = float(np.median(errors_ms))
     jitter = np.abs(errors_ms - latency)
+    offs = [t for t, m in receiver.messages if m[0] & 0xF0 == 0x80]
+    scheduled = max(e.seconds for e in schedule(song)) - expected[0].seconds
+    duration_error = ((offs[-1] if offs else float("nan")) - (arrived[0] + origin_clock - origin_seconds)) - scheduled
     result = {"bench": "playback", "tracks": 16, "note_ons": len(expected), "received": len(arrived),
-              "while_generating": args.while_generating, "latency_median_ms": round(latency, 3),
+              "while_generating": args.while_generating, "port_check": not args.no_port_check,
+              "latency_median_ms": round(latency, 3),
               "onset_error_mean_ms": round(float(np.abs(errors_ms).mean()), 3),
               "jitter_mean_ms": round(float(jitter.mean()), 3),
               "jitter_p99_ms": round(float(np.percentile(jitter, 99)), 3),
-              "jitter_max_ms": round(float(jitter.max()), 3)}  # fmt: skip
+              "jitter_max_ms": round(float(jitter.max()), 3),
+              "duration_error_ms": round(duration_error * 1000, 3)}  # fmt: skip
     for key, value in result.items():
         if key != "bench":
             print(f"{key:<22}{value!s:>10}")

@@ -79,6 +79,7 @@ class MainWindow(GenerationMixin, QMainWindow):
         self.transport.position.connect(self._playhead_moved)
         self.transport.state_changed.connect(self._playing_changed)
         self.transport.failed.connect(lambda message: self.error("Playback", message))
+        self.transport.lost.connect(self._output_lost)
         self.roll.ruler.seek.connect(self.seek)
         self.editor.note_touched.connect(
             lambda track, key, velocity: self.transport.audition(self.editor.shown_song(), track, key, velocity)
@@ -496,6 +497,14 @@ class MainWindow(GenerationMixin, QMainWindow):
         name = self.port_box.itemData(index) or ""
         self.settings.midi_port = name
         self.transport.choose_port(name)
+
+    def _output_lost(self, label: str, message: str) -> None:
+        """The MIDI output went away while open (playback stopped): say so in the status bar,
+        not in a dialog, and list what is left; the next Play uses that (or says there is none)."""
+        self.refresh_midi_outputs()
+        self.midi_label.setText(f"MIDI output lost: {label}")
+        self.midi_label.setToolTip(message)
+        self.statusBar().showMessage(message)
 
     # --- playback -------------------------------------------------------------------------
     def play_or_stop(self) -> None:

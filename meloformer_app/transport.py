@@ -3,9 +3,15 @@
 The player runs in its own thread with its own clock; this adapter only opens the port,
 forwards commands, polls the position for the playhead (30 times a second) and turns the
 player's callbacks into Qt signals (delivered on the GUI thread).
+
+When the output goes away (a synthesizer quits, the JACK server stops) the player stops
+within a second; the adapter then closes the output, so the next Play opens whatever the
+port box offers by then, and says so once through `lost` (no dialog: nothing was asked).
 """
 
 from __future__ import annotations
+
+import threading
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -19,7 +25,8 @@ from meloformer_core.playback.ports import MidiOutput, OutputPort, list_output_p
 class Transport(QObject):
     position = Signal(int)  # the playhead, in ticks
     state_changed = Signal(bool)  # playing or not
-    failed = Signal(str)
+    failed = Signal(str)  # the output could not be opened (a dialog's worth)
+    lost = Signal(str, str)  # (the output's label, one line why): it went away while open
     _finished = Signal()
     _error = Signal(str)
 
@@ -39,6 +46,8 @@ class Transport(QObject):
         self.metronome = False
 
     def refresh_ports(self) -> list[OutputPort]:
+        if self.output is not None and not self.playing and self.output.problem():
+            self.close_output(wait=False)  # gone while idle; closing it also lets JACK be listed again
         self.ports, self.problems = list_output_ports()
         return self.ports
 
@@ -49,6 +58,8 @@ class Transport(QObject):
             self.port_name = name
 
     def _ensure_output(self, quiet: bool = False) -> bool:
+        if self.output is not None and self.output.problem():
+            self.close_output(wait=False)  # went away while nothing played: open afresh
         if self.output is not None:
             return True
         try:
@@ -57,7 +68,8 @@ class Transport(QObject):
             if not quiet:
                 self.failed.emit(str(error))
             return False
-        self.player = Player(self.output.send, on_error=self._error.emit, on_finished=self._finished.emit)
+        self.player = Player(self.output.send, on_error=self._error.emit, on_finished=self._finished.emit,
+                             check=self.output.problem)  # fmt: skip
         return True
 
     @property
@@ -115,18 +127,27 @@ class Transport(QObject):
         self.state_changed.emit(False)
 
     def _lost(self, message: str) -> None:
+        """The player stopped because its output went away: drop the output, say which and why."""
+        if self.player is None:  # already closed (another port was chosen meanwhile)
+            return
+        label = self.output.label if self.output is not None else self.port_name
+        self.start_tick = self.player.current_tick()
+        self.close_output(wait=False)
         self.timer.stop()
-        self.close_output()
         self.state_changed.emit(False)
-        self.failed.emit(message)
+        self.position.emit(self.start_tick)
+        self.lost.emit(label, message)
 
-    def close_output(self) -> None:
-        if self.player is not None:
-            self.player.close()
-            self.player = None
-        if self.output is not None:
-            self.output.close()
-            self.output = None
+    def close_output(self, wait: bool = True) -> None:
+        """Close the player, then the output; without ``wait`` the output closes on a thread of
+        its own (one whose JACK server died takes a second to close: not on the GUI thread)."""
+        player, output, self.player, self.output = self.player, self.output, None, None
+        if player is not None:
+            player.close()
+        if output is not None and wait:
+            output.close()
+        elif output is not None:
+            threading.Thread(target=output.close, name="meloformer-close-output", daemon=True).start()
 
     def shutdown(self) -> None:
         self.timer.stop()

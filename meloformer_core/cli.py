@@ -314,7 +314,7 @@ def _play(args: argparse.Namespace) -> dict:
 
     from meloformer_core.midi_io import read_midi
     from meloformer_core.playback.player import Player
-    from meloformer_core.playback.ports import open_output
+    from meloformer_core.playback.ports import OutputLostError, open_output
 
     song = read_midi(args.input)
     first, stop = 0, None
@@ -326,8 +326,10 @@ def _play(args: argparse.Namespace) -> dict:
         first, stop = starts[bars[0]], starts[min(bars[1], len(starts) - 1)]
     done, failure = threading.Event(), []
     with open_output(args.port) as output:
+        # output.problem: a JACK port's writes never fail, so the player asks whether it is still
+        # there (a synthesizer that quit, a JACK server that stopped) and stops within a second
         player = Player(output.send, on_error=lambda message: (failure.append(message), done.set()),
-                        on_finished=done.set)  # fmt: skip
+                        on_finished=done.set, check=output.problem)  # fmt: skip
         player.metronome = args.metronome
         started = time.monotonic()
         player.play(song, first, end_tick=stop)
@@ -336,7 +338,7 @@ def _play(args: argparse.Namespace) -> dict:
         finally:
             player.close()
     if failure:
-        raise MeloformerError(failure[0])
+        raise OutputLostError(failure[0])
     played = sum(e.message[0] & 0xF0 == 0x90 and not e.click for e in player.events)
     return {"port": output.label, "seconds": round(time.monotonic() - started, 3), "notes_played": played}
 

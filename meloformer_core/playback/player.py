@@ -7,6 +7,13 @@ accumulate). Stop, pause, seeking, editing the song and losing the port all end 
 note-off for every sounding note and All Notes Off on every channel used: no stuck notes.
 Only the player's thread writes to the port (other threads leave the note-offs for it to
 send first): RtMidi's JACK output loses messages written from two threads.
+
+The port can go away while it plays. A failed write says so at once; a port whose writes
+cannot fail (JACK's, whose server may die) is asked by a second thread: ``check`` is called
+every ``check_seconds`` while something sounds, off the thread that keeps time (a check
+lists ports, which may take a while), and any answer but None stops the player as a failed
+write does: a note-off for what sounds, sent if it still can be, then ``on_error`` gets
+one line, once.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from meloformer_core.errors import MeloformerError
 from meloformer_core.midi_io import assign_channels
 from meloformer_core.music import Song
 
@@ -26,6 +34,7 @@ NOTE_ON, NOTE_OFF, CONTROL, PROGRAM = 0x90, 0x80, 0xB0, 0xC0
 ALL_NOTES_OFF, ALL_SOUND_OFF = 123, 120
 METRONOME_CHANNEL, METRONOME_HIGH, METRONOME_LOW = 9, 76, 77  # hi / low wood block on the drum channel
 Sink = Callable[[list[int]], None]
+Check = Callable[[], "str | None"]  # why the output is gone, or None while it is there
 
 
 @dataclass(frozen=True)
@@ -75,13 +84,19 @@ def schedule(song: Song, tracks: Iterable[int] | None = None, start_tick: int = 
 
 
 class Player:
-    """Plays a song on ``sink`` (a callable taking one MIDI message as a list of bytes)."""
+    """Plays a song on ``sink`` (a callable taking one MIDI message as a list of bytes);
+    ``check`` (optional) tells whether the output is still there (see the module's doc)."""
 
     def __init__(self, sink: Sink, on_error: Callable[[str], None] | None = None,
-                 on_finished: Callable[[], None] | None = None) -> None:  # fmt: skip
+                 on_finished: Callable[[], None] | None = None, check: Check | None = None,
+                 check_seconds: float = 0.5) -> None:  # fmt: skip
         self.sink = sink
         self.on_error = on_error
         self.on_finished = on_finished
+        self.check = check
+        self.check_seconds = check_seconds
+        self.lost: str | None = None  # why the output was lost, once it was (until the next play)
+        self._lost_reported = False
         self.song = Song()
         self.tracks: list[int] | None = None
         self.loop: tuple[int, int] | None = None
@@ -103,6 +118,8 @@ class Player:
         self._to_silence: list[list[int]] = []  # note-offs and All Notes Off the thread sends next
         self._flushed = threading.Event()
         self._auditions: list[tuple[float, int, int]] = []  # (note-off due, channel, key) of single notes
+        self._watcher: threading.Thread | None = None
+        self._watch_wake = threading.Event()
 
     # --- transport ------------------------------------------------------------------------
     @property
@@ -116,6 +133,7 @@ class Player:
         with self._lock:
             self.song, self.tracks = song, None if tracks is None else list(tracks)
             self._end_tick = end_tick
+            self.lost, self._lost_reported = None, False  # a new try (the check says soon if it is still gone)
             self._start(start_tick)
 
     def _start(self, tick: int) -> None:
@@ -136,6 +154,9 @@ class Player:
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="meloformer-player", daemon=True)
             self._thread.start()
+        if self.check is not None and (self._watcher is None or not self._watcher.is_alive()):
+            self._watcher = threading.Thread(target=self._watch, name="meloformer-port-check", daemon=True)
+            self._watcher.start()
 
     def audition(self, channel: int, program: int, key: int, velocity: int = 90, seconds: float = 0.3) -> None:
         """Sound one note now (a click in the editor), alone or over what is playing."""
@@ -204,13 +225,24 @@ class Player:
             seconds = self._origin_seconds + max(0.0, time.monotonic() - self._origin_clock)
             return int(self.song.ticks_at([seconds])[0])
 
+    def fail(self, message: str) -> None:
+        """The output is gone (any thread may say so): stop, send what note-offs still can be
+        sent, and report ``message`` to ``on_error`` (once, from the player's thread)."""
+        with self._lock:
+            self._lose(message)
+            self._ensure_thread()
+        self._wake.set()
+
     def close(self) -> None:
         self.stop()
         self._closing = True
         thread, self._thread = self._thread, None
+        watcher, self._watcher = self._watcher, None
         self._wake.set()
-        if thread is not None:
-            thread.join(timeout=2)
+        self._watch_wake.set()
+        for each in (thread, watcher):
+            if each is not None and each is not threading.current_thread():
+                each.join(timeout=2)
 
     # --- the thread -----------------------------------------------------------------------
     def _silence(self) -> None:
@@ -221,14 +253,40 @@ class Player:
         self._flushed.clear()
 
     def _flush(self) -> None:
-        """Send what `_silence` queued (on the player's thread)."""
+        """Send what `_silence` queued (on the player's thread), each message that still goes:
+        on a port that is failing, a note-off that gets through still ends its note."""
         queued, self._to_silence = self._to_silence, []
-        try:
-            for message in queued:
+        for message in queued:
+            with contextlib.suppress(Exception):
                 self.sink(message)
-        except Exception:  # the port is gone: nothing more can sound on it
-            pass
         self._flushed.set()
+
+    def _lose(self, message: str) -> None:
+        """Under the lock: the output is gone; stop, queue the note-offs, report once."""
+        if self.lost is not None:
+            return
+        self.lost = message
+        self._playing = False
+        self._silence()
+        for _, channel, key in self._auditions:
+            self._to_silence.append([NOTE_OFF | channel, key, 0])
+        self._auditions = []
+
+    def _watch(self) -> None:
+        """The second thread: ask ``check`` every ``check_seconds`` while something sounds."""
+        while not self._closing:
+            self._watch_wake.wait(self.check_seconds)
+            self._watch_wake.clear()
+            if self._closing:
+                return
+            if self.lost is not None or not (self._playing or self._auditions):
+                continue
+            try:
+                problem = self.check()
+            except Exception as error:  # a check that cannot even ask: the output is as good as gone
+                problem = f"MIDI output lost: {error}"
+            if problem and not self._closing:
+                self.fail(problem)
 
     def _run(self) -> None:
         while True:
@@ -236,6 +294,13 @@ class Player:
             with self._lock:
                 if self._to_silence:
                     self._flush()
+                news = self.lost if self.lost is not None and not self._lost_reported else None
+                self._lost_reported = self._lost_reported or news is not None
+            if news is not None:  # the output is gone: its note-offs went first, now say so
+                if self.on_error is not None:
+                    self.on_error(news)
+                continue
+            with self._lock:
                 if self._closing:
                     return
                 wake_at = self._end_auditions()
@@ -266,10 +331,7 @@ class Player:
         try:
             self.sink(list(message))
         except Exception as error:  # the port vanished mid-song
-            self._playing = False
-            self._sounding.clear()
-            if self.on_error is not None:
-                self.on_error(f"MIDI output lost: {error}")
+            self._lose(str(error) if isinstance(error, MeloformerError) else f"MIDI output lost: {error}")
             return
         status, channel = message[0] & 0xF0, message[0] & 0x0F
         if status == NOTE_ON:
