@@ -229,7 +229,14 @@ def _generation_command(commands, name: str, run: Callable, summary: str, descri
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="meloformer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="meloformer",
+        usage="meloformer [SONG.mid]  |  meloformer COMMAND [options]",
+        description="Continue and arrange music with a Transformer you can run and train yourself.",
+        epilog="With no command, `meloformer` opens the app; `meloformer SONG.mid` opens it with SONG.mid. "
+        "Each COMMAND has its own --help. Training: meloformer-corpus, meloformer-preprocess, meloformer-train, "
+        "meloformer-export, meloformer-eval.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     roundtrip = commands.add_parser(
         "roundtrip", help="encode and decode a MIDI file; report what survives",

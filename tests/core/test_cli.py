@@ -41,3 +41,11 @@ def test_roundtrip_on_a_bad_file_exits_nonzero_with_one_line(tmp_path: Path, con
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "bad.mid" in lines[0] and "Traceback" not in result.stderr
     assert not (tmp_path / "out.mid").exists()
+
+
+def test_help_names_the_app_mode_and_every_command() -> None:
+    result = subprocess.run([sys.executable, "-m", "meloformer_app.launch", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "meloformer SONG.mid" in " ".join(result.stdout.split()) and "opens the app" in result.stdout
+    for command in ("roundtrip", "continue", "arrange", "infill", "init-model", "sizes", "ports", "play"):
+        assert command in result.stdout
