@@ -1,10 +1,15 @@
-"""Round-trip measurements: how much of a MIDI file survives encode → decode.
+"""Measurements over songs: how much of a MIDI file survives encode → decode, and the
+pitch-class histograms that compare passages of music.
 
 ``note_recall`` (as the issue defines it): the share of input notes for which the output
 has a note of the same pitch in the same track with the same program, its onset within
 half a grid step (1/24 quarter) in musical time. ``note_recall_one_to_one`` is stricter:
 each output note may account for one input note only, so notes that ``q`` merges (a
 repeated pitch struck twice within one grid step in one track) count as lost.
+
+``pitch_class_shares`` and ``histogram_overlap`` are the one definition of a pitch-class
+histogram and of its intersection (Yang & Lerch 2020) that evaluation builds on; they live
+in the core so that generation (the choice of the most typical take) can share them.
 """
 
 from __future__ import annotations
@@ -146,3 +151,19 @@ def _match(a: np.ndarray, res_a: int, b: np.ndarray, res_b: int) -> tuple[np.nda
                 matches_b.append(int(index_b[j]))
                 j += 1
     return np.array(matches_a, dtype=np.int64), np.array(matches_b, dtype=np.int64)
+
+
+def pitch_class_shares(pitches: np.ndarray) -> np.ndarray:
+    """The share of each of the 12 pitch classes among ``pitches`` (MIDI keys; zeros if none)."""
+    counts = np.bincount(np.asarray(pitches, dtype=np.int64) % 12, minlength=12).astype(float)
+    total = counts.sum()
+    return counts / total if total else counts
+
+
+def histogram_overlap(first: np.ndarray, second: np.ndarray) -> float:
+    """Intersection of two histograms, each normalised to sum 1: Σ min(p, q), 1 for the same
+    shape, 0 for disjoint support; 0 when either is empty."""
+    first, second = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+    if not first.sum() or not second.sum():
+        return 0.0
+    return float(np.minimum(first / first.sum(), second / second.sum()).sum())

@@ -1,7 +1,7 @@
 """`meloformer-eval`: how well a model bundle predicts and continues real music.
 
     meloformer-eval [--model BUNDLE] --data DIR_OF_MIDI [--train-data DATASET] [--bars-prompt 8 --bars-generate 8]
-                    [--seed 0] [--limit N]
+                    [--seed 0] [--limit N] [--records FILE]
     meloformer-eval [--model BUNDLE] --data DATASET [--split valid]
     sampling: [--temperature T --top-p P --guidance G --takes N] (default: the recommended settings)
 
@@ -34,9 +34,29 @@ Without ``--model`` the default bundle is evaluated.
   a piece recalls its material, and whether the model does too;
 - recall: ``phrase_nll_per_token`` is the model's NLL per token of the first 4 bars of
   each file played three times in a row, for each statement: a model that recalls what
-  it has just heard finds the second and third far easier than the first.
+  it has just heard finds the second and third far easier than the first;
+- drums and tracks (over every file's tracks together): ``drum_in_kit_rate``, the share of
+  the notes of drum tracks on General MIDI percussion keys 35–81 (null without drum notes);
+  ``track_density_ratio``, the median over the tracks that play in the real bars of their
+  generated / real notes, with ``silent_track_rate`` (under 0.25×) and
+  ``exploding_track_rate`` (over 4×); ``register_distance``, the median over melodic tracks
+  of |median generated pitch − median real pitch| in semitones, and
+  ``bass_within_octave_rate``, the share of bass tracks (GM programs 32–39) within an octave;
+- distributions: ``distribution_overlap``, the mean over five per-bar features (pitch
+  range, pitch-class histogram, inter-onset interval, note length, polyphony) of Yang &
+  Lerch's overlapping area of the real bars' intra-set distances with the generated bars'
+  distances to them (1 = spread like the real bars), each in ``distribution_overlap_by_feature``
+  (definitions in `training.continuation_metrics`).
 
-Prints a table, then one JSON object as the last line. Same seed, same numbers.
+A number that copying wins is not measuring music, so every continuation measure is also
+given for a ``copy`` baseline (``copy_`` + its name), the prompt's last ``--bars-generate`` bars
+played again (the whole prompt repeated when it is shorter), and, where the real bars' own
+value is not trivially ideal, for the real bars (``real_in_scale_rate``,
+``real_empty_rate``, ``real_drum_in_kit_rate``; ``reference_restated_bar_rate``).
+
+Prints the scalars, then the continuation measures as a table of model | copy | real, then
+one JSON object as the last line; ``--records`` also writes each file's measures (one JSON
+object a line, with the per-track values). Same seed, same numbers.
 """
 
 from __future__ import annotations
@@ -57,52 +77,41 @@ from meloformer_core.encoding.windows import split_into_windows
 from meloformer_core.errors import MeloformerError
 from meloformer_core.midi_io import read_midi
 from meloformer_core.model.sampling_config import AUTO_MAX_TAKES, RECOMMENDED, SamplingConfig, parse_takes
-from meloformer_core.music import Song
+from training.continuation_metrics import (
+    FEATURES,
+    bar_contents,
+    bar_features,
+    continuation_scores,
+    copy_continuation,
+    distribution_overlap,
+    pitch_class_overlap,
+    pitch_class_profile,
+    pooled_track_measures,
+    profile_baseline,
+    restated_share,
+)
 
-MAJOR = np.array([1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1], dtype=bool)
-MINOR = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 1, 0], dtype=bool)  # natural minor
-HARMONIC_EXTRA = 11  # the raised seventh of harmonic minor also counts as in scale
-
-
-def pitch_class_profile(song: Song, by_duration: bool = True) -> np.ndarray:
-    """Melodic notes per pitch class, weighted by duration (for key finding) or counted."""
-    profile = np.zeros(12)
-    for track in song.tracks:
-        if not track.is_drum and len(track.notes):
-            weights = track.notes.durations.astype(float) if by_duration else 1.0
-            np.add.at(profile, track.notes.pitches % 12, weights)
-    return profile
-
-
-def pitch_class_overlap(a: Song, b: Song) -> float:
-    """Histogram intersection of the two songs' pitch-class histograms (note counts)."""
-    first, second = pitch_class_profile(a, by_duration=False), pitch_class_profile(b, by_duration=False)
-    return float(np.minimum(first / max(first.sum(), 1e-9), second / max(second.sum(), 1e-9)).sum())
-
-
-def profile_baseline(profile: np.ndarray, real: Song, seed: int) -> float:
-    """Overlap with ``real`` of notes drawn independently from ``profile`` (pitch-class counts),
-    as many as ``real`` holds."""
-    counts = pitch_class_profile(real, by_duration=False)
-    total = int(counts.sum())
-    if not total or not profile.sum():
-        return 0.0
-    drawn = np.random.default_rng(seed).multinomial(total, profile / profile.sum())
-    return float(np.minimum(drawn / total, counts / total).sum())
-
-
-def best_scale(profile: np.ndarray) -> np.ndarray:
-    """The major or (harmonic-aware) minor scale, in any key, that holds most of ``profile``."""
-    best, best_share = MAJOR, -1.0
-    for tonic in range(12):
-        for scale, extra in ((MAJOR, None), (MINOR, HARMONIC_EXTRA)):
-            mask = np.roll(scale, tonic).copy()
-            if extra is not None:
-                mask[(tonic + extra) % 12] = True
-            share = profile[mask].sum()
-            if share > best_share:
-                best, best_share = mask, share
-    return best
+# The continuation measures reported for the model, the copy baseline (``copy_``) and, where
+# the real bars' own value is not trivially ideal, the real bars (``real_``): in the JSON and
+# side by side in the printed table. Each metric has the real bars' key, or the value the
+# real bars score against themselves (the ideal).
+SIDE_BY_SIDE: tuple[tuple[str, str | float], ...] = (
+    ("pitch_class_overlap", 1.0),
+    ("note_density_ratio", 1.0),
+    ("polyphony_ratio", 1.0),
+    ("in_scale_rate", "real_in_scale_rate"),
+    ("velocity_difference", 0.0),
+    ("empty_rate", "real_empty_rate"),
+    ("restated_bar_rate", "reference_restated_bar_rate"),
+    ("drum_in_kit_rate", "real_drum_in_kit_rate"),
+    ("track_density_ratio", 1.0),
+    ("silent_track_rate", 0.0),
+    ("exploding_track_rate", 0.0),
+    ("register_distance", 0.0),
+    ("bass_within_octave_rate", 1.0),
+    ("distribution_overlap", 1.0),
+)
+FILE_MEDIANS = ("pitch_class_overlap", "note_density_ratio", "polyphony_ratio", "in_scale_rate", "velocity_difference")
 
 
 def median_interval(values: list[float], seed: int, resamples: int = 2000) -> list[float]:
@@ -114,47 +123,6 @@ def median_interval(values: list[float], seed: int, resamples: int = 2000) -> li
     draws = np.random.default_rng(seed).choice(data, size=(resamples, len(data)))
     low, high = np.percentile(np.median(draws, axis=1), [2.5, 97.5])
     return [round(float(low), 4), round(float(high), 4)]
-
-
-def mean_velocity(song: Song) -> float:
-    velocities = [track.notes.velocities for track in song.tracks if len(track.notes)]
-    return float(np.concatenate(velocities).mean()) if velocities else 0.0
-
-
-def polyphony(song: Song) -> float:
-    """Mean number of melodic notes sounding at each onset."""
-    starts, ends = [], []
-    for track in song.tracks:
-        if not track.is_drum and len(track.notes):
-            starts.append(track.notes.starts)
-            ends.append(track.notes.starts + track.notes.durations)
-    if not starts:
-        return 0.0
-    start, end = np.concatenate(starts), np.concatenate(ends)
-    onsets = np.unique(start)
-    sounding = (start[None, :] <= onsets[:, None]) & (end[None, :] > onsets[:, None])
-    return float(sounding.sum(axis=1).mean())
-
-
-def bar_contents(grid: GridSong, first: int, stop: int) -> list[bytes]:
-    """What each bar of ``[first, stop)`` plays (slot, onset within the bar, pitch, duration),
-    comparable between bars; empty for a silent bar or one past the end."""
-    notes, starts = grid.notes, grid.bar_starts
-    result = []
-    for bar in range(first, stop):
-        if bar >= grid.bar_count:
-            result.append(b"")
-            continue
-        inside = notes[(notes[:, 1] >= starts[bar]) & (notes[:, 1] < starts[bar + 1])][:, :4].copy()
-        inside[:, 1] -= starts[bar]
-        result.append(inside.tobytes())
-    return result
-
-
-def restated_share(grid: GridSong, prompt_bars: set[bytes], first: int, stop: int) -> float:
-    """Share of the bars ``[first, stop)`` of ``grid`` that play exactly a bar of the prompt."""
-    bars = bar_contents(grid, first, stop)
-    return sum(1 for bar in bars if bar and bar in prompt_bars) / max(len(bars), 1)
 
 
 RECALL_PHRASE_BARS = 4  # the recall probe plays the first 4 bars three times
@@ -208,7 +176,7 @@ def evaluation_files(data: Path, split: str = "valid") -> tuple[list[Path], Path
 
 def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_prompt: int, bars_generate: int,
              seed: int, limit: int | None, progress: bool = False, split: str = "valid",
-             sampling: SamplingConfig | None = None) -> dict:  # fmt: skip
+             sampling: SamplingConfig | None = None) -> tuple[dict, list[dict]]:  # fmt: skip
     import torch
 
     from meloformer_core.model.masks import build_layout
@@ -216,6 +184,8 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
     from training.train import document_loss
 
     sampling = sampling or RECOMMENDED
+    if bars_prompt < 1 or bars_generate < 1:
+        raise MeloformerError(f"bars to prompt and to generate must be at least 1, not {bars_prompt}, {bars_generate}")
     files, dataset = evaluation_files(data, split)
     files = files[:limit]
     train_data = train_data or dataset
@@ -270,41 +240,45 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
     bigram_total = sum(bigram.nll(w)[0] for w in windows)
     bigram_count = sum(bigram.nll(w)[1] for w in windows)
 
-    rows = []
+    rows = []  # one record per file long enough
+    scores: dict[str, list[dict]] = {"model": [], "copy": [], "real": []}  # of the decodable continuations
+    features = {variant: {name: [] for name in FEATURES} for variant in scores}  # of every bar, pooled
     for index, (path, grid) in enumerate(tqdm(pieces, desc="continuations", unit="file", disable=not progress)):
         if grid.bar_count < bars_prompt + bars_generate:
             continue
+        stop = bars_prompt + bars_generate
         prompt = from_grid(slice_grid(grid, 0, bars_prompt))
-        real = from_grid(slice_grid(grid, bars_prompt, bars_prompt + bars_generate))
+        real = from_grid(slice_grid(grid, bars_prompt, stop))
         try:
             # the takes of different files never share a seed
             takes_seed = (seed + index) * (sampling.takes or AUTO_MAX_TAKES)
             result = service.continue_song(prompt, bars_generate, replace(sampling, seed=takes_seed))
             continued = to_grid(result.song, vocab)
-            generated_grid = slice_grid(continued, bars_prompt, bars_prompt + bars_generate)
-            generated = from_grid(generated_grid)
+            generated = from_grid(slice_grid(continued, bars_prompt, stop))
             generated.validate()
             encode(generated)
-            decodable = True
         except MeloformerError:
             rows.append({"file": path.name, "decodable": False})
             continue
-        scale = best_scale(pitch_class_profile(prompt))
-        melodic = np.concatenate([t.notes.pitches for t in generated.tracks if not t.is_drum] or [np.zeros(0, int)])
+        copied_grid = copy_continuation(grid, bars_prompt, bars_generate)
+        songs = {"model": generated, "copy": from_grid(slice_grid(copied_grid, bars_prompt, stop)), "real": real}
+        file_scores = {variant: continuation_scores(song, real, prompt) for variant, song in songs.items()}
+        for variant, song in songs.items():
+            scores[variant].append(file_scores[variant])
+            for name, values in bar_features(song, bars_generate).items():
+                features[variant][name] += values
         said = set(bar_contents(grid, 0, bars_prompt)) - {b""}
-        baseline = profile_baseline(pitch_class_profile(prompt, by_duration=False), real, seed + index)
-        stop = bars_prompt + bars_generate
         rows.append({
-            "file": path.name, "decodable": decodable, "pitch_class_overlap": pitch_class_overlap(generated, real),
+            "file": path.name, "decodable": True, **file_scores["model"],
             "reference_pitch_class_overlap": pitch_class_overlap(prompt, real),
-            "baseline_pitch_class_overlap": baseline,
-            "note_density_ratio": generated.note_count / max(real.note_count, 1),
-            "polyphony_ratio": polyphony(generated) / max(polyphony(real), 1e-9),
-            "in_scale_rate": float(scale[melodic % 12].mean()) if len(melodic) else 0.0,
-            "velocity_difference": abs(mean_velocity(generated) - mean_velocity(real)),
+            "baseline_pitch_class_overlap": profile_baseline(pitch_class_profile(prompt, by_duration=False), real,
+                                                             seed + index),
             "restated_bar_rate": restated_share(continued, said, bars_prompt, stop),
             "reference_restated_bar_rate": restated_share(grid, said, bars_prompt, stop),
-            "empty": generated.note_count == 0, "tokens_per_s": result.tokens_per_s, "takes": len(result.takes),
+            **{f"copy_{key}": value for key, value in file_scores["copy"].items()},
+            "copy_restated_bar_rate": restated_share(copied_grid, said, bars_prompt, stop),
+            **{f"real_{key}": file_scores["real"][key] for key in ("in_scale_rate", "empty", "drum_in_kit_rate")},
+            "tokens_per_s": result.tokens_per_s, "takes": len(result.takes),
         })  # fmt: skip
     scored = [r for r in rows if r["decodable"]]
 
@@ -314,6 +288,20 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
     def mean(key: str) -> float:
         return round(float(np.mean([r[key] for r in scored])), 4) if scored else 0.0
 
+    def continuation_summary(variant: str) -> dict:
+        """The new measures of one variant over the files: track measures pooled, and OA."""
+        prefix = "" if variant == "model" else f"{variant}_"
+        pooled = {f"{prefix}{key}": rounded(value) for key, value in pooled_track_measures(scores[variant]).items()}
+        overlap = distribution_overlap(features["real"], features[variant], seed)
+        mean_overlap = rounded(overlap.pop("mean"))
+        by_feature = {name: rounded(value) for name, value in overlap.items()}
+        return {
+            **pooled,
+            f"{prefix}distribution_overlap": mean_overlap,
+            f"{prefix}distribution_overlap_by_feature": by_feature,
+        }
+
+    copy_baseline = {f"copy_{key}": median(f"copy_{key}") for key in FILE_MEDIANS}
     return {
         "model": info["name"],
         "files": len(pieces),
@@ -334,14 +322,54 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         "velocity_difference": median("velocity_difference"),
         "restated_bar_rate": mean("restated_bar_rate"),
         "reference_restated_bar_rate": mean("reference_restated_bar_rate"),
-        "empty_rate": round(sum(r["empty"] for r in scored) / len(scored), 4) if scored else 0.0,
+        "empty_rate": mean("empty"),
+        **continuation_summary("model"),
+        **copy_baseline,
+        "copy_restated_bar_rate": mean("copy_restated_bar_rate"),
+        "copy_empty_rate": mean("copy_empty"),
+        **continuation_summary("copy"),
+        "real_in_scale_rate": median("real_in_scale_rate"),
+        "real_empty_rate": mean("real_empty"),
+        "real_drum_in_kit_rate": rounded(pooled_track_measures(scores["real"])["drum_in_kit_rate"]),
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
         "prompt_guidance": sampling.prompt_guidance,
         "takes": sampling.takes or "auto",
         "takes_decoded": mean("takes"),
         "seed": seed,
-    }
+    }, rows
+
+
+def rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def print_table(report: dict) -> None:
+    """Every scalar of the report, then the continuation measures as model | copy | real."""
+    shown = {key for metric, _ in SIDE_BY_SIDE for key in (metric, f"copy_{metric}")}
+    shown |= {real for _, real in SIDE_BY_SIDE if isinstance(real, str)}
+    shown |= {"distribution_overlap_by_feature", "copy_distribution_overlap_by_feature"}
+    width = max(len(key) for key in report)
+    for key, value in report.items():
+        if key not in shown:
+            print(f"{key:<{width}}  {value}")
+
+    def cell(value: object) -> str:
+        return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines = [("measure", "model", "copy", "real")]
+    for metric, real in SIDE_BY_SIDE:
+        real_cell = cell(report.get(real)) if isinstance(real, str) else f"({cell(real)})"
+        lines.append((metric, cell(report.get(metric)), cell(report.get(f"copy_{metric}")), real_cell))
+    model_by_feature = report.get("distribution_overlap_by_feature", {})
+    copy_by_feature = report.get("copy_distribution_overlap_by_feature", {})
+    for name in FEATURES:
+        lines.append((f"  {name}", cell(model_by_feature.get(name)), cell(copy_by_feature.get(name)), "(1)"))
+    widths = [max(len(line[column]) for line in lines) for column in range(4)]
+    for line in lines:
+        print("  ".join(f"{text:<{widths[0]}}" if column == 0 else f"{text:>{widths[column]}}"
+                        for column, text in enumerate(line)))  # fmt: skip
+    print("(ideal): the real bars against themselves; - : no such notes or tracks")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,9 +390,11 @@ def main(argv: list[str] | None = None) -> int:
                              f"is scored (default {RECOMMENDED.takes_label})")  # fmt: skip
     parser.add_argument("--limit", type=int, default=None, help="only the first N files")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--records", type=Path, default=None, metavar="FILE",
+                        help="also write each file's measures there, one JSON object a line")  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        report = evaluate(
+        report, records = evaluate(
             args.model, args.data, args.train_data, args.bars_prompt, args.bars_generate, args.seed, args.limit,
             progress=not args.quiet, split=args.split,
             sampling=SamplingConfig(temperature=args.temperature, top_p=args.top_p, prompt_guidance=args.guidance,
@@ -373,9 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     except MeloformerError as error:
         print(f"meloformer-eval: error: {error}", file=sys.stderr)
         return 1
-    width = max(len(k) for k in report)
-    for key, value in report.items():
-        print(f"{key:<{width}}  {value}")
+    if args.records is not None:
+        args.records.write_text("".join(json.dumps(record) + "\n" for record in records))
+    print_table(report)
     print(json.dumps(report))
     return 0
 

@@ -11,27 +11,22 @@ import pytest
 import torch
 
 from meloformer_core.encoding import DEFAULT_VOCAB
-from meloformer_core.midi_io import read_midi
 from meloformer_core.model.bundle import save_bundle
 from meloformer_core.model.config import named_config
 from meloformer_core.model.transformer import MeloFormer
 from tests.conftest import FIXTURES
-from training.evaluate import (
-    bar_contents,
-    best_scale,
-    main,
-    mean_velocity,
-    median_interval,
-    phrase_thrice,
-    pitch_class_profile,
-    profile_baseline,
-    restated_share,
-)
+from training.continuation_metrics import FEATURES
+from training.evaluate import SIDE_BY_SIDE, main, median_interval
 
 KEYS = {"nll_per_token", "bigram_nll_per_token", "decodable_rate", "pitch_class_overlap", "note_density_ratio",
         "polyphony_ratio", "in_scale_rate", "velocity_difference", "empty_rate", "restated_bar_rate",
         "reference_restated_bar_rate", "phrase_nll_per_token", "baseline_pitch_class_overlap",
         "pitch_class_overlap_interval"}  # fmt: skip
+NEW_KEYS = {"drum_in_kit_rate", "track_density_ratio", "silent_track_rate", "exploding_track_rate",
+            "register_distance", "bass_within_octave_rate", "distribution_overlap"}  # fmt: skip
+# every continuation measure of the model has the copy baseline's beside it
+CONTINUATION = {metric for metric, _ in SIDE_BY_SIDE}
+REAL = {"real_in_scale_rate", "real_empty_rate", "real_drum_in_kit_rate", "reference_restated_bar_rate"}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +46,8 @@ def test_eval_reports_every_metric_deterministically(random_bundle: Path, datase
     args = ("--model", str(random_bundle), "--data", str(FIXTURES), "--train-data", str(dataset),
             "--bars-prompt", "4", "--bars-generate", "2", "--seed", "3")  # fmt: skip
     first = report(capsys, *args)
-    assert first.keys() >= KEYS and first["bigram_fitted_on"] == "training split"
+    assert first.keys() >= KEYS | NEW_KEYS | {f"copy_{key}" for key in CONTINUATION} | REAL
+    assert first["bigram_fitted_on"] == "training split"
     assert first == report(capsys, *args)
     assert first["decodable_rate"] == 1.0
     # an untrained model is about as unsure as a uniform guess; the bigram knows better
@@ -60,43 +56,37 @@ def test_eval_reports_every_metric_deterministically(random_bundle: Path, datase
     takes = report(capsys, *args, "--takes", "3")  # the most typical of three takes is scored
     assert takes["takes"] == 3 and takes["decodable_rate"] == 1.0 and takes["nll_per_token"] == first["nll_per_token"]
     assert takes == report(capsys, *args, "--takes", "3")
+    # the copy baseline and the real bars do not depend on the model's sampling
+    fixed = [key for key in first if key.startswith(("copy_", "real_", "reference_", "baseline_"))]
+    assert {key: takes[key] for key in fixed} == {key: first[key] for key in fixed}
 
 
-def test_scale_and_profile_helpers() -> None:
-    song = read_midi(FIXTURES / "bach_chorale.mid")  # A major / F-sharp minor
-    scale = best_scale(pitch_class_profile(song))
-    assert scale.sum() in (7, 8) and all(scale[[9, 11, 1, 2, 4, 6]])
-    soft = song.replace(tracks=[t.with_notes(t.notes.array * [1, 1, 1, 0] + [0, 0, 0, 40]) for t in song.tracks])
-    assert mean_velocity(song) == 90 and mean_velocity(soft) == 40 and mean_velocity(soft.replace(tracks=())) == 0
-
-
-def test_restated_bars_are_the_same_notes_at_the_same_places_in_the_bar() -> None:
-    import dataclasses
-
-    import numpy as np
-
-    from meloformer_core.encoding import encode, validate
-    from meloformer_core.encoding.quantize import from_grid, to_grid
-
-    grid = to_grid(read_midi(FIXTURES / "bach_chorale.mid"), DEFAULT_VOCAB)
-    starts, notes = grid.bar_starts, grid.notes
-    assert starts[8] - starts[4] == starts[4] - starts[0]  # 4/4 throughout
-    said = set(bar_contents(grid, 0, 4))
-    assert restated_share(grid, said, 0, 4) == 1.0 and restated_share(grid, said, 4, 8) == 0.0
-    first = notes[notes[:, 1] < starts[4]]
-    copy = first.copy()
-    copy[:, 1] += starts[4] - starts[0]
-    copy[:, 4] = 3  # another velocity: still the same notes
-    rest = notes[notes[:, 1] >= starts[8]]
-    again = dataclasses.replace(grid, notes=np.concatenate([first, copy, rest]))
-    assert restated_share(again, said, 4, 8) == 1.0
-    assert restated_share(again, said, 4, grid.bar_count + 2) < 1.0  # bars past the end restate nothing
-
-    thrice = phrase_thrice(grid)  # the recall probe: the first 4 bars three times
-    assert thrice.bar_count == 12 and len(thrice.notes) == 3 * len(first)
-    assert restated_share(thrice, said, 4, 12) == 1.0
-    validate(encode(from_grid(thrice)))  # a grammatical sequence (raises otherwise)
-    assert phrase_thrice(grid, grid.bar_count + 1) is None
+def test_eval_sets_the_model_beside_the_copy_and_the_real_bars(random_bundle: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """Three prompt bars and two new ones: the drum groove (five bars) is scored too."""
+    records = tmp_path / "records.jsonl"
+    assert main(["--model", str(random_bundle), "--data", str(FIXTURES), "--bars-prompt", "3", "--bars-generate", "2",
+                 "--quiet", "--records", str(records)]) == 0  # fmt: skip
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert result["continuations"] == len(list(FIXTURES.glob("*.mid")))
+    assert result["copy_restated_bar_rate"] == 1.0  # the copy restates every bar; the real bars seldom
+    assert result["reference_restated_bar_rate"] < 0.5 and result["real_drum_in_kit_rate"] == 1.0
+    assert result["copy_drum_in_kit_rate"] == 1.0 and result["copy_velocity_difference"] == 0.0
+    assert 0.5 < result["copy_track_density_ratio"] < 2 and result["copy_silent_track_rate"] == 0.0
+    for prefix in ("", "copy_"):
+        overlap = result[f"{prefix}distribution_overlap_by_feature"]
+        assert overlap.keys() == set(FEATURES) and all(0 <= value <= 1 for value in overlap.values())
+        assert result[f"{prefix}distribution_overlap"] == pytest.approx(np.mean(list(overlap.values())), abs=1e-3)
+    header = next(line for line in lines if line.split() == ["measure", "model", "copy", "real"])
+    table = {line.split()[0]: line.split()[1:] for line in lines[lines.index(header) + 1 : -2]}
+    assert table["restated_bar_rate"][1] == "1" and table["pitch_class_overlap"][2] == "(1)"
+    assert table["drum_in_kit_rate"][1:] == ["1", "1"] and set(FEATURES) <= table.keys()
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    assert [row["file"] for row in rows] == sorted(path.name for path in FIXTURES.glob("*.mid"))
+    groove = next(row for row in rows if row["file"] == "drum_groove.mid")
+    assert groove["real_drum_in_kit_rate"] == 1.0 and groove["copy_bass_within_octave_rate"] == 1.0
+    assert len(groove["track_density_ratios"]) == 4  # drums, bass and two organs play in the real bars
 
 
 def test_the_median_interval_brackets_the_median_and_narrows_with_more_files() -> None:
@@ -109,19 +99,11 @@ def test_the_median_interval_brackets_the_median_and_narrows_with_more_files() -
     assert median_interval([0.7] * 5, seed=0) == [0.7, 0.7] and median_interval([], seed=0) == [0.0, 0.0]
 
 
-def test_the_profile_baseline_draws_from_the_prompts_pitch_classes() -> None:
-    song = read_midi(FIXTURES / "bach_chorale.mid")
-    profile = pitch_class_profile(song, by_duration=False)
-    assert profile_baseline(profile, song, 0) == profile_baseline(profile, song, 0) > 0.8  # its own histogram
-    only_c = np.zeros(12)
-    only_c[0] = 1
-    assert profile_baseline(only_c, song, 0) == pitch_class_profile(song, by_duration=False)[0] / song.note_count
-    assert profile_baseline(profile, song.replace(tracks=()), 0) == 0.0
-
-
 def test_eval_errors(random_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--model", str(random_bundle), "--data", str(tmp_path)]) == 1
     assert "no MIDI files" in capsys.readouterr().err
+    assert main(["--model", str(random_bundle), "--data", str(FIXTURES), "--bars-generate", "0"]) == 1
+    assert "at least 1" in capsys.readouterr().err
 
 
 def test_eval_on_the_held_out_split_of_a_dataset(random_bundle: Path, dataset: Path, corpus: Path,
