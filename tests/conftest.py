@@ -11,6 +11,9 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FAILURES = ROOT / "output" / "test-failures"
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# One torch thread per test process (and the commands it starts): the suite must pass on a
+# busy machine, where two threads fighting another process for one core ran a test 9× slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # CI and a quick local run use the same number of examples; deadlines are meaningless
 # on a shared 2-core machine.

@@ -24,6 +24,7 @@ from meloformer_core.encoding.quantize import GridSong
 from meloformer_core.encoding.vocab import TokenType, Vocabulary
 from meloformer_core.encoding.windows import window_start
 from meloformer_core.errors import EncodingError, MeloformerError
+from meloformer_core.metrics import pitch_class_shares
 from meloformer_core.model.decoding import ContextFull, DecodingCache, DecodingGroup, step_together
 from meloformer_core.model.sampling import SamplingConfig, choose_tokens
 from meloformer_core.model.sampling_config import AUTO_MAX_TAKES
@@ -354,9 +355,7 @@ def continue_grid(
 def _pitch_class_shares(grid: GridSong) -> np.ndarray:
     """The share of each pitch class among the melodic notes of ``grid`` (counted; zeros if none)."""
     melodic = [slot for slot, (_, is_drum) in enumerate(grid.instruments) if not is_drum]
-    pitches = grid.notes[np.isin(grid.notes[:, 0], melodic), 2]
-    counts = np.bincount(pitches % 12, minlength=12).astype(float)
-    return counts / counts.sum() if counts.sum() else counts
+    return pitch_class_shares(grid.notes[np.isin(grid.notes[:, 0], melodic), 2])
 
 
 def typicality_order(takes: list[GridSong], prompt: GridSong | None = None) -> list[int]:
