@@ -156,7 +156,11 @@ class GenerationMixin:
         summary = takes[0].summary
         decoded = summary.get("takes", 1)
         chosen = f"the most typical of {decoded} takes, " if len(takes) == 1 and decoded > 1 else ""
-        self.panel.status.setText(f"Done in {elapsed:.1f} s ({chosen}{summary.get('tokens_per_s', 0):.0f} tokens/s)")
+        done = f"Done in {elapsed:.1f} s ({chosen}{summary.get('tokens_per_s', 0):.0f} tokens/s)"
+        warnings = summary.get("warnings", [])
+        self.panel.status.setText(done + "".join(f"; {warning}" for warning in warnings))
+        if warnings:
+            self.statusBar().showMessage("; ".join(warnings), 15_000)
 
     def _preview_take(self, index: int) -> None:
         if 0 <= index < len(self._takes) and not self._stale():

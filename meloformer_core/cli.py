@@ -131,6 +131,8 @@ def _generate(args: argparse.Namespace, plan: Callable) -> dict:
     with about(args.input):
         result = run(service, sampling, progress)
     write_midi(result.song, args.output)
+    for warning in result.warnings:  # also in the JSON line
+        print(f"meloformer {args.command}: warning: {warning}", file=sys.stderr)
     report = {**result.summary(), "model": model["name"], "device": model["device"], "seed": args.seed}
     if getattr(args, "write_takes", False):
         others = [args.output.with_name(f"{args.output.stem}.take-{k}{args.output.suffix}")

@@ -43,12 +43,15 @@ class GenerationResult:
     prompt_tokens: int
     takes: tuple[Song, ...] = ()  # every take, the most typical (``song``) first …
     take_seeds: tuple[int | None, ...] = ()  # … and the seed of each
+    warnings: tuple[str, ...] = ()  # what the user asked for and did not get (an empty track)
 
     @classmethod
-    def of(cls, takes: tuple[Song, ...], seeds: tuple[int | None, ...], stats) -> GenerationResult:
+    def of(
+        cls, takes: tuple[Song, ...], seeds: tuple[int | None, ...], stats, warnings: tuple[str, ...] = ()
+    ) -> GenerationResult:
         """The result whose song is the first of ``takes``."""
         return cls(takes[0], stats.bars_added, stats.tokens_generated, stats.tokens_per_s, stats.first_bar_s,
-                   stats.total_s, stats.prompt_tokens, takes, seeds)  # fmt: skip
+                   stats.total_s, stats.prompt_tokens, takes, seeds, warnings)  # fmt: skip
 
     def summary(self) -> dict:
         return {
@@ -59,6 +62,7 @@ class GenerationResult:
             "total_s": round(self.total_s, 3),
             "prompt_tokens": self.prompt_tokens,
             "takes": len(self.takes),
+            **({"warnings": list(self.warnings)} if self.warnings else {}),
         }
 
 
@@ -159,7 +163,8 @@ class GenerationService:
         new_bars, stats = arrange_grid(model, vocab, grid, targets, first, stop, sampling, on_bar=on_bar,
                                        suffix_bars=suffix_bars, **options)  # fmt: skip
         placed = place_bars(song, grid, new_bars, first, replace=targets)
-        return GenerationResult.of((placed,), (sampling.seed,), stats)
+        warnings = empty_track_warnings(placed, targets, new_bars, first, stop)
+        return GenerationResult.of((placed,), (sampling.seed,), stats, warnings)
 
     def infill_song(
         self,
@@ -185,6 +190,17 @@ class TrackRequest:
     name: str
     program: int = 0
     is_drum: bool = False
+
+
+def empty_track_warnings(song: Song, targets: set[int], new_bars: GridSong, first: int, stop: int) -> tuple[str, ...]:
+    """One line for each track that was asked for and got no note in the bars written."""
+    written = set(new_bars.notes[:, 0].tolist())
+    bars = f"bar {first + 1}" if stop == first + 1 else f"bars {first + 1}-{stop}"
+    return tuple(
+        f"track {slot + 1} ({song.tracks[slot].name}) got no notes in {bars}"
+        for slot in sorted(targets)
+        if slot not in written
+    )
 
 
 def add_tracks(song: Song, requests: list[int | TrackRequest]) -> tuple[Song, set[int]]:

@@ -340,3 +340,27 @@ def test_quitting_while_the_model_loads_waits_for_it_behind_the_closed_window() 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["quitting, window closed", "load finished"]
     assert "Destroyed while thread" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_track_the_model_left_empty_is_named_in_the_status(loaded, qtbot, monkeypatch) -> None:
+    import dataclasses
+
+    import numpy as np
+
+    import meloformer_core.model.generate as generate
+
+    real = generate.arrange_grid
+
+    def silent(model, vocab, grid, targets, first, stop, sampling, **options):
+        new_bars, stats = real(model, vocab, grid, targets, first, stop, sampling, **options)
+        written = new_bars.notes[~np.isin(new_bars.notes[:, 0], list(targets))]
+        return dataclasses.replace(new_bars, notes=written), stats
+
+    monkeypatch.setattr(generate, "arrange_grid", silent)
+    window = loaded
+    for index in range(len(window.editor.document.song.tracks)):
+        window.tracks.checkbox(index, 0).setChecked(index == 1)
+    run(window, qtbot, "arrange")
+    name = window.editor.document.song.tracks[1].name
+    assert f"track 2 ({name}) got no notes" in window.panel.status.text()
+    assert f"track 2 ({name}) got no notes" in window.statusBar().currentMessage()

@@ -76,6 +76,29 @@ def test_arrange_command(bundle_dir: Path, tmp_path: Path) -> None:
     names = [t.name for t in arranged.tracks]
     assert names[:4] == [t.name for t in song.tracks]  # kept tracks first, in order
     assert set(names[4:]) <= {"bass", "Drums"}  # a new track with no notes is not stored in a MIDI file
+    for slot, name in ((5, "bass"), (6, "Drums")):  # … and it is never lost without a word
+        said = f"track {slot} ({name}) got no notes in bars 2-3"
+        assert (name in names[4:]) != (said in report.get("warnings", [])), (names, report)
+        assert (said in result.stderr) == (said in report.get("warnings", []))
     bad = run("arrange", str(FIXTURES / "drum_groove.mid"), "-o", str(out), "--tracks", "bass:200",
               "--model", str(bundle_dir))  # fmt: skip
     assert bad.returncode == 1 and "GM number 0-127" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_requested_track_left_empty_is_reported(service: GenerationService, monkeypatch) -> None:
+    """Arrange must never fail silently: a target the model wrote nothing for is named."""
+    import dataclasses
+
+    import meloformer_core.model.generate as generate
+
+    real = generate.arrange_grid
+
+    def without_the_bass(model, vocab, grid, targets, first, stop, sampling, **options):
+        new_bars, stats = real(model, vocab, grid, targets, first, stop, sampling, **options)
+        return dataclasses.replace(new_bars, notes=new_bars.notes[new_bars.notes[:, 0] != max(targets)]), stats
+
+    monkeypatch.setattr(generate, "arrange_grid", without_the_bass)
+    song = read_midi(FIXTURES / "jig_6_8.mid")
+    result = service.arrange_song(song, [TrackRequest("Bass", 33)], (0, 2), SamplingConfig(seed=1))
+    assert result.warnings == (f"track {len(song.tracks) + 1} (Bass) got no notes in bars 1-2",)
+    assert result.summary()["warnings"] == list(result.warnings)
