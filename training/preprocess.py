@@ -1,6 +1,7 @@
 """`meloformer-preprocess`: a MIDI corpus → memory-mappable Arrow shards + manifest.
 
     meloformer-preprocess --input DIR|LIST --output DIR [--workers N] [--limit N] [--max-seq-len L]
+    meloformer-preprocess --show DIR [--index N] [--file NAME] [-o WINDOW.mid]   (training/dataset_tools.py)
 
 1. List the files (``.mid``, ``.midi``, ``.kar`` under DIR, or one path per line of LIST),
    sorted; ``--limit`` keeps the first N.
@@ -175,6 +176,28 @@ def evaluation_corpus_of(files: list[Path]) -> Path | None:
     return None
 
 
+def hash_files(files: list[Path], workers: int, progress: bool) -> list[tuple[str, str | None]]:
+    """(SHA-256, None) or ("", why it cannot be read) for every file, in order."""
+    from tqdm import tqdm
+
+    with ThreadPoolExecutor(max_workers=max(4, workers)) as threads:
+        return list(
+            tqdm(threads.map(content_hash, files), total=len(files), desc="hashing", disable=not progress, unit="file")
+        )
+
+
+def files_fingerprint(hashes: list[tuple[str, str | None]]) -> str:
+    """One hash for a corpus's content: its files' hashes, sorted (names and places do not count)."""
+    return hashlib.sha256("\n".join(sorted(h or f"unreadable: {e}" for h, e in hashes)).encode()).hexdigest()
+
+
+def dataset_settings(source: Path, limit: int | None, options: Options, fingerprint: str | None = None) -> dict:
+    """What ``settings.json`` holds: a resumed run must match it. A dataset made as a cache of
+    a corpus (``fingerprint``, `training.midi_cache`) is keyed by content, not by place."""
+    where = {"files": fingerprint} if fingerprint is not None else {"source": str(source)}
+    return {"vocab_hash": DEFAULT_VOCAB.hash, **where, "limit": limit, **asdict(options)}
+
+
 def preprocess(
     source: Path,
     output: Path,
@@ -184,10 +207,14 @@ def preprocess(
     options: Options,
     timeout: float = DEFAULT_TIMEOUT,
     progress: bool = True,
+    listed: tuple[list[Path], list[tuple[str, str | None]]] | None = None,
+    fingerprint: str | None = None,
 ) -> dict:
+    """``listed``: the files and their hashes when the caller has them (`training.midi_cache`);
+    ``fingerprint``: their `files_fingerprint`, recorded in the settings instead of ``source``."""
     from tqdm import tqdm
 
-    files = list_files(source, limit)
+    files = list_files(source, limit) if listed is None else listed[0]
     reserved = evaluation_corpus_of(files)
     if reserved is not None:
         raise PreprocessError(f"{reserved}: the reserved evaluation corpus (meloformer-corpus --reserved) is never "
@@ -196,17 +223,14 @@ def preprocess(
     output.mkdir(parents=True, exist_ok=True)
     (output / "shards").mkdir(exist_ok=True)
     (output / "chunks").mkdir(exist_ok=True)
-    settings = {"vocab_hash": DEFAULT_VOCAB.hash, "source": str(source), "limit": limit, **asdict(options)}
+    settings = dataset_settings(source, limit, options, fingerprint)
     settings_path = output / "settings.json"
     if settings_path.exists() and json.loads(settings_path.read_text()) != settings:
         raise PreprocessError(f"{output}: holds a run with other settings; choose another output directory")
     write_bytes_atomically(settings_path, json.dumps(settings, indent=1).encode())
 
     # 1-2. hashes and duplicates, deterministic in sorted order
-    with ThreadPoolExecutor(max_workers=max(4, workers)) as threads:
-        hashes = list(
-            tqdm(threads.map(content_hash, files), total=len(files), desc="hashing", disable=not progress, unit="file")
-        )
+    hashes = hash_files(files, workers, progress) if listed is None else listed[1]
     seen: dict[str, int] = {}
     unique: list[tuple[Path, str]] = []
     failures: list[dict] = []
@@ -320,8 +344,9 @@ def _write_manifest(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meloformer-preprocess", description=__doc__.splitlines()[0])
-    parser.add_argument("--input", type=Path, required=True, help="a folder of MIDI files, or a text file listing them")
-    parser.add_argument("--output", type=Path, required=True, help="the dataset folder (created; resumable)")
+    parser.add_argument("--input", type=Path, help="a folder of MIDI files, or a text file listing them")
+    parser.add_argument("-o", "--output", type=Path,
+                        help="the dataset folder (created; resumable); with --show, a MIDI file")  # fmt: skip
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--limit", type=int, default=None, help="only the first N files (sorted)")
     parser.add_argument("--max-seq-len", type=int, default=Options.max_seq_len, help="tokens per window")
@@ -332,7 +357,23 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds before a file's worker is killed"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    shown = parser.add_argument_group("looking at a dataset (training/dataset_tools.py)")
+    shown.add_argument("--show", type=Path, metavar="DATA",
+                       help="print a stored window's token counts per bar and track; -o writes it as MIDI")  # fmt: skip
+    shown.add_argument("--index", type=int, default=0, help="which window (with --file: which of that file's)")
+    shown.add_argument("--file", default=None, metavar="NAME", help="a window of this source file (its name or path)")
     args = parser.parse_args(argv)
+    if args.show is not None:
+        from training.dataset_tools import show
+
+        try:
+            show(args.show, args.index, args.file, args.output)
+        except MeloformerError as error:
+            print(f"meloformer-preprocess: error: {error}", file=sys.stderr)
+            return 1
+        return 0
+    if args.input is None or args.output is None:
+        parser.error("--input and --output are required (or --show DATA to look at a dataset)")
     options = Options(args.max_seq_len, args.min_notes, args.valid_permille, args.chunk_size)
     started = time.perf_counter()
     try:

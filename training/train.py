@@ -1,7 +1,13 @@
-"""`meloformer-train`: train a model on a preprocessed dataset, alone or under torchrun.
+"""`meloformer-train`: train a model on a preprocessed dataset or a folder of MIDI files, alone or under torchrun.
 
     meloformer-train --data DIR --out DIR --recipe {debug,default,small,…} [--set key=value …] [--resume | --init MODEL]
     torchrun --nproc_per_node 8 -m training.train --data DIR --out DIR --recipe small
+
+``--data`` is a folder written by `meloformer-preprocess`, or MIDI files (a folder, or a
+text file listing them): those are preprocessed first into ``OUT/data-cache`` (or
+``--data-cache``), which later runs reuse while the files and the options are unchanged
+(`training/midi_cache.py`); under torchrun rank 0 preprocesses while the others wait.
+Windows longer than the recipe's context are cut at bar lines (`training/cut_windows.py`).
 
 One process trains on one device; under ``torchrun`` every rank takes its share of the
 batches (DDP, or FSDP2 ``fully_shard`` when the recipe says ``fsdp``). bf16 autocast where
@@ -37,7 +43,10 @@ from meloformer_core.model.config import named_config
 from meloformer_core.model.masks import build_layout
 from meloformer_core.model.transformer import MeloFormer, state_for_loading, state_for_saving
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from training.cut_windows import ContextView
 from training.data import Augmentation, LoaderState, PackedLoader, TokenDataset
+from training.midi_cache import CACHE_NAME, is_cache, is_midi_source, prepare_cache
+from training.preprocess import Options
 from training.recipes import RECIPES, TrainConfig, recipe
 
 # Fault injection for the tests, never set in normal use: kill this process (SIGKILL, no
@@ -117,16 +126,37 @@ def initial_weights(path: Path, config) -> dict[str, torch.Tensor]:
     return state_for_loading(config, found)
 
 
+_RUN_CONFIG = json_marker("config.json", lambda data: isinstance(data, dict) and {"train", "model"} <= set(data))
+
+
+def _is_run(folder: Path) -> bool:
+    """A run's folder: its config.json, or (a run stopped while it preprocessed) only its data cache."""
+    if _RUN_CONFIG(folder):
+        return True
+    visible = {entry.name for entry in folder.iterdir() if not entry.name.startswith(".")}
+    return visible == {CACHE_NAME} and is_cache(folder / CACHE_NAME)
+
+
 # A training run's folder (--out): what `Trainer.run` writes, recognised by its config.json.
 RUN_KIND = FolderKind(
     "MeloFormer training run",
-    frozenset({"config.json", "metrics.jsonl", "checkpoints", "tensorboard", "wandb"}),
-    json_marker("config.json", lambda data: isinstance(data, dict) and {"train", "model"} <= set(data)),
+    frozenset({"config.json", "metrics.jsonl", "checkpoints", "tensorboard", "wandb", CACHE_NAME}),
+    _is_run,
 )
 
 
 class Trainer:
-    def __init__(self, data: Path, out: Path, config: TrainConfig, resume: bool, init: Path | None = None) -> None:
+    def __init__(
+        self,
+        data: Path,
+        out: Path,
+        config: TrainConfig,
+        resume: bool,
+        init: Path | None = None,
+        *,
+        data_cache: Path | None = None,
+        workers: int | None = None,
+    ) -> None:
         check_output_folder(out, RUN_KIND)  # new, empty or a run of ours: never a folder of the user's
         self.config = config
         self.out = out
@@ -147,11 +177,17 @@ class Trainer:
         self.autocast = config.bf16 and bf16_native(self.device)
 
         torch.manual_seed(config.seed)
-        self.train_data = TokenDataset(data, "train")
+        data = self._dataset_folder(data, data_cache or out / CACHE_NAME, workers or os.cpu_count() or 1)
+        # windows longer than the context are cut at bar lines, once, here (not per validation)
+        self.train_data = ContextView(TokenDataset(data, "train"), config.max_seq_len)
         try:
-            self.valid_data: TokenDataset | None = TokenDataset(data, "valid")
+            self.valid_data: ContextView | None = ContextView(TokenDataset(data, "valid"), config.max_seq_len)
         except MeloformerError:
             self.valid_data = None  # a corpus too small for a validation split
+        splits = (("training", self.train_data), ("validation", self.valid_data))
+        cut = [f"{split}: {view.summary()}" for split, view in splits if view is not None and view.summary()]
+        if cut:
+            self._say("; ".join(cut))
         model_config = named_config(
             config.size, len(DEFAULT_VOCAB), max_seq_len=config.max_seq_len, dropout=config.dropout,
             gradient_checkpointing=config.gradient_checkpointing,
@@ -186,6 +222,34 @@ class Trainer:
         self.wandb = self._wandb() if self.rank == 0 and config.wandb else None
 
     # --- setup --------------------------------------------------------------------------------
+    def _dataset_folder(self, data: Path, cache: Path, workers: int) -> Path:
+        """``data`` itself for a preprocessed dataset; for MIDI files, their cache, made or reused
+        by rank 0 while the other ranks wait (on a group of its own with a long time-out:
+        preprocessing a corpus takes far longer than a collective is allowed to)."""
+        if not is_midi_source(data):
+            return data
+        options = Options(max_seq_len=self.config.max_seq_len)
+        failure: MeloformerError | None = None
+        if self.rank == 0:
+            try:
+                prepare_cache(data, cache, options, workers=workers, progress=True, say=self._say)
+            except MeloformerError as error:
+                failure = error
+        if self.world_size > 1:
+            import datetime
+
+            import torch.distributed as dist
+
+            group = dist.new_group(backend="gloo", timeout=datetime.timedelta(days=7))
+            message = [str(failure) if failure is not None else None]
+            dist.broadcast_object_list(message, src=0, group=group)
+            dist.destroy_process_group(group)
+            if message[0] is not None and failure is None:
+                failure = TrainingError(message[0])
+        if failure is not None:
+            raise failure
+        return cache
+
     def _wrap(self, model: MeloFormer) -> torch.nn.Module:
         config = self.config
         if self.world_size > 1 and config.fsdp:
@@ -430,7 +494,14 @@ class Trainer:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meloformer-train", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="a folder written by meloformer-preprocess")
+    parser.add_argument("--data", type=Path, required=True,
+                        help="a folder written by meloformer-preprocess, or MIDI files (a folder, or a text file "
+                             "listing them) to preprocess first")  # fmt: skip
+    parser.add_argument("--data-cache", type=Path, default=None, metavar="DIR",
+                        help=f"where MIDI --data is preprocessed (default: OUT/{CACHE_NAME}); reused while the files "
+                             "and the options are unchanged")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes that preprocess MIDI --data (default: one per core)")  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="checkpoints, logs and TensorBoard files go here")
     parser.add_argument("--recipe", default="debug", choices=list(RECIPES))
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -445,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     trainer = None
     try:
         config = recipe(args.recipe, args.overrides)
-        trainer = Trainer(args.data, args.out, config, args.resume, args.init)
+        trainer = Trainer(args.data, args.out, config, args.resume, args.init, data_cache=args.data_cache,
+                          workers=args.workers)  # fmt: skip
         trainer.run()
     except MeloformerError as error:
         print(f"meloformer-train: error: {error}", file=sys.stderr)
@@ -456,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if trainer is not None:
             trainer.close()
+        elif torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()  # a rank that failed while setting up (see Trainer.close)
     return 0
 
 

@@ -103,3 +103,43 @@ def test_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     (tmp_path / "empty").mkdir()
     assert main(["--input", str(tmp_path / "empty"), "--output", str(tmp_path / "o"), "--quiet"]) == 1
     assert "no MIDI files found" in capsys.readouterr().err
+
+
+def test_show_writes_a_stored_window_back_as_the_source_bars(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--show decodes a stored window: note for note the quantised source's bars it holds."""
+    from meloformer_core.encoding import quantize
+    from meloformer_core.encoding.codec import slice_grid
+    from meloformer_core.encoding.quantize import from_grid, to_grid
+    from meloformer_core.encoding.windows import split_into_windows
+    from meloformer_core.midi_io import read_midi
+    from tests.conftest import FIXTURES
+
+    data = tmp_path / "ds"
+    assert main(["--input", str(FIXTURES), "-o", str(data), "--max-seq-len", "400", "--workers", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    source = FIXTURES / "bach_chorale_tempo.mid"
+    written = tmp_path / "window.mid"
+    assert main(["--show", str(data), "--file", source.name, "--index", "1", "-o", str(written)]) == 0
+    printed = capsys.readouterr().out
+    record = json.loads(printed.strip().splitlines()[-1])
+    grid = to_grid(read_midi(source))
+    windows, _ = split_into_windows(grid, DEFAULT_VOCAB, 400)
+    first = DEFAULT_VOCAB.names(windows[0]).count("BAR")
+    count = DEFAULT_VOCAB.names(windows[1]).count("BAR")
+    expected = from_grid(slice_grid(grid, first, first + count))  # the quantised song's bars of window 1
+    got = quantize(read_midi(written))
+    assert [t.notes for t in got.tracks] == [t.notes for t in expected.tracks] and got.note_count > 0
+    assert got.tempos == expected.tempos and got.time_signatures == expected.time_signatures
+    assert record["file"].endswith(source.name) and record["file_window"] == 1
+    assert len(record["bars"]) == count and record["tokens"] == len(windows[1])
+    assert sum(map(sum, record["bars"])) + record["header_tokens"] == len(windows[1])  # no EOS: the song goes on
+    assert f"its window 1 (of 0 to {len(windows) - 1})" in printed
+    # one line for what is not there
+    assert main(["--show", str(data), "--index", "999"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "window 999 is out of range" in error
+    assert main(["--show", str(data), "--file", "no_such.mid"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "no file 'no_such.mid'" in error

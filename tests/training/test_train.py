@@ -187,3 +187,61 @@ def test_flex_batches_have_one_shape(data: Path, tmp_path: Path) -> None:
         assert layout.seg_valid.sum(dim=1).max() <= trainer.config.max_seq_len // 2
     trainer.close()
     assert shapes == {((2, 512), (2, 256))}
+
+
+def test_train_from_midi_files_reuses_the_cache_then_exports_and_continues(tmp_path: Path) -> None:
+    """--data may be a folder of MIDI files: preprocessed once into OUT/data-cache, reused after."""
+    midi = tmp_path / "midi"
+    midi.mkdir()
+    for path in FIXTURES.glob("*.mid"):
+        shutil.copy(path, midi / path.name)
+    out = tmp_path / "run"
+    first = train(midi, out, "--set", "max_steps=2", "--workers", "1")
+    assert first.returncode == 0, first.stderr
+    assert "preprocessing 6 MIDI files" in first.stderr and "6 files kept" in first.stderr
+    manifest = out / "data-cache" / "manifest.json"
+    before = (manifest.read_bytes(), manifest.stat().st_mtime_ns)
+    again = train(midi, out, "--resume", "--set", "max_steps=3", "--workers", "1")
+    assert again.returncode == 0, again.stderr
+    assert "reusing" in again.stderr and "preprocessing" not in again.stderr
+    assert (manifest.read_bytes(), manifest.stat().st_mtime_ns) == before
+    assert losses(out).keys() == {1, 2, 3}
+    bundle = tmp_path / "bundle"
+    export = subprocess.run([sys.executable, "-m", "training.export", str(out), "--out", str(bundle)],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert export.returncode == 0, export.stderr
+    longer = tmp_path / "longer.mid"
+    cli = [sys.executable, "-m", "meloformer_core.cli", "continue", str(FIXTURES / "folk_song_3_4.mid"),
+           "-o", str(longer), "--bars", "2", "--model", str(bundle), "--takes", "1"]  # fmt: skip
+    continued = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    assert continued.returncode == 0, continued.stderr
+    assert read_midi(longer).note_count >= read_midi(FIXTURES / "folk_song_3_4.mid").note_count
+
+
+def test_data_preprocessed_with_the_defaults_trains_a_shorter_recipe(tmp_path: Path) -> None:
+    """`meloformer-preprocess` defaults (2,048 tokens a window), then the debug recipe (512)."""
+    from training.preprocess import main as preprocess_main
+
+    data = tmp_path / "ds"
+    assert preprocess_main(["--input", str(FIXTURES), "--output", str(data), "--workers", "1", "--quiet"]) == 0
+    result = train(data, tmp_path / "run", "--set", "max_steps=2")
+    assert result.returncode == 0, result.stderr
+    assert "windows longer than the context of 512 tokens cut at bar lines into" in result.stderr
+    assert result.stderr.count("cut at bar lines") == 1
+
+
+@pytest.mark.slow
+def test_torchrun_from_midi_files_preprocesses_once(tmp_path: Path) -> None:
+    midi = tmp_path / "midi"
+    midi.mkdir()
+    for path in FIXTURES.glob("*.mid"):
+        shutil.copy(path, midi / path.name)
+    out = tmp_path / "run"
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    command = [torchrun, "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "training.train",
+               "--data", str(midi), "--out", str(out), "--recipe", "debug", "--set", "max_steps=2",
+               "--set", "rows_per_batch=1", "--workers", "1"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.count("preprocessing 6 MIDI files") == 1
+    assert len(losses(out)) == 2
