@@ -30,6 +30,8 @@ ACTIONS = (
     ActionSpec("save", "&Save", ("Ctrl+S",), "Save the song as a MIDI file"),
     ActionSpec("save_as", "Save &As…", ("Ctrl+Shift+S",), "Save the song under another name"),
     ActionSpec("export", "&Export…", ("Ctrl+E",), "Export all, chosen or generated parts, one file or one per track"),
+    ActionSpec("export_audio", "Export &Audio…", ("Ctrl+Shift+E",),
+               "Render all or the selected tracks, the whole song or the generated bars, to WAV or FLAC"),
     ActionSpec("quit", "&Quit", ("Ctrl+Q",), "Close MeloFormer"),
     ActionSpec("undo", "&Undo", ("Ctrl+Z",), "Undo the last edit"),
     ActionSpec("redo", "&Redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "Redo the edit just undone"),
@@ -65,6 +67,10 @@ ACTIONS = (
                checkable=True),
     ActionSpec("metronome", "&Metronome", ("K",), "Click the beats while playing", checkable=True),
     ActionSpec("refresh_ports", "&Refresh MIDI Ports", (), "Look again for MIDI outputs (devices come and go)"),
+    ActionSpec("choose_soundfont", "Choose &SoundFont…", (),
+               "Play and export with another General MIDI SoundFont (.sf2) in the built-in synth"),
+    ActionSpec("default_soundfont", "&Default SoundFont", (), "Play and export with TimGM6mb, the SoundFont that "
+               "comes with MeloFormer"),
 )  # fmt: skip
 
 

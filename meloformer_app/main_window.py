@@ -25,10 +25,12 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QRadioButton,
+    QSlider,
     QVBoxLayout,
 )
 
 from meloformer_app.actions import build_actions
+from meloformer_app.audio_export import AUDIO_FILTER, AudioExport, ask_scope, show_progress
 from meloformer_app.document.export import export_song
 from meloformer_app.editor import Editor
 from meloformer_app.generation import Generator, Variation
@@ -36,12 +38,13 @@ from meloformer_app.generation_flow import GenerationMixin
 from meloformer_app.panels import SamplingPanel, TrackList
 from meloformer_app.settings import Autosave, Settings
 from meloformer_app.theme import apply_theme
-from meloformer_app.transport import Transport
+from meloformer_app.transport import BUILTIN, Transport
 from meloformer_app.view.geometry import GRID_CHOICES
 from meloformer_app.view.roll import PianoRoll, Tool
 from meloformer_core.errors import MeloformerError
 from meloformer_core.midi_io import midi_bytes, read_midi, write_midi
 from meloformer_core.music import Song
+from meloformer_core.playback.audio import audio_device_problem
 from meloformer_core.playback.ports import VIRTUAL, list_output_ports, virtual_possible
 
 MIDI_FILTER = "MIDI files (*.mid *.midi);;All files (*)"
@@ -71,6 +74,8 @@ class MainWindow(GenerationMixin, QMainWindow):
         self._build_toolbar()
         self.model_label = QLabel("Model: loading…")
         self.midi_label = QLabel("MIDI: …")
+        self.audio_label = QLabel("")  # says when the built-in synth has no audio device
+        self.statusBar().addPermanentWidget(self.audio_label)
         self.statusBar().addPermanentWidget(self.midi_label)
         self.statusBar().addPermanentWidget(self.model_label)
         self.setAcceptDrops(True)
@@ -80,6 +85,12 @@ class MainWindow(GenerationMixin, QMainWindow):
         self.transport.state_changed.connect(self._playing_changed)
         self.transport.failed.connect(lambda message: self.error("Playback", message))
         self.transport.lost.connect(self._output_lost)
+        self.transport.notice.connect(self._audio_notice)
+        self.transport.soundfont = self.settings.soundfont
+        self.transport.set_volume(self.settings.volume)
+        self.volume_slider.setValue(round(self.transport.volume * 100))
+        self.volume_slider.valueChanged.connect(self._set_volume)
+        self._audio_exports: list[AudioExport] = []  # running: referenced until they end
         self.roll.ruler.seek.connect(self.seek)
         self.editor.note_touched.connect(
             lambda track, key, velocity: self.transport.audition(self.editor.shown_song(), track, key, velocity)
@@ -124,13 +135,14 @@ class MainWindow(GenerationMixin, QMainWindow):
     def _build_menus(self) -> None:
         a, bar = self.actions, self.menuBar()
         menus = {
-            "&File": ["new", "open", "recent", "save", "save_as", "export", None, "quit"],
+            "&File": ["new", "open", "recent", "save", "save_as", "export", "export_audio", None, "quit"],
             "&Edit": ["undo", "redo", None, "cut", "copy", "paste", "delete", "select_all", None, "quantize",
                       "transpose_up", "transpose_down", "octave_up", "octave_down"],
             "&View": ["zoom_in", "zoom_out", "zoom_fit", None, "dark_theme"],
             "&Tools": ["tool_select", "tool_draw", "tool_erase", None, "snap", "triplets"],
             "&Generate": ["continue", "arrange", "regenerate", "cancel"],
-            "&Play": ["play", "play_start", "loop", "metronome", None, "refresh_ports"],
+            "&Play": ["play", "play_start", "loop", "metronome", None, "refresh_ports", None, "choose_soundfont",
+                      "default_soundfont"],
         }  # fmt: skip
         for title, names in menus.items():
             menu = bar.addMenu(title)
@@ -161,7 +173,8 @@ class MainWindow(GenerationMixin, QMainWindow):
             "zoom_fit": self.roll.fit, "continue": self.continue_song, "arrange": self.arrange_tracks,
             "regenerate": self.regenerate_bars, "cancel": self.generator_cancel,
             "play": self.play_or_stop, "play_start": lambda: self.play_from(0),
-            "refresh_ports": self.refresh_midi_outputs,
+            "refresh_ports": self.refresh_midi_outputs, "export_audio": self.export_audio_dialog,
+            "choose_soundfont": self.choose_soundfont, "default_soundfont": lambda: self.use_soundfont(""),
         }  # fmt: skip
         for name, slot in connections.items():
             a[name].triggered.connect(slot)
@@ -193,12 +206,17 @@ class MainWindow(GenerationMixin, QMainWindow):
         play.setObjectName("PlayToolbar")
         for name in ("play", "play_start", "loop", "metronome"):
             play.addAction(self.actions[name])
-        self.port_box = QComboBox(toolTip="The MIDI output to play on")
+        self.port_box = QComboBox(toolTip="Where to play: the built-in synth (on the audio device) or a MIDI output")
         self.port_box.setMinimumWidth(180)
         self.port_box.activated.connect(self._port_chosen)
-        play.addWidget(QLabel(" MIDI out "))
+        play.addWidget(QLabel(" Out "))
         play.addWidget(self.port_box)
         play.addAction(self.actions["refresh_ports"])
+        self.volume_slider = QSlider(Qt.Orientation.Horizontal, toolTip="Volume of the built-in synth")
+        self.volume_slider.setRange(0, 100)
+        self.volume_slider.setMaximumWidth(100)
+        play.addWidget(QLabel(" Vol "))
+        play.addWidget(self.volume_slider)
 
     def set_theme(self, dark: bool) -> None:
         from PySide6.QtWidgets import QApplication
@@ -349,6 +367,50 @@ class MainWindow(GenerationMixin, QMainWindow):
         self.statusBar().showMessage(f"Exported {len(written)} file(s) to {path.parent}")
         return written
 
+    def _chosen_tracks(self) -> list[int]:
+        """The selected track, or the tracks of the selected notes."""
+        tracks = {ref.track for ref in self.editor.document.selection}
+        if self.editor.current_track is not None:
+            tracks.add(self.editor.current_track)
+        return sorted(tracks)
+
+    def export_audio_dialog(self) -> None:
+        scope = ask_scope(self, bool(self._chosen_tracks()), self.editor.document.state.generated is not None)
+        if scope is None:
+            return
+        start = str(Path(self.settings.last_directory or ".") / f"{self.editor.document.title.rstrip(' *')}.wav")
+        path, chosen_filter = QFileDialog.getSaveFileName(self, "Export audio to", start, AUDIO_FILTER)
+        if path:
+            target = Path(path)
+            if target.suffix.lower() not in (".wav", ".flac"):
+                target = target.with_suffix(".flac" if "FLAC" in chosen_filter else ".wav")
+            self.export_audio(target, *scope)
+
+    def export_audio(self, path: Path, tracks: str = "all", bars: str = "song") -> AudioExport | None:
+        """Render to ``path`` (.wav or .flac) on a thread, with a progress bar; the status bar
+        says when it is written, a dialog why not."""
+        document = self.editor.document
+        chosen = self._chosen_tracks() if tracks == "chosen" else None
+        if tracks == "chosen" and not chosen:
+            self.error("Nothing to export", "Select a track or some notes first.")
+            return None
+        ticks = document.state.generated if bars == "generated" else None
+        export = AudioExport(document.song, path, self.settings.soundfont, chosen, ticks, self)
+        self._audio_exports.append(export)
+        export.finished.connect(lambda line: self._audio_exported(export, line, ""))
+        export.failed.connect(lambda line: self._audio_exported(export, "", line))
+        self._export_progress = show_progress(self, export)
+        export.start()
+        return export
+
+    def _audio_exported(self, export: AudioExport, done: str, failure: str) -> None:
+        if export in self._audio_exports:
+            self._audio_exports.remove(export)
+        if done:
+            self.statusBar().showMessage(done)
+        elif failure:  # "" when cancelled: nothing to say
+            self.error("Could not export audio", failure)
+
     def _confirm_discard(self) -> bool:
         if not self.is_dirty():
             return True
@@ -452,17 +514,16 @@ class MainWindow(GenerationMixin, QMainWindow):
         """List the MIDI outputs, keep the chosen one, and say politely when there is none."""
         ports, problems = self.transport.refresh_ports(), self.transport.problems
         self.port_box.clear()
+        self.port_box.addItem("Built-in synth", BUILTIN)
         for port in ports:
             self.port_box.addItem(port.label, port.label)
         if virtual_possible(problems):
             self.port_box.addItem("Virtual output (MeloFormer:out)", VIRTUAL)
         chosen = self.port_box.findData(self.settings.midi_port)
-        if chosen >= 0:
-            self.port_box.setCurrentIndex(chosen)
-        if self.port_box.count():
-            self.transport.choose_port(self.port_box.currentData())
-        else:
-            self.port_box.addItem("(no MIDI output)", "")
+        self.port_box.setCurrentIndex(max(0, chosen))  # the built-in synth when none was chosen (or it is gone)
+        self.transport.choose_port(self.port_box.currentData())
+        if self.transport.builtin and self.transport.output is None:
+            self._audio_notice(audio_device_problem() or "")
         if ports:
             self.midi_label.setText(f"MIDI out: {len(ports)} port(s)")
             self.midi_label.setToolTip("\n".join(port.label for port in ports))
@@ -470,6 +531,35 @@ class MainWindow(GenerationMixin, QMainWindow):
             self.midi_label.setText("No MIDI output")
             why = "\n".join(problems) or "No MIDI output ports were found."
             self.midi_label.setToolTip(f"{why}\nEditing, generating and exporting work without one.")
+
+    def _audio_notice(self, notice: str) -> None:
+        """The built-in synth has no audio device (``notice``, one line), or has one again ("")."""
+        self.audio_label.setText("No audio device" if notice else "")
+        self.audio_label.setToolTip(notice)
+        if notice:
+            self.statusBar().showMessage(notice, 10_000)
+
+    def _set_volume(self, value: int) -> None:
+        self.transport.set_volume(value / 100)
+        self.settings.volume = self.transport.volume
+
+    def choose_soundfont(self) -> None:
+        start = self.settings.soundfont or self.settings.last_directory
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a SoundFont", start, "SoundFonts (*.sf2);;All files (*)")
+        if path:
+            self.use_soundfont(path)
+
+    def use_soundfont(self, path: str) -> bool:
+        """Play and export with the SoundFont at ``path`` ("" = the default); a dialog if it cannot be read."""
+        try:
+            name = self.transport.set_soundfont(path)
+        except MeloformerError as error:
+            self.error("Could not use the SoundFont", str(error))
+            return False
+        self.settings.soundfont = path
+        self.settings.save()
+        self.statusBar().showMessage(f"SoundFont: {name}", 5000)
+        return True
 
     def _poll_ports(self) -> None:
         """Look for MIDI outputs that came or went, off the GUI thread: listing opens a client
@@ -520,7 +610,7 @@ class MainWindow(GenerationMixin, QMainWindow):
         if not song.note_count:
             self.statusBar().showMessage("Nothing to play", 5000)
             return
-        if not self.transport.ports and not self.transport.refresh_ports():
+        if not self.transport.builtin and not self.transport.ports and not self.transport.refresh_ports():
             self.error("No MIDI output", "There is no MIDI output to play on (see the MIDI out box); "
                        "connect a device or start a software synthesizer, then Refresh MIDI Ports.")  # fmt: skip
             return
@@ -568,5 +658,7 @@ class MainWindow(GenerationMixin, QMainWindow):
         self.settings.geometry = bytes(self.saveGeometry().toBase64()).decode()
         self.settings.save()
         self.transport.shutdown()
+        for export in self._audio_exports:  # a half-written audio file is never left: it is written at the end
+            export.cancel()
         self.generator.shutdown()
         event.accept()

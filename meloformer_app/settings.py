@@ -46,7 +46,9 @@ class Settings:
     prompt_guidance: float = RECOMMENDED.prompt_guidance
     seed: int = 0
     variations: int = RECOMMENDED.takes  # 0: automatic takes (Continue keeps the most typical)
-    midi_port: str = ""
+    midi_port: str = ""  # "" or "builtin": the built-in synth
+    soundfont: str = ""  # the built-in synth's .sf2 ("" = TimGM6mb, which installs with the app)
+    volume: float = 0.8  # the built-in synth's, 0 to 1
     theme: str = "dark"
     autosave_seconds: int = 60
     shortcuts: dict[str, str] = field(default_factory=dict)  # action name → key sequence
