@@ -3,7 +3,7 @@
 # soundfont for playback, Xvfb for screenshots. Installed when missing and we are root;
 # otherwise the tests that need them skip with a reason.
 set -uo pipefail
-packages=(jackd2 jack-tools fluidsynth fluid-soundfont-gm xvfb libxcb-icccm4 libxcb-keysyms1)
+packages=(jackd2 jack-tools fluidsynth fluid-soundfont-gm xvfb libxcb-icccm4 libxcb-keysyms1 mma planetblupi-music-midi)
 missing=()
 for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -2,6 +2,7 @@
 
     meloformer-corpus --output DIR [--composers bach palestrina …] [--workers N] [--limit N]
     meloformer-corpus --reserved --output DIR [--composers beethoven …]
+    meloformer-corpus --band --output DIR [--seed N …]   (band arrangements rendered with MMA: training/band.py)
 
 Only the training composers (docs/training.md, Which music may be trained on) are converted for training; every other
 composer of the music21 corpus is reserved for independent evaluation. ``--reserved``
@@ -193,7 +194,13 @@ def convert(output: Path, composers: tuple[str, ...], workers: int, limit: int |
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--band" in argv:
+        from training.band import main as band_main
+
+        return band_main([argument for argument in argv if argument != "--band"])
     parser = argparse.ArgumentParser(prog="meloformer-corpus", description=__doc__.splitlines()[0])
+    parser.add_argument("--band", action="store_true", help="band arrangements rendered with MMA (--band --help)")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--composers", nargs="+", help="default: all training (with --reserved: reserved) composers")
     parser.add_argument("--reserved", action="store_true", help="convert the composers reserved for evaluation")
