@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests drive for real: JACK (dummy driver) and FluidSynth with a GM
-# soundfont for playback, Xvfb for screenshots. Installed when missing and we are root;
+# soundfont for playback, Xvfb for screenshots, MMA and Planet Blupi's music for the band
+# corpus (meloformer-corpus --band). Installed when missing and we are root;
 # otherwise the tests that need them skip with a reason.
 set -uo pipefail
 packages=(jackd2 jack-tools fluidsynth fluid-soundfont-gm xvfb libxcb-icccm4 libxcb-keysyms1 mma planetblupi-music-midi)
