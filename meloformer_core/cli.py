@@ -98,11 +98,7 @@ def parse_tracks(text: str, song) -> list:
                 raise UsageError(f"--tracks {item!r}: the program must be a GM number 0-127 or 'drums'")
             requests.append(TrackRequest(name, int(kind)))
         else:
-            matches = [i for i, track in enumerate(song.tracks) if track.name.lower() == item.lower()]
-            if not matches:
-                names = ", ".join(f"{i + 1} {t.name!r}" for i, t in enumerate(song.tracks))
-                raise UsageError(f"--tracks {item!r}: no track of that name (tracks: {names})")
-            requests.append(matches[0])
+            requests.append(track_named(item, song))
     if not requests:
         raise UsageError("--tracks: name at least one track")
     return requests
@@ -372,6 +368,15 @@ def _add_render_command(commands) -> None:
     render.set_defaults(run=_render)
 
 
+def track_named(item: str, song) -> int:
+    """The index of the song's first track called ``item`` (any case); `UsageError` naming them all."""
+    matches = [i for i, track in enumerate(song.tracks) if track.name.lower() == item.lower()]
+    if not matches:
+        names = ", ".join(f"{i + 1} {t.name!r}" for i, t in enumerate(song.tracks))
+        raise UsageError(f"--tracks {item!r}: no track of that name (tracks: {names})")
+    return matches[0]
+
+
 def existing_tracks(text: str, song) -> list[int]:
     """``--tracks`` of render: existing tracks by number (from 1) or name → indices from 0."""
     chosen: list[int] = []
@@ -381,11 +386,7 @@ def existing_tracks(text: str, song) -> list[int]:
         if item.isdigit() and 1 <= int(item) <= len(song.tracks):
             chosen.append(int(item) - 1)
             continue
-        matches = [i for i, track in enumerate(song.tracks) if track.name.lower() == item.lower()]
-        if not matches:
-            names = ", ".join(f"{i + 1} {t.name!r}" for i, t in enumerate(song.tracks))
-            raise UsageError(f"--tracks {item!r}: no such track (tracks: {names})")
-        chosen.append(matches[0])
+        chosen.append(track_named(item, song))
     if not chosen:
         raise UsageError("--tracks: name at least one track")
     return sorted(set(chosen))
