@@ -108,6 +108,10 @@ class Augmentation:
     # share of windows in which a phrase of 2, 4 or 8 bars is played twice in a row (later
     # bars dropped to keep the length): teaches the model to recall and restate material
     repeat_rate: float = 0.0
+    # share of windows laid out as arranging lays a bar out: one track, its family (drums,
+    # bass, the rest) drawn first so drums and bass are targets as often as melodic tracks,
+    # comes last in every bar, after the others (see `target_last`)
+    arrange_rate: float = 0.0
 
 
 class Augmenter:
@@ -155,7 +159,9 @@ class Augmenter:
             tokens = self._jitter_tempo(tokens, 1 + rng.uniform(-settings.tempo_jitter, settings.tempo_jitter))
         if settings.repeat_rate and rng.random() < settings.repeat_rate:
             tokens = repeat_phrase(tokens, self.vocab, rng)
-        if settings.track_shuffle_rate and rng.random() < settings.track_shuffle_rate:
+        if settings.arrange_rate and rng.random() < settings.arrange_rate:
+            tokens = target_last(tokens, self.vocab, rng)
+        elif settings.track_shuffle_rate and rng.random() < settings.track_shuffle_rate:
             tokens = shuffle_tracks_in_bars(tokens, self.vocab, rng)
         if settings.fim_rate and rng.random() < settings.fim_rate:
             tokens = fill_in_the_middle(tokens, self.vocab, rng, settings.fim_max_gap, settings.fim_max_suffix)
@@ -215,6 +221,52 @@ def shuffle_tracks_in_bars(tokens: np.ndarray, vocab: Vocabulary, rng: np.random
         bounds = np.append(tracks, stop)
         for index in rng.permutation(len(tracks)).tolist():
             pieces.append(tokens[bounds[index] : bounds[index + 1]])
+    return np.concatenate(pieces)
+
+
+def track_families(tokens: np.ndarray, vocab: Vocabulary) -> list[str]:
+    """Each track slot's family from the window's header: drums, bass (GM programs 33-40) or other."""
+    instruments = tokens[vocab.type_of[tokens] == TokenType.INSTRUMENT]
+    families = []
+    for token in instruments.tolist():
+        program, is_drum = vocab.values[TokenType.INSTRUMENT][token - vocab.offset[TokenType.INSTRUMENT]]
+        families.append("drums" if is_drum else "bass" if 32 <= program <= 39 else "other")
+    return families
+
+
+def target_last(tokens: np.ndarray, vocab: Vocabulary, rng: np.random.Generator) -> np.ndarray:
+    """The same music with one track's segment last in every bar, as arranging writes it.
+
+    Arranging feeds each bar's kept tracks and then samples the target tracks after them
+    (meloformer_core/model/generate.py: arrange_grid). The target is drawn by family first
+    (drums, bass, the rest: each family present equally likely), then among the family's
+    tracks that play in the window, so a band's drums and bass are arranged as often as
+    its melodic tracks; the other tracks keep their order. A window with one sounding
+    track is returned as it is.
+    """
+    kinds = vocab.type_of[tokens]
+    families = track_families(tokens, vocab)
+    track0 = vocab.offset[TokenType.TRACK]
+    sounding = sorted(set((tokens[kinds == TokenType.TRACK] - track0).tolist()))
+    if len(sounding) < 2:
+        return tokens
+    by_family: dict[str, list[int]] = {}
+    for slot in sounding:
+        by_family.setdefault(families[slot] if slot < len(families) else "other", []).append(slot)
+    names = sorted(by_family)
+    chosen = by_family[names[int(rng.integers(len(names)))]]
+    target = track0 + chosen[int(rng.integers(len(chosen)))]
+    bars = np.append(np.flatnonzero((kinds == TokenType.BAR) | (kinds == TokenType.EOS)), len(tokens))
+    pieces = [tokens[: bars[0]]]
+    for start, stop in zip(bars[:-1].tolist(), bars[1:].tolist(), strict=True):
+        tracks = start + np.flatnonzero(kinds[start:stop] == TokenType.TRACK)
+        mine = np.flatnonzero(tokens[tracks] == target)
+        if not len(mine) or mine[0] == len(tracks) - 1:
+            pieces.append(tokens[start:stop])
+            continue
+        bounds = np.append(tracks, stop)
+        at = int(mine[0])
+        pieces += [tokens[start : bounds[at]], tokens[bounds[at + 1] : stop], tokens[bounds[at] : bounds[at + 1]]]
     return np.concatenate(pieces)
 
 
@@ -328,6 +380,58 @@ def transpose_key(sharps: int, shift: int) -> int:
     return min(candidates, key=lambda s: (abs(s), -s))
 
 
+class MixedDataset:
+    """The windows of several datasets as one, each drawn at its own *rate* per epoch.
+
+    A rate of 1 takes every window of its dataset once an epoch, 2 twice (with their own
+    augmentations), 0.5 a random half, drawn anew each epoch. ``token_shares`` says what
+    share of an epoch's tokens each dataset then makes. It has what `PackedLoader` reads
+    of a `TokenDataset`, plus ``rates`` (one per window).
+    """
+
+    def __init__(self, parts: list, rates: list[float], names: list[str]) -> None:
+        if len(parts) != len(rates) or len(parts) != len(names):
+            raise DataError(f"{len(parts)} datasets but {len(rates)} mixing rates")
+        if any(rate < 0 for rate in rates) or not any(rate > 0 for rate in rates):
+            raise DataError(f"mixing rates must be 0 or more, one above 0; got {', '.join(map(str, rates))}")
+        self.parts, self.names = parts, names
+        self.vocab = parts[0].vocab
+        self.part_of = np.concatenate([np.full(len(part), k) for k, part in enumerate(parts)])
+        self.index_in = np.concatenate([np.arange(len(part)) for part in parts])
+        self.lengths = np.concatenate([part.lengths for part in parts])
+        self.rates = np.asarray(rates, dtype=np.float64)[self.part_of]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def tokens(self, index: int) -> np.ndarray:
+        return self.parts[int(self.part_of[index])].tokens(int(self.index_in[index]))
+
+    @property
+    def token_count(self) -> int:
+        return int(self.lengths.sum())
+
+    def token_shares(self) -> dict[str, float]:
+        """Each dataset's expected share of an epoch's tokens."""
+        drawn = np.array([(part.lengths.sum() * rate) for part, rate in zip(self.parts, self._part_rates(), strict=True)])
+        return {name: float(share) for name, share in zip(self.names, drawn / drawn.sum(), strict=True)}
+
+    def _part_rates(self) -> list[float]:
+        return [float(self.rates[self.part_of == k][0]) if len(part) else 0.0 for k, part in enumerate(self.parts)]
+
+    def summary(self) -> str:
+        shares = self.token_shares()
+        return ", ".join(f"{name} {len(part):,} windows × {rate:g} ({shares[name]:.0%} of the tokens)"
+                         for name, part, rate in zip(self.names, self.parts, self._part_rates(), strict=True))  # fmt: skip
+
+
+def draws(rates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """How many times each window is drawn this epoch: the whole part of its rate, and one
+    more with the probability of the rest."""
+    whole = np.floor(rates)
+    return (whole + (rng.random(len(rates)) < rates - whole)).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class LoaderState:
     epoch: int = 0
@@ -370,14 +474,20 @@ class PackedLoader:
     def plan(self, epoch: int) -> list[list[list[int]]]:
         """This rank's micro-batches for ``epoch``: lists of rows, each a list of window indices."""
         if epoch != self._plan_epoch:
-            order = np.arange(len(self.dataset))
+            size = len(self.dataset)
+            order = np.arange(size)
+            rates = getattr(self.dataset, "rates", None)
+            if rates is not None:  # a mix: window w's k-th draw this epoch is w + k × size
+                counts = draws(rates, np.random.default_rng([self.seed, epoch, 1]))
+                copies = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+                order = np.repeat(order, counts) + copies * size
             if self.shuffle:
-                order = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
+                order = order[np.random.default_rng([self.seed, epoch]).permutation(len(order))]
             rows: list[list[int]] = []
             current: list[int] = []
             used = 0
             for index in order.tolist():
-                length = int(self.dataset.lengths[index])
+                length = int(self.dataset.lengths[index % size])
                 if current and used + length > self.max_seq_len:
                     rows.append(current)
                     current, used = [], 0
@@ -404,10 +514,12 @@ class PackedLoader:
         rows = []
         for row in plan[index]:
             documents = []
-            for window in row:
+            for drawn in row:
+                copy, window = divmod(drawn, len(self.dataset))
                 tokens = self.dataset.tokens(window)
                 if self.augmenter is not None:
-                    tokens = self.augmenter(tokens, np.random.default_rng([self.seed, epoch, window]))
+                    key = [self.seed, epoch, window] + ([copy] if copy else [])
+                    tokens = self.augmenter(tokens, np.random.default_rng(key))
                 documents.append(tokens)
             rows.append(documents)
         return rows

@@ -51,6 +51,10 @@ class TrainConfig:
     # recall and restate material (it barely did from the corpus alone). The default
     # model's last run used 1.0 on a model that had learned the rest (see its card).
     repeat_rate: float = 0.25
+    # Arranging as the app asks for it: a share of the windows have one track (drums, bass
+    # or another, each family as likely) last in every bar (training.data.target_last);
+    # track shuffling then applies to the rest.
+    arrange_rate: float = 0.0
     gradient_checkpointing: bool = False
     fsdp: bool = False  # shard parameters, gradients and optimizer state (large sizes)
     compile: bool = False  # torch.compile the model (GPU)
@@ -72,7 +76,7 @@ class TrainConfig:
             raise RecipeError("attention must be auto, flex or dense")
         if not 0 < self.lr < 1:
             raise RecipeError(f"lr must be in (0, 1), got {self.lr}")
-        for name in ("velocity_relevel", "track_shuffle_rate", "fim_rate", "repeat_rate"):
+        for name in ("velocity_relevel", "track_shuffle_rate", "fim_rate", "repeat_rate", "arrange_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise RecipeError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.velocity_track_spread < 0:

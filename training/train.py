@@ -44,7 +44,7 @@ from meloformer_core.model.masks import build_layout
 from meloformer_core.model.transformer import MeloFormer, state_for_loading, state_for_saving
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.cut_windows import ContextView
-from training.data import Augmentation, LoaderState, PackedLoader, TokenDataset
+from training.data import Augmentation, LoaderState, MixedDataset, PackedLoader, TokenDataset
 from training.midi_cache import CACHE_NAME, is_cache, is_midi_source, prepare_cache
 from training.preprocess import Options
 from training.recipes import RECIPES, TrainConfig, recipe
@@ -148,7 +148,7 @@ RUN_KIND = FolderKind(
 class Trainer:
     def __init__(
         self,
-        data: Path,
+        data: Path | list[Path],
         out: Path,
         config: TrainConfig,
         resume: bool,
@@ -156,6 +156,7 @@ class Trainer:
         *,
         data_cache: Path | None = None,
         workers: int | None = None,
+        mix: list[float] | None = None,
     ) -> None:
         check_output_folder(out, RUN_KIND)  # new, empty or a run of ours: never a folder of the user's
         self.config = config
@@ -177,17 +178,38 @@ class Trainer:
         self.autocast = config.bf16 and bf16_native(self.device)
 
         torch.manual_seed(config.seed)
-        data = self._dataset_folder(data, data_cache or out / CACHE_NAME, workers or os.cpu_count() or 1)
+        sources = [data] if isinstance(data, Path) else list(data)
+        if mix is not None and len(mix) != len(sources):
+            raise TrainingError(f"--mix gives {len(mix)} rates for {len(sources)} --data sources")
+        cache = data_cache or out / CACHE_NAME
+        names = [source.name or str(source) for source in sources]
+        names = [name if names.count(name) == 1 else f"{k + 1}-{name}" for k, name in enumerate(names)]
+        folders = [
+            self._dataset_folder(source, cache if len(sources) == 1 else cache / f"{k + 1}-{source.name}",
+                                 workers or os.cpu_count() or 1)
+            for k, source in enumerate(sources)
+        ]  # fmt: skip
         # windows longer than the context are cut at bar lines, once, here (not per validation)
-        self.train_data = ContextView(TokenDataset(data, "train"), config.max_seq_len)
-        try:
-            self.valid_data: ContextView | None = ContextView(TokenDataset(data, "valid"), config.max_seq_len)
-        except MeloformerError:
-            self.valid_data = None  # a corpus too small for a validation split
-        splits = (("training", self.train_data), ("validation", self.valid_data))
-        cut = [f"{split}: {view.summary()}" for split, view in splits if view is not None and view.summary()]
+        train_parts = [ContextView(TokenDataset(folder, "train"), config.max_seq_len) for folder in folders]
+        self.valid_parts: list[tuple[str, ContextView]] = []
+        for name, folder in zip(names, folders, strict=True):
+            try:
+                self.valid_parts.append((name, ContextView(TokenDataset(folder, "valid"), config.max_seq_len)))
+            except MeloformerError:
+                pass  # a corpus too small for a validation split
+        views = [(f"{name} training", view) for name, view in zip(names, train_parts, strict=True)]
+        views += [(f"{name} validation", view) for name, view in self.valid_parts]
+        cut = [f"{split}: {view.summary()}" for split, view in views if view.summary()]
         if cut:
             self._say("; ".join(cut))
+        if len(sources) == 1 and mix is None:
+            self.train_data: ContextView | MixedDataset = train_parts[0]
+        else:
+            try:
+                self.train_data = MixedDataset(train_parts, mix or [1.0] * len(sources), names)
+            except MeloformerError as error:
+                raise TrainingError(f"--mix: {error}") from None
+            self._say(f"mix: {self.train_data.summary()}")
         model_config = named_config(
             config.size, len(DEFAULT_VOCAB), max_seq_len=config.max_seq_len, dropout=config.dropout,
             gradient_checkpointing=config.gradient_checkpointing,
@@ -206,7 +228,7 @@ class Trainer:
         augmentation = Augmentation(
             config.max_transpose, config.tempo_jitter, config.track_shuffle_rate, config.fim_rate,
             velocity_relevel=config.velocity_relevel, velocity_track_spread=config.velocity_track_spread,
-            repeat_rate=config.repeat_rate,
+            repeat_rate=config.repeat_rate, arrange_rate=config.arrange_rate,
         )  # fmt: skip
         self.loader = PackedLoader(
             self.train_data, max_seq_len=config.max_seq_len, rows_per_batch=config.rows_per_batch,
@@ -416,8 +438,12 @@ class Trainer:
                 self._log(record)
                 self._say(f"step {self.step}/{config.max_steps} loss {loss_value:.4f} lr {lr:.2e} "
                           f"{record['tokens_per_s']:.0f} tok/s")  # fmt: skip
-            if self.valid_data is not None and (self.step % config.eval_every == 0 or self.step == config.max_steps):
-                self._log({"kind": "valid", "step": self.step, "loss": round(self.validate(), 6)})
+            if self.valid_parts and (self.step % config.eval_every == 0 or self.step == config.max_steps):
+                losses = {name: round(loss, 6) for name, loss in self.validate().items()}
+                record = {"kind": "valid", "step": self.step, "loss": round(sum(losses.values()) / len(losses), 6)}
+                if isinstance(self.train_data, MixedDataset):  # each source's own loss; "loss" is their mean
+                    record.update({f"loss_{name}": loss for name, loss in losses.items()})
+                self._log(record)
             if self.step % config.checkpoint_every == 0 or self.step == config.max_steps:
                 self.checkpoint()
             if kill_after and self.step == kill_after:
@@ -439,18 +465,21 @@ class Trainer:
         return float(value)
 
     @torch.no_grad()
-    def validate(self) -> float:
-        """Mean loss over the first ``eval_batches`` validation batches (no augmentation)."""
+    def validate(self) -> dict[str, float]:
+        """Each source's mean loss over its first ``eval_batches`` validation batches (no augmentation)."""
         config = self.config
-        loader = PackedLoader(self.valid_data, max_seq_len=config.max_seq_len, rows_per_batch=config.rows_per_batch,
-                              seed=0, rank=self.rank, world_size=self.world_size, shuffle=False)  # fmt: skip
         self.model.eval()
-        losses = []
-        for _ in range(min(self.config.eval_batches, loader.batches_per_epoch())):
-            loss, _, _ = self._forward_loss(loader.next_batch())
-            losses.append(loss)
+        result = {}
+        for name, view in self.valid_parts:
+            loader = PackedLoader(view, max_seq_len=config.max_seq_len, rows_per_batch=config.rows_per_batch,
+                                  seed=0, rank=self.rank, world_size=self.world_size, shuffle=False)  # fmt: skip
+            losses = []
+            for _ in range(min(self.config.eval_batches, loader.batches_per_epoch())):
+                loss, _, _ = self._forward_loss(loader.next_batch())
+                losses.append(loss)
+            result[name] = self._reduce(torch.stack(losses).mean())
         self.model.train()
-        return self._reduce(torch.stack(losses).mean())
+        return result
 
     def checkpoint(self) -> None:
         model_state, optimizer_state = self._state_dicts()
@@ -494,9 +523,12 @@ class Trainer:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meloformer-train", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True,
+    parser.add_argument("--data", type=Path, required=True, action="append",
                         help="a folder written by meloformer-preprocess, or MIDI files (a folder, or a text file "
-                             "listing them) to preprocess first")  # fmt: skip
+                             "listing them) to preprocess first; repeat it to train on several corpora")  # fmt: skip
+    parser.add_argument("--mix", default=None, metavar="R1,R2,…",
+                        help="with several --data: how many times each one's windows are drawn per epoch, in "
+                             "--data order (default 1 each; 0.5 draws a random half every epoch)")  # fmt: skip
     parser.add_argument("--data-cache", type=Path, default=None, metavar="DIR",
                         help=f"where MIDI --data is preprocessed (default: OUT/{CACHE_NAME}); reused while the files "
                              "and the options are unchanged")  # fmt: skip
@@ -513,11 +545,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.init is not None and args.resume:
         parser.error("--init starts a new run and --resume continues one; give one of them")
+    try:
+        mix = [float(rate) for rate in args.mix.split(",")] if args.mix else None
+    except ValueError:
+        parser.error(f"--mix {args.mix!r}: expected rates separated by commas, e.g. 1,0.5")
     trainer = None
     try:
         config = recipe(args.recipe, args.overrides)
-        trainer = Trainer(args.data, args.out, config, args.resume, args.init, data_cache=args.data_cache,
-                          workers=args.workers)  # fmt: skip
+        data = args.data[0] if len(args.data) == 1 else args.data
+        trainer = Trainer(data, args.out, config, args.resume, args.init, data_cache=args.data_cache,
+                          workers=args.workers, mix=mix)  # fmt: skip
         trainer.run()
     except MeloformerError as error:
         print(f"meloformer-train: error: {error}", file=sys.stderr)

@@ -22,9 +22,11 @@ from training.data import (
     Augmenter,
     DataError,
     LoaderState,
+    MixedDataset,
     PackedLoader,
     TokenDataset,
     repeat_phrase,
+    target_last,
     transpose_key,
 )
 
@@ -205,3 +207,79 @@ def test_dataset_errors_are_clear(dataset_dir: Path, tmp_path: Path) -> None:
     data = TokenDataset(dataset_dir, "train")
     with pytest.raises(DataError, match="longer than the model's context"):
         PackedLoader(data, max_seq_len=64, rows_per_batch=1, seed=0)
+
+
+def _band(bars: int = 4) -> np.ndarray:
+    """Tokens of a 4/4 band: piano, drums, bass and a lead, every track in every bar."""
+    from meloformer_core.music import Song, Track
+
+    beat = 480
+    piano = [(bar * 4 * beat + b * beat, 60 + b, beat, 70) for bar in range(bars) for b in range(4)]
+    drums = [(bar * 4 * beat + b * beat, (36, 42, 38, 42)[b], beat // 2, 90) for bar in range(bars) for b in range(4)]
+    bass = [(bar * 4 * beat, 36 + bar, 4 * beat, 80) for bar in range(bars)]
+    lead = [(bar * 4 * beat + 2 * beat, 72 + bar, 2 * beat, 100) for bar in range(bars)]
+    tracks = (Track("piano", 0, False, piano), Track("drums", 0, True, drums), Track("bass", 33, False, bass),
+              Track("lead", 73, False, lead))  # fmt: skip
+    return encode(Song(tracks=tracks))
+
+
+def _bar_segments(tokens: np.ndarray) -> list[list[tuple[int, ...]]]:
+    """Each bar's segments (the conductor's, then each track's) as token tuples."""
+    kinds = DEFAULT_VOCAB.type_of[tokens]
+    cuts = np.flatnonzero((kinds == TokenType.BAR) | (kinds == TokenType.TRACK) | (kinds == TokenType.EOS))
+    bars: list[list[tuple[int, ...]]] = []
+    for start, stop in itertools.pairwise(cuts.tolist() + [len(tokens)]):
+        if kinds[start] == TokenType.BAR:
+            bars.append([])
+        if kinds[start] != TokenType.EOS:
+            bars[-1].append(tuple(tokens[start:stop].tolist()))
+    return bars
+
+
+def test_arranging_layout_puts_one_track_last_in_every_bar_and_targets_drums_and_bass_as_often() -> None:
+    tokens = _band()
+    track0 = DEFAULT_VOCAB.offset[TokenType.TRACK]
+    before = _bar_segments(tokens)
+    targets = []
+    for seed in range(300):
+        laid = target_last(tokens, DEFAULT_VOCAB, np.random.default_rng(seed))
+        validate(laid)
+        assert decode(laid).tracks == decode(tokens).tracks  # the same music
+        after = _bar_segments(laid)
+        last = {bar[-1][0] for bar in after}
+        assert len(last) == 1  # one target, last in every bar
+        for old, new in zip(before, after, strict=True):
+            assert new[0] == old[0] and sorted(new) == sorted(old)  # conductor first, same segments
+            assert [s for s in new[1:-1]] == [s for s in old[1:] if s[0] != new[-1][0]]  # the others keep their order
+        targets.append(last.pop() - track0)
+    counts = np.bincount(targets, minlength=4)  # slots: piano, drums, bass, lead
+    assert 70 <= counts[1] <= 130 and 70 <= counts[2] <= 130  # drums and bass: a third each
+    assert 70 <= counts[0] + counts[3] <= 130  # the other family: a third between them
+
+
+def test_a_mix_draws_each_dataset_at_its_rate_every_epoch(dataset_dir: Path) -> None:
+    data = TokenDataset(dataset_dir, "train")
+    mixed = MixedDataset([data, data], [2.0, 0.5], ["twice", "half"])
+    assert mixed.token_shares() == pytest.approx({"twice": 0.8, "half": 0.2})
+    loader = PackedLoader(mixed, max_seq_len=512, rows_per_batch=1, seed=5, augmentation=Augmentation(5))
+    size = len(mixed)
+    halves = []
+    for epoch in range(2):
+        drawn = [w for batch in loader.plan(epoch) for row in batch for w in row]
+        windows = np.array(drawn) % size
+        counts = np.bincount(windows, minlength=size)
+        assert (counts[: len(data)] == 2).all()  # every window of the first twice
+        assert set(counts[len(data) :].tolist()) <= {0, 1}
+        assert 0.2 * len(data) <= counts[len(data) :].sum() <= 0.8 * len(data)  # about half of the second
+        halves.append(set(np.flatnonzero(counts[len(data) :]).tolist()))
+    assert halves[0] != halves[1]  # a new half every epoch
+    loader.state = LoaderState(0, 0)
+    takes: dict[int, list[bytes]] = {}
+    for batch in loader.plan(0):
+        (row,) = loader.next_batch()
+        for drawn, tokens in zip(batch[0], row, strict=True):
+            takes.setdefault(drawn % size, []).append(tokens.tobytes())
+    twice = [versions for window, versions in takes.items() if window < len(data)]
+    assert sum(len(set(versions)) == 2 for versions in twice) > len(twice) / 2  # each draw augmented anew
+    with pytest.raises(DataError, match="rates"):
+        MixedDataset([data, data], [0.0, 0.0], ["a", "b"])

@@ -245,3 +245,23 @@ def test_torchrun_from_midi_files_preprocesses_once(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stderr.count("preprocessing 6 MIDI files") == 1
     assert len(losses(out)) == 2
+
+
+def test_two_corpora_mixed_at_chosen_rates_each_validated(data: Path, tmp_path: Path) -> None:
+    """Several --data (a dataset and MIDI files), drawn at --mix rates; validation reports each."""
+    midi = tmp_path / "folk"
+    midi.mkdir()
+    for path in FIXTURES.glob("*.mid"):
+        shutil.copy(path, midi / path.name)
+    out = tmp_path / "run"
+    result = train(data, out, "--data", str(midi), "--mix", "1,2", "--workers", "1",
+                   "--set", "max_steps=3", "--set", "eval_every=3")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    mix = next(line for line in result.stderr.splitlines() if "mix:" in line)
+    assert f"{data.name} " in mix and "folk " in mix and "× 2 (" in mix
+    assert (out / "data-cache" / "2-folk" / "manifest.json").is_file()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    (valid,) = [r for r in records if r["kind"] == "valid"]
+    assert {f"loss_{data.name}", "loss"} <= valid.keys()
+    bad = train(data, tmp_path / "bad", "--data", str(midi), "--mix", "1")
+    assert bad.returncode == 1 and "--mix gives 1 rates for 2 --data sources" in bad.stderr
