@@ -44,8 +44,7 @@ INFILL_SUFFIX_SHARE = 0.2  # … and after it; the rest of the context is the ra
 # dense gets one take, and sparser music more takes in about the same time.
 AUTO_TAKES_BUDGET = 4_500
 STEP_ROWS = 3.5
-# the prompt's latest bars: their tokens per bar estimate the new bars', and their pitch
-# classes vote for the take to keep (`typicality_order`)
+# the prompt's latest bars: their tokens per bar estimate the new bars'
 RECENT_BARS = 8
 EMPTY_BAR_TOKENS = 32  # the estimate when the prompt has no bar yet
 
@@ -294,8 +293,7 @@ def continue_grid(
 
     The takes (seeds ``seed``, ``seed + 1``, …) are decoded together, one batched step per
     token. Returns (each take's new bars as a grid slice starting at step 0, in seed order;
-    the takes' indices, the most typical first, the prompt's latest bars voting too: see
-    `typicality_order`; statistics over all takes).
+    the takes' indices, the most typical first: see `typicality_order`; statistics over all takes).
     ``on_bar(k, new_bars)`` is called once every take has finished its k-th new bar (1-based),
     with the bars of the take most typical so far; ``should_cancel`` is polled between
     tokens; ``half_weights`` decodes with 16-bit weights (see `DecodingGroup`).
@@ -314,8 +312,6 @@ def continue_grid(
 
     def new_bars() -> list[GridSong]:
         return [slice_grid(session.decoder.grid(), prompt_bars) for session in sessions]
-
-    recent = slice_grid(grid, max(grid.bar_count - RECENT_BARS, 0))
 
     bar_type = int(TokenType.BAR)
     done = [0] * len(sessions)
@@ -337,7 +333,7 @@ def continue_grid(
             stats.bar_seconds.append(time.perf_counter() - started)
             if on_bar is not None:
                 so_far = new_bars()
-                on_bar(min(done), so_far[typicality_order(so_far, recent)[0]])
+                on_bar(min(done), so_far[typicality_order(so_far)[0]])
         active = stepping
         if active:
             _step([sessions[k] for k in active], [tokens[k] for k in active])
@@ -349,7 +345,7 @@ def continue_grid(
     stats.window_slides = sum(session.stats.window_slides for session in sessions)
     stats.total_s = time.perf_counter() - started
     takes = new_bars()
-    return takes, typicality_order(takes, recent), stats
+    return takes, typicality_order(takes), stats
 
 
 def _pitch_class_shares(grid: GridSong) -> np.ndarray:
@@ -358,19 +354,16 @@ def _pitch_class_shares(grid: GridSong) -> np.ndarray:
     return pitch_class_shares(grid.notes[np.isin(grid.notes[:, 0], melodic), 2])
 
 
-def typicality_order(takes: list[GridSong], prompt: GridSong | None = None) -> list[int]:
+def typicality_order(takes: list[GridSong]) -> list[int]:
     """The takes' indices, the most typical first: by the mean overlap of a take's pitch-class
     histogram (melodic notes, counted) with each other take's. Of several continuations
     sampled from the model, the one most like the others stands for what the model expects
-    (a minimum-Bayes-risk choice). With ``prompt`` (the song's latest bars), a take's
-    overlap with the prompt's histogram is added, weighing as much as all the other takes
-    together: of the takes the model expects, the one in keeping with the song so far comes
-    first. Ties keep the takes' order."""
+    (a minimum-Bayes-risk choice). The prompt has no vote: a vote for the takes most like
+    the song so far picks the ones that restate it (2.5× as many restated bars as real
+    music has, issue 22). Ties keep the takes' order."""
     shares = np.array([_pitch_class_shares(take) for take in takes]).reshape(len(takes), 12)
     overlap = np.minimum(shares[:, None], shares[None, :]).sum(axis=2)
     score = (overlap.sum(axis=1) - overlap.diagonal()) / max(len(takes) - 1, 1)
-    if prompt is not None and len(takes) > 1:
-        score = score + np.minimum(shares, _pitch_class_shares(prompt)).sum(axis=1)
     return sorted(range(len(takes)), key=lambda k: -score[k])
 
 
