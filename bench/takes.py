@@ -2,10 +2,14 @@
 and the recommended sampling, decoding 1, 2, 4 and 8 takes together, and automatic takes.
 
     .venv/bin/python bench/takes.py [--takes 1 2 4 8 auto] [--seeds 3] [--bars 8] [--input MIDI]
+                                    [--against BUNDLE]
 
 Each row is the median over the seeds of the whole generation (prefill, every take's
 tokens, the choice of the most typical), and its ratio to one take measured in the same
-run. Prints a table and a JSON line.
+run. ``--against`` also runs another bundle (an earlier default model), alternating with
+the default one seed by seed, and prints the default's time as a multiple of the other's
+(and per token: two models write different music, so different numbers of tokens).
+Prints a table and a JSON line.
 """
 
 from __future__ import annotations
@@ -31,21 +35,37 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--bars", type=int, default=8)
     parser.add_argument("--input", type=Path, default=ROOT / "resources" / "examples" / "bach_chorale.mid")
+    parser.add_argument("--against", type=Path, default=None, metavar="BUNDLE", help="another bundle, run alternately")
     args = parser.parse_args()
     service = GenerationService()
     info = service.load()
+    other = None
     song = read_midi(args.input)
     service.continue_song(song, 1, RECOMMENDED)  # warm up
+    if args.against is not None:
+        other = GenerationService()
+        other.load(args.against)
+        other.continue_song(song, 1, RECOMMENDED)
     rows = []
     for takes in args.takes:
         sampling = replace(RECOMMENDED, takes=parse_takes(takes))
-        runs = [service.continue_song(song, args.bars, replace(sampling, seed=seed)) for seed in range(args.seeds)]
+        runs, others = [], []
+        for seed in range(args.seeds):  # the two models alternate, seed by seed
+            runs.append(service.continue_song(song, args.bars, replace(sampling, seed=seed)))
+            if other is not None:
+                others.append(other.continue_song(song, args.bars, replace(sampling, seed=seed)))
         rows.append({
             "takes": sampling.takes_label, "decoded": len(runs[0].takes),
             "seconds": round(float(np.median([r.total_s for r in runs])), 3),
             "first_bar_s": round(float(np.median([r.first_bar_s for r in runs])), 3),
             "tokens": int(np.median([r.tokens_generated for r in runs])),
         })  # fmt: skip
+        if others:
+            rows[-1]["against_seconds"] = round(float(np.median([r.total_s for r in others])), 3)
+            rows[-1]["ratio_to_against"] = round(rows[-1]["seconds"] / rows[-1]["against_seconds"], 2)
+            per_token = [r.total_s / max(r.tokens_generated, 1) for r in runs]
+            against_per_token = [r.total_s / max(r.tokens_generated, 1) for r in others]
+            rows[-1]["per_token_ratio_to_against"] = round(float(np.median(per_token) / np.median(against_per_token)), 2)
     one = rows[0]["seconds"] if rows and rows[0]["takes"] == "1" else None
     for row in rows:
         row["tokens_per_s"] = round(row["tokens"] / row["seconds"], 1)
@@ -57,7 +77,13 @@ def main() -> None:
     for row in rows:
         print(f"{row['takes']:>6} {row['decoded']:>8} {row['seconds']:>9} {row['first_bar_s']:>12} {row['tokens']:>8} "
               f"{row['tokens_per_s']:>9} {row['ratio_to_one_take']!s:>11}")  # fmt: skip
+    if other is not None:
+        print(f"against {args.against}: seconds, and the default's time as a multiple of its (whole; per token)")
+        for row in rows:
+            print(f"{row['takes']:>6} {row['against_seconds']:>9} {row['ratio_to_against']:>6}× "
+                  f"{row['per_token_ratio_to_against']:>6}×")  # fmt: skip
     print(json.dumps({"benchmark": "takes", "input": args.input.name, "bars": args.bars,
+                      "against": str(args.against) if args.against else None,
                       "sampling": RECOMMENDED.to_dict(), "rows": rows}))  # fmt: skip
 
 

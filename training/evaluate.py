@@ -2,7 +2,7 @@
 
     meloformer-eval [--model BUNDLE] --data DIR_OF_MIDI [--train-data DATASET] [--bars-prompt 8 --bars-generate 8]
                     [--seed 0] [--limit N] [--records FILE]
-    meloformer-eval [--model BUNDLE] --data DATASET [--split valid]
+    meloformer-eval [--model BUNDLE] --data DATASET [--split valid] [--arrange]
     sampling: [--temperature T --top-p P --guidance G --takes N] (default: the recommended settings)
 
 ``--data`` is a folder of MIDI files, or a `meloformer-preprocess` folder: then the source
@@ -46,7 +46,15 @@ Without ``--model`` the default bundle is evaluated.
   range, pitch-class histogram, inter-onset interval, note length, polyphony) of Yang &
   Lerch's overlapping area of the real bars' intra-set distances with the generated bars'
   distances to them (1 = spread like the real bars), each in ``distribution_overlap_by_feature``
-  (definitions in `training.continuation_metrics`).
+  (definitions in `training.continuation_metrics`);
+- context: ``prompt_heard_rate``, the share of prompts whose every bar fits the part of the
+  model's context a continuation gives the prompt, and ``prompt_bars_heard_min``;
+- with ``--arrange``, for each file with drums: its lead (the melodic, non-bass track with
+  the highest median pitch among those playing at least a quarter as many notes as the
+  busiest) alone over the prompt's bars, then a drum track and a bass (the file's bass
+  program, or 33) arranged under it: ``arrange_played_rate``, the share of the requested
+  tracks that got notes, ``arrange_bass_below_lead_rate``, the share of basses whose median
+  pitch lies below the lead's, and ``arrange_drum_in_kit_rate``.
 
 A number that copying wins is not measuring music, so every continuation measure is also
 given for a ``copy`` baseline (``copy_`` + its name), the prompt's last ``--bars-generate`` bars
@@ -76,7 +84,10 @@ from meloformer_core.encoding.vocab import TokenType
 from meloformer_core.encoding.windows import split_into_windows
 from meloformer_core.errors import MeloformerError
 from meloformer_core.midi_io import read_midi
+from meloformer_core.encoding.windows import window_start
+from meloformer_core.model.generate import PROMPT_SHARE
 from meloformer_core.model.sampling_config import AUTO_MAX_TAKES, RECOMMENDED, SamplingConfig, parse_takes
+from meloformer_core.music import Song
 from training.continuation_metrics import (
     FEATURES,
     bar_contents,
@@ -112,6 +123,42 @@ SIDE_BY_SIDE: tuple[tuple[str, str | float], ...] = (
     ("distribution_overlap", 1.0),
 )
 FILE_MEDIANS = ("pitch_class_overlap", "note_density_ratio", "polyphony_ratio", "in_scale_rate", "velocity_difference")
+BASS_PROGRAMS = range(32, 40)
+DEFAULT_BASS = 33  # Electric Bass (finger), when the file's bass is not a bass program
+
+
+def lead_of(song: Song) -> int | None:
+    """The lead: of the melodic, non-bass tracks that play at least a quarter as many notes
+    as the busiest of them, the one with the highest median pitch (None without any)."""
+    melodic = [k for k, t in enumerate(song.tracks) if not t.is_drum and t.program not in BASS_PROGRAMS and len(t.notes)]
+    if not melodic:
+        return None
+    busiest = max(len(song.tracks[k].notes) for k in melodic)
+    playing = [k for k in melodic if len(song.tracks[k].notes) * 4 >= busiest]
+    return max(playing, key=lambda k: float(np.median(song.tracks[k].notes.pitches)))
+
+
+def arrange_under_lead(service, prompt: Song, bars: int, sampling: SamplingConfig) -> dict | None:
+    """A drum track and a bass arranged under the prompt's lead alone (see the module's
+    ``--arrange``); None for a file without drums or a lead."""
+    from meloformer_core.service import TrackRequest
+
+    lead = lead_of(prompt)
+    if lead is None or not any(t.is_drum and len(t.notes) for t in prompt.tracks):
+        return None
+    basses = [t.program for t in prompt.tracks if not t.is_drum and t.program in BASS_PROGRAMS]
+    melody = prompt.replace(tracks=[prompt.tracks[lead]])
+    requests = [TrackRequest("Drums", 0, True), TrackRequest("Bass", basses[0] if basses else DEFAULT_BASS)]
+    result = service.arrange_song(melody, requests, (0, bars), replace(sampling, takes=1))
+    lead_track, drums, bass = result.song.tracks
+    return {
+        "arrange_drums_played": bool(len(drums.notes)),
+        "arrange_bass_played": bool(len(bass.notes)),
+        "arrange_bass_below_lead": bool(len(bass.notes))
+        and float(np.median(bass.notes.pitches)) < float(np.median(lead_track.notes.pitches)),
+        "arrange_drum_notes": len(drums.notes),
+        "arrange_drum_in_kit": int(((drums.notes.pitches >= 35) & (drums.notes.pitches <= 81)).sum()),
+    }
 
 
 def median_interval(values: list[float], seed: int, resamples: int = 2000) -> list[float]:
@@ -176,7 +223,7 @@ def evaluation_files(data: Path, split: str = "valid") -> tuple[list[Path], Path
 
 def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_prompt: int, bars_generate: int,
              seed: int, limit: int | None, progress: bool = False, split: str = "valid",
-             sampling: SamplingConfig | None = None) -> tuple[dict, list[dict]]:  # fmt: skip
+             sampling: SamplingConfig | None = None, arrange: bool = False) -> tuple[dict, list[dict]]:  # fmt: skip
     import torch
 
     from meloformer_core.model.masks import build_layout
@@ -247,8 +294,10 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         if grid.bar_count < bars_prompt + bars_generate:
             continue
         stop = bars_prompt + bars_generate
-        prompt = from_grid(slice_grid(grid, 0, bars_prompt))
+        prompt_grid = slice_grid(grid, 0, bars_prompt)
+        prompt = from_grid(prompt_grid)
         real = from_grid(slice_grid(grid, bars_prompt, stop))
+        heard = bars_prompt - window_start(prompt_grid, vocab, int(model.config.max_seq_len * PROMPT_SHARE))
         try:
             # the takes of different files never share a seed
             takes_seed = (seed + index) * (sampling.takes or AUTO_MAX_TAKES)
@@ -278,8 +327,10 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
             **{f"copy_{key}": value for key, value in file_scores["copy"].items()},
             "copy_restated_bar_rate": restated_share(copied_grid, said, bars_prompt, stop),
             **{f"real_{key}": file_scores["real"][key] for key in ("in_scale_rate", "empty", "drum_in_kit_rate")},
-            "tokens_per_s": result.tokens_per_s, "takes": len(result.takes),
+            "tokens_per_s": result.tokens_per_s, "takes": len(result.takes), "prompt_bars_heard": heard,
         })  # fmt: skip
+        if arrange:
+            rows[-1].update(arrange_under_lead(service, prompt, bars_prompt, replace(sampling, seed=seed + index)) or {})
     scored = [r for r in rows if r["decodable"]]
 
     def median(key: str) -> float:
@@ -336,8 +387,28 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         "prompt_guidance": sampling.prompt_guidance,
         "takes": sampling.takes or "auto",
         "takes_decoded": mean("takes"),
+        "prompt_heard_rate": round(float(np.mean([r["prompt_bars_heard"] == bars_prompt for r in scored])), 4)
+        if scored else 0.0,
+        "prompt_bars_heard_min": min((r["prompt_bars_heard"] for r in scored), default=0),
+        **(arrange_summary(scored) if arrange else {}),
         "seed": seed,
     }, rows
+
+
+def arrange_summary(rows: list[dict]) -> dict:
+    """``--arrange``'s rates over the files that had drums and a lead."""
+    arranged = [r for r in rows if "arrange_drums_played" in r]
+    if not arranged:
+        return {"arranged_files": 0}
+    played = [r[key] for r in arranged for key in ("arrange_drums_played", "arrange_bass_played")]
+    drum_notes = sum(r["arrange_drum_notes"] for r in arranged)
+    return {
+        "arranged_files": len(arranged),
+        "arrange_played_rate": round(float(np.mean(played)), 4),
+        "arrange_bass_below_lead_rate": round(float(np.mean([r["arrange_bass_below_lead"] for r in arranged])), 4),
+        "arrange_drum_in_kit_rate": rounded(sum(r["arrange_drum_in_kit"] for r in arranged) / drum_notes)
+        if drum_notes else None,
+    }
 
 
 def rounded(value: float | None) -> float | None:
@@ -390,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"is scored (default {RECOMMENDED.takes_label})")  # fmt: skip
     parser.add_argument("--limit", type=int, default=None, help="only the first N files")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--arrange", action="store_true",
+                        help="also arrange drums and a bass under each file's lead (files with drums)")
     parser.add_argument("--records", type=Path, default=None, metavar="FILE",
                         help="also write each file's measures there, one JSON object a line")  # fmt: skip
     args = parser.parse_args(argv)
@@ -399,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.quiet, split=args.split,
             sampling=SamplingConfig(temperature=args.temperature, top_p=args.top_p, prompt_guidance=args.guidance,
                                     takes=parse_takes(args.takes)),
+            arrange=args.arrange,
         )  # fmt: skip
     except MeloformerError as error:
         print(f"meloformer-eval: error: {error}", file=sys.stderr)

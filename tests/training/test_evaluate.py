@@ -116,3 +116,27 @@ def test_eval_on_the_held_out_split_of_a_dataset(random_bundle: Path, dataset: P
     result = report(capsys, *args)
     assert result["files"] == len(held_out) and result["bigram_fitted_on"] == "training split"
     assert report(capsys, *args, "--split", "train")["files"] > result["files"]
+
+
+def test_eval_arranges_drums_and_bass_under_the_lead_and_says_how_much_of_the_prompt_is_heard(
+    random_bundle: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from meloformer_core.midi_io import read_midi
+    from training.evaluate import lead_of
+
+    song = read_midi(FIXTURES / "drum_groove.mid")
+    lead = lead_of(song)
+    assert lead is not None and not song.tracks[lead].is_drum and song.tracks[lead].program not in range(32, 40)
+    args = ("--model", str(random_bundle), "--data", str(FIXTURES), "--bars-prompt", "2", "--bars-generate", "2",
+            "--takes", "1", "--records", str(tmp_path / "records.jsonl"))  # fmt: skip
+    plain = report(capsys, *args)
+    assert "arrange_played_rate" not in plain
+    assert 0 < plain["prompt_heard_rate"] <= 1 and 1 <= plain["prompt_bars_heard_min"] <= 2
+    arranged = report(capsys, *args, "--arrange")
+    assert arranged["arranged_files"] == 1  # only the fixture with drums
+    assert 0 <= arranged["arrange_played_rate"] <= 1 and 0 <= arranged["arrange_bass_below_lead_rate"] <= 1
+    records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    (groove,) = [r for r in records if r["file"] == "drum_groove.mid"]
+    assert {"arrange_drums_played", "arrange_bass_played", "arrange_bass_below_lead"} <= groove.keys()
+    # the prompt fits the context whole, or the measure says which bars were left out
+    assert all(1 <= r["prompt_bars_heard"] <= 2 for r in records if r["decodable"])
