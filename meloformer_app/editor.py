@@ -167,8 +167,9 @@ class Editor(QObject):
 
     # --- track edits ----------------------------------------------------------------------
     def add_track(self, track: Track) -> None:
+        """Add ``track`` last, ticked for arranging: a track added to be written is the usual case."""
         state = self.document.state
-        views = views_for(len(state.views) + 1, state.views)
+        views = views_for(len(state.views) + 1, state.views, generate=True)
         self.apply(State(edits.add_track(state.song, track), views, state.generated), f"Add track {track.name}")
 
     def remove_track(self, index: int) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from PySide6.QtWidgets import QInputDialog
+
 from meloformer_app.generation import GenerationRequest, Variation
 from meloformer_core.music import Song
 
@@ -80,8 +82,10 @@ class GenerationMixin:
 
     def arrange_tracks(self) -> None:
         song, views = self.editor.document.song, self.editor.document.views
-        targets = tuple(i for i, view in enumerate(views) if view.generate)
-        if not targets or (len(targets) == len(song.tracks) and len(song.tracks) > 1):
+        targets = tuple(i for i, view in enumerate(views) if view.generate) or self._track_to_write()
+        if not targets:
+            return
+        if len(targets) == len(song.tracks) and len(song.tracks) > 1:
             self.error("Choose the tracks to write", "Tick “Gen” for the tracks to rewrite, untick the ones to keep.")
             return
         # no selection: every bar that a note starts in (a note ringing on past the last bar
@@ -91,6 +95,24 @@ class GenerationMixin:
         region = self._bar_ticks(bars)
         request = GenerationRequest("arrange", song, bars, self._sampling(), targets, self.panel.variations.value())
         self._start(request, bars[1] - bars[0], region, f"Arrange bars {bars[0] + 1}–{bars[1]}")
+
+    def _track_to_write(self) -> tuple[int, ...]:
+        """With no track ticked "Gen": the selected track, or the one the user picks (none if
+        the user cancels). The choice is ticked, so the track list shows what is written."""
+        song = self.editor.document.song
+        if not song.tracks:
+            self.error("Nothing to arrange", "Open a MIDI file or add a track first.")
+            return ()
+        chosen = self.editor.current_track
+        if chosen is None:
+            names = [f"{i + 1} {track.name}" for i, track in enumerate(song.tracks)]
+            name, ok = QInputDialog.getItem(self, "Arrange tracks", "No track is ticked “Gen”. Write this track "
+                                            "under the others:", names, len(names) - 1, False)  # fmt: skip
+            if not ok:
+                return ()
+            chosen = names.index(name)
+        self.editor.set_view(chosen, generate=True)
+        return (chosen,)
 
     def regenerate_bars(self) -> None:
         bars = self._selected_bars()

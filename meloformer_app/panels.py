@@ -32,6 +32,10 @@ from meloformer_core.model.sampling_config import MAX_PROMPT_GUIDANCE, SamplingC
 from meloformer_core.music import Track
 
 COLUMNS = ("Gen", "", "Name", "Instrument", "Drums", "M", "S")
+COLUMN_TIPS = {
+    0: "Arrange writes the ticked tracks under the others (a track you add starts ticked)",
+    4: "Drum track (MIDI channel 10)", 5: "Mute", 6: "Solo",
+}
 
 
 class TrackList(QWidget):
@@ -42,6 +46,8 @@ class TrackList(QWidget):
         self.editor = editor
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        for column, tip in COLUMN_TIPS.items():
+            self.table.horizontalHeaderItem(column).setToolTip(tip)
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)

@@ -28,7 +28,7 @@ class TrackView:
     colour: str
     muted: bool = False
     solo: bool = False
-    generate: bool = True  # "write this track" when arranging
+    generate: bool = False  # "write this track" when arranging (a track added in the app starts ticked)
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,11 @@ class State:
     generated: tuple[int, int] | None = None  # tick range of the last generated bars
 
 
-def views_for(count: int, views: tuple[TrackView, ...] = ()) -> tuple[TrackView, ...]:
-    """Views for ``count`` tracks: the given ones first, then new ones in palette colours."""
-    return views[:count] + tuple(TrackView(PALETTE[i % len(PALETTE)]) for i in range(len(views), count))
+def views_for(count: int, views: tuple[TrackView, ...] = (), generate: bool = False) -> tuple[TrackView, ...]:
+    """Views for ``count`` tracks: the given ones first, then new ones in palette colours,
+    ticked for arranging when ``generate``."""
+    new = range(len(views), count)
+    return views[:count] + tuple(TrackView(PALETTE[i % len(PALETTE)], generate=generate) for i in new)
 
 
 @dataclass

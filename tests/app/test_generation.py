@@ -364,3 +364,44 @@ def test_a_track_the_model_left_empty_is_named_in_the_status(loaded, qtbot, monk
     name = window.editor.document.song.tracks[1].name
     assert f"track 2 ({name}) got no notes" in window.panel.status.text()
     assert f"track 2 ({name}) got no notes" in window.statusBar().currentMessage()
+
+
+def test_arrange_on_a_freshly_opened_file_writes_the_selected_track_or_asks_which(loaded, qtbot, monkeypatch) -> None:
+    """Nothing is ticked "Gen" on opening (the file's tracks are kept); Arrange then writes the
+    selected track, or asks which one, instead of a dead-end message. A track added with "+"
+    starts ticked."""
+    from PySide6.QtWidgets import QInputDialog, QToolButton
+
+    window = loaded
+    song = window.editor.document.song
+    assert not any(view.generate for view in window.editor.document.views)
+    assert not any(window.tracks.checkbox(row, 0).isChecked() for row in range(len(song.tracks)))
+    window.editor.set_current_track(2)
+    run(window, qtbot, "arrange")
+    after = window.editor.document.song
+    assert not window.dialogs and [after.tracks[i] for i in (0, 1, 3)] == [song.tracks[i] for i in (0, 1, 3)]
+    assert window.tracks.checkbox(2, 0).isChecked()  # the track written shows as ticked
+    window.editor.set_view(2, generate=False)
+    window.editor.set_current_track(None)
+    asked: list[list[str]] = []
+
+    def pick(parent, title, label, items, current, editable):
+        asked.append(items)
+        return items[1], True
+
+    monkeypatch.setattr(QInputDialog, "getItem", pick)
+    before = window.editor.document.song
+    run(window, qtbot, "arrange")
+    assert len(asked) == 1 and len(asked[0]) == len(song.tracks) and not window.dialogs
+    after = window.editor.document.song
+    assert [after.tracks[i] for i in (0, 2, 3)] == [before.tracks[i] for i in (0, 2, 3)]
+    window.editor.set_view(1, generate=False)
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *a: ("", False))  # the user cancels: nothing happens
+    count = window.editor.undo_stack.count()
+    run(window, qtbot, "arrange")
+    assert window.editor.undo_stack.count() == count and not window.dialogs
+    plus = next(b for b in window.tracks.findChildren(QToolButton) if b.text() == "+")
+    plus.click()
+    assert window.tracks.checkbox(len(song.tracks), 0).isChecked()
+    header = window.tracks.table.horizontalHeaderItem(0)
+    assert "Arrange" in header.toolTip()
