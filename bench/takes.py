@@ -65,7 +65,8 @@ def main() -> None:
             rows[-1]["ratio_to_against"] = round(rows[-1]["seconds"] / rows[-1]["against_seconds"], 2)
             per_token = [r.total_s / max(r.tokens_generated, 1) for r in runs]
             against_per_token = [r.total_s / max(r.tokens_generated, 1) for r in others]
-            rows[-1]["per_token_ratio_to_against"] = round(float(np.median(per_token) / np.median(against_per_token)), 2)
+            ratio = float(np.median(per_token) / np.median(against_per_token))
+            rows[-1]["per_token_ratio_to_against"] = round(ratio, 2)
     one = rows[0]["seconds"] if rows and rows[0]["takes"] == "1" else None
     for row in rows:
         row["tokens_per_s"] = round(row["tokens"] / row["seconds"], 1)

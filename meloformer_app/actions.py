@@ -40,7 +40,8 @@ ACTIONS = (
     ActionSpec("paste", "&Paste", ("Ctrl+V",), "Paste at the playhead (or where the copy came from)", roll_only=True),
     ActionSpec("delete", "&Delete", ("Delete",), "Delete the selected notes", roll_only=True),
     ActionSpec("select_all", "Select &All", ("Ctrl+A",), "Select every note of the track shown", roll_only=True),
-    ActionSpec("quantize", "&Quantize", ("Q",), "Snap the selected notes (all when none) to the grid", roll_only=True),
+    ActionSpec("quantize", "&Quantize…", ("Q",), "Move the selected notes, or the selected track's, to a grid "
+               "(strength, swing)", roll_only=True),
     ActionSpec("transpose_up", "Transpose Up", ("Up",), "Selected notes one semitone up", roll_only=True),
     ActionSpec("transpose_down", "Transpose Down", ("Down",), "Selected notes one semitone down", roll_only=True),
     ActionSpec("octave_up", "Octave Up", ("Shift+Up",), "Selected notes one octave up", roll_only=True),

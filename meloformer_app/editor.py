@@ -147,11 +147,22 @@ class Editor(QObject):
         song, changed = edits.set_velocity(self.document.song, refs, velocity)
         self.apply_song(song, f"Velocity {velocity}", changed)
 
-    def quantize_selection(self, grid: int) -> None:
+    def quantize_scope(self) -> tuple[list[edits.NoteRef], str] | None:
+        """What Quantize acts on: the selected notes, else every note of the selected track,
+        with words for it; None when neither is selected (never every track at once)."""
         song = self.document.song
-        refs = self.document.selection or edits.notes_in(song, range(len(song.tracks)), 0, song.end_tick + 1)
-        song, snapped = edits.quantize_notes(song, refs, grid)
-        self.apply_song(song, f"Quantize {len(snapped)} notes", snapped)
+        if self.document.selection:
+            return sorted(self.document.selection), f"{len(self.document.selection)} selected notes"
+        if self.current_track is None:
+            return None
+        track = song.tracks[self.current_track]
+        refs = edits.notes_in(song, [self.current_track], 0, song.end_tick + 1)
+        return refs, f"all {len(refs)} notes of track {self.current_track + 1} ({track.name})"
+
+    def quantize(self, refs, what: str, grid: int, strength: float = 1.0, swing: float = 0.0,
+                 lengths: bool = True) -> None:  # fmt: skip
+        song, snapped = edits.quantize_notes(self.document.song, refs, grid, lengths, strength, swing)
+        self.apply_song(song, f"Quantize {what}", snapped)
 
     def copy(self) -> None:
         self.clipboard = sorted(self.document.selection)

@@ -10,6 +10,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
@@ -36,6 +37,7 @@ from meloformer_app.editor import Editor
 from meloformer_app.generation import Generator, Variation
 from meloformer_app.generation_flow import GenerationMixin
 from meloformer_app.panels import SamplingPanel, TrackList
+from meloformer_app.quantize_dialog import QuantizeDialog, QuantizeSettings
 from meloformer_app.settings import Autosave, Settings
 from meloformer_app.theme import apply_theme
 from meloformer_app.transport import BUILTIN, Transport
@@ -58,6 +60,7 @@ class MainWindow(GenerationMixin, QMainWindow):
         self.settings = settings or Settings.load()
         self.autosave = Autosave()
         self.editor = Editor(self)
+        self.quantize_last: QuantizeSettings | None = None  # the dialog opens with the last choice
         self.roll = PianoRoll(self.editor)
         self.setCentralWidget(self.roll)
         self.tracks = TrackList(self.editor)
@@ -166,7 +169,7 @@ class MainWindow(GenerationMixin, QMainWindow):
             "new": self.new_song, "open": self.choose_file, "save": self.save, "save_as": self.save_as,
             "export": self.export_dialog, "quit": self.close, "cut": e.cut, "copy": e.copy,
             "paste": lambda: e.paste(self._paste_tick()), "delete": e.delete_selection, "select_all": e.select_all,
-            "quantize": lambda: e.quantize_selection(self.roll.state.viewport.grid_ticks()),
+            "quantize": self.quantize_dialog,
             "transpose_up": lambda: e.move_selection(0, 1), "transpose_down": lambda: e.move_selection(0, -1),
             "octave_up": lambda: e.move_selection(0, 12), "octave_down": lambda: e.move_selection(0, -12),
             "zoom_in": lambda: self.roll.zoom(1.25), "zoom_out": lambda: self.roll.zoom(0.8),
@@ -325,6 +328,23 @@ class MainWindow(GenerationMixin, QMainWindow):
         self._update_title()
         self.statusBar().showMessage(f"Saved {path}")
         return True
+
+    def quantize_dialog(self) -> None:
+        """Quantize the selected notes, or the selected track's, with the grid, strength and
+        swing chosen in a dialog; with nothing selected, say what to select."""
+        scope = self.editor.quantize_scope()
+        if scope is None:
+            self.statusBar().showMessage("Quantize: select some notes, or a track in the track list, first", 10_000)
+            return
+        refs, what = scope
+        viewport = self.roll.state.viewport
+        grid = Fraction(viewport.grid_ticks(), viewport.resolution)
+        chosen = QuantizeDialog.ask(self, f"Quantize {what}", grid, self.quantize_last)
+        if chosen is None:
+            return
+        self.quantize_last = chosen
+        ticks = chosen.grid_ticks(self.editor.document.song.resolution)
+        self.editor.quantize(refs, what, ticks, chosen.strength / 100, chosen.swing / 100, chosen.lengths)
 
     def export_dialog(self) -> None:
         dialog = QDialog(self)

@@ -34,7 +34,9 @@ from meloformer_core.music import Track
 COLUMNS = ("Gen", "", "Name", "Instrument", "Drums", "M", "S")
 COLUMN_TIPS = {
     0: "Arrange writes the ticked tracks under the others (a track you add starts ticked)",
-    4: "Drum track (MIDI channel 10)", 5: "Mute", 6: "Solo",
+    4: "Drum track (MIDI channel 10)",
+    5: "Mute",
+    6: "Solo",
 }
 
 

@@ -413,7 +413,8 @@ class MixedDataset:
 
     def token_shares(self) -> dict[str, float]:
         """Each dataset's expected share of an epoch's tokens."""
-        drawn = np.array([(part.lengths.sum() * rate) for part, rate in zip(self.parts, self._part_rates(), strict=True)])
+        rates = self._part_rates()
+        drawn = np.array([part.lengths.sum() * rate for part, rate in zip(self.parts, rates, strict=True)])
         return {name: float(share) for name, share in zip(self.names, drawn / drawn.sum(), strict=True)}
 
     def _part_rates(self) -> list[float]:
@@ -421,8 +422,9 @@ class MixedDataset:
 
     def summary(self) -> str:
         shares = self.token_shares()
+        parts = zip(self.names, self.parts, self._part_rates(), strict=True)
         return ", ".join(f"{name} {len(part):,} windows × {rate:g} ({shares[name]:.0%} of the tokens)"
-                         for name, part, rate in zip(self.names, self.parts, self._part_rates(), strict=True))  # fmt: skip
+                         for name, part, rate in parts)  # fmt: skip
 
 
 def draws(rates: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -81,10 +81,9 @@ from meloformer_core.encoding import encode
 from meloformer_core.encoding.codec import slice_grid
 from meloformer_core.encoding.quantize import GridSong, from_grid, to_grid
 from meloformer_core.encoding.vocab import TokenType
-from meloformer_core.encoding.windows import split_into_windows
+from meloformer_core.encoding.windows import split_into_windows, window_start
 from meloformer_core.errors import MeloformerError
 from meloformer_core.midi_io import read_midi
-from meloformer_core.encoding.windows import window_start
 from meloformer_core.model.generate import PROMPT_SHARE
 from meloformer_core.model.sampling_config import AUTO_MAX_TAKES, RECOMMENDED, SamplingConfig, parse_takes
 from meloformer_core.music import Song
@@ -130,7 +129,8 @@ DEFAULT_BASS = 33  # Electric Bass (finger), when the file's bass is not a bass 
 def lead_of(song: Song) -> int | None:
     """The lead: of the melodic, non-bass tracks that play at least a quarter as many notes
     as the busiest of them, the one with the highest median pitch (None without any)."""
-    melodic = [k for k, t in enumerate(song.tracks) if not t.is_drum and t.program not in BASS_PROGRAMS and len(t.notes)]
+    tracks = song.tracks
+    melodic = [k for k, t in enumerate(tracks) if not t.is_drum and t.program not in BASS_PROGRAMS and len(t.notes)]
     if not melodic:
         return None
     busiest = max(len(song.tracks[k].notes) for k in melodic)
@@ -330,7 +330,8 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
             "tokens_per_s": result.tokens_per_s, "takes": len(result.takes), "prompt_bars_heard": heard,
         })  # fmt: skip
         if arrange:
-            rows[-1].update(arrange_under_lead(service, prompt, bars_prompt, replace(sampling, seed=seed + index)) or {})
+            arranged = arrange_under_lead(service, prompt, bars_prompt, replace(sampling, seed=seed + index))
+            rows[-1].update(arranged or {})
     scored = [r for r in rows if r["decodable"]]
 
     def median(key: str) -> float:
@@ -388,7 +389,8 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         "takes": sampling.takes or "auto",
         "takes_decoded": mean("takes"),
         "prompt_heard_rate": round(float(np.mean([r["prompt_bars_heard"] == bars_prompt for r in scored])), 4)
-        if scored else 0.0,
+        if scored
+        else 0.0,
         "prompt_bars_heard_min": min((r["prompt_bars_heard"] for r in scored), default=0),
         **(arrange_summary(scored) if arrange else {}),
         "seed": seed,
@@ -407,7 +409,8 @@ def arrange_summary(rows: list[dict]) -> dict:
         "arrange_played_rate": round(float(np.mean(played)), 4),
         "arrange_bass_below_lead_rate": round(float(np.mean([r["arrange_bass_below_lead"] for r in arranged])), 4),
         "arrange_drum_in_kit_rate": rounded(sum(r["arrange_drum_in_kit"] for r in arranged) / drum_notes)
-        if drum_notes else None,
+        if drum_notes
+        else None,
     }
 
 
@@ -461,8 +464,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"is scored (default {RECOMMENDED.takes_label})")  # fmt: skip
     parser.add_argument("--limit", type=int, default=None, help="only the first N files")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--arrange", action="store_true",
-                        help="also arrange drums and a bass under each file's lead (files with drums)")
+    parser.add_argument(
+        "--arrange", action="store_true", help="also arrange drums and a bass under each file's lead (files with drums)"
+    )
     parser.add_argument("--records", type=Path, default=None, metavar="FILE",
                         help="also write each file's measures there, one JSON object a line")  # fmt: skip
     args = parser.parse_args(argv)

@@ -24,6 +24,7 @@ gradient norm, tokens/s, memory) and ``config.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -193,10 +194,8 @@ class Trainer:
         train_parts = [ContextView(TokenDataset(folder, "train"), config.max_seq_len) for folder in folders]
         self.valid_parts: list[tuple[str, ContextView]] = []
         for name, folder in zip(names, folders, strict=True):
-            try:
+            with contextlib.suppress(MeloformerError):  # a corpus too small for a validation split has none
                 self.valid_parts.append((name, ContextView(TokenDataset(folder, "valid"), config.max_seq_len)))
-            except MeloformerError:
-                pass  # a corpus too small for a validation split
         views = [(f"{name} training", view) for name, view in zip(names, train_parts, strict=True)]
         views += [(f"{name} validation", view) for name, view in self.valid_parts]
         cut = [f"{split}: {view.summary()}" for split, view in views if view.summary()]

@@ -79,13 +79,27 @@ def set_velocity(song: Song, refs: Iterable[NoteRef], velocity: int) -> tuple[So
     return map_notes(song, refs, lambda n: n._replace(velocity=velocity))
 
 
-def quantize_notes(song: Song, refs: Iterable[NoteRef], grid: int, lengths: bool = True) -> tuple[Song, list[NoteRef]]:
-    """Snap starts (and, with ``lengths``, durations) to the nearest multiple of ``grid`` ticks."""
+def quantize_notes(song: Song, refs: Iterable[NoteRef], grid: int, lengths: bool = True, strength: float = 1.0,
+                   swing: float = 0.0) -> tuple[Song, list[NoteRef]]:  # fmt: skip
+    """Move starts (and, with ``lengths``, ends) ``strength`` of the way to the nearest grid line.
+
+    Grid lines are the multiples of ``grid`` ticks, every second one moved later by
+    ``swing`` × a third of a grid step (1: a triplet feel). A note keeps at least one tick,
+    and at full strength at least one grid step."""
+    offset = swing * grid / 3
+
+    def line(tick: float) -> float:
+        index = round((tick - offset / 2) / grid)  # the nearest of the swung lines
+        return index * grid + (offset if index % 2 else 0)
 
     def snap(note: Note) -> Note:
-        start = round(note.start / grid) * grid
-        duration = max(grid, round(note.duration / grid) * grid) if lengths else note.duration
-        return note._replace(start=start, duration=duration)
+        start = round(note.start + strength * (line(note.start) - note.start))
+        if not lengths:
+            return note._replace(start=max(0, start))
+        end = note.start + note.duration
+        target = max(line(end), line(note.start) + grid)
+        end = round(end + strength * (target - end))
+        return note._replace(start=max(0, start), duration=max(1, end - start))
 
     return map_notes(song, refs, snap)
 

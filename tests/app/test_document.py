@@ -49,6 +49,11 @@ def test_quantize_and_velocity() -> None:
     song = Song(tracks=(Track("x", 0, False, [(10, 60, 100, 80), (235, 61, 250, 80)]),))
     snapped, _ = edits.quantize_notes(song, [NoteRef(0, n) for n in song.tracks[0].notes], 120)
     assert [(n.start, n.duration) for n in snapped.tracks[0].notes] == [(0, 120), (240, 240)]
+    # half strength: half the way; swing 100 %: every second line a third of a step later
+    half, _ = edits.quantize_notes(song, [NoteRef(0, n) for n in song.tracks[0].notes], 120, False, strength=0.5)
+    assert [n.start for n in half.tracks[0].notes] == [5, 238]
+    swung, _ = edits.quantize_notes(song, [NoteRef(0, n) for n in song.tracks[0].notes], 240, True, swing=1.0)
+    assert [(n.start, n.duration) for n in swung.tracks[0].notes] == [(0, 240), (320, 240)]
     loud, _ = edits.set_velocity(song, [NoteRef(0, song.tracks[0].notes[0])], 127)
     assert loud.tracks[0].notes[0].velocity == 127
 

@@ -107,7 +107,22 @@ def test_draw_move_resize_delete_each_undoable(window, qtbot) -> None:
     assert song_of(window) == original and stack.index() == 5
 
 
-def test_rubber_band_erase_copy_paste_quantize(window) -> None:
+def dialog_defaults(monkeypatch) -> list[str]:
+    """Quantize's dialog built as the user would see it and accepted as it opens; its scope lines."""
+    from meloformer_app.quantize_dialog import QuantizeDialog
+
+    scopes: list[str] = []
+
+    def accept_as_shown(cls, parent, scope, grid, last):
+        scopes.append(scope)
+        return cls(parent, scope, grid, last).settings()
+
+    monkeypatch.setattr(QuantizeDialog, "ask", classmethod(accept_as_shown))
+    return scopes
+
+
+def test_rubber_band_erase_copy_paste_quantize(window, monkeypatch) -> None:
+    dialog_defaults(monkeypatch)
     window.open_file(FIXTURES / "bach_chorale.mid")
     song = song_of(window)
     canvas, vp = window.roll.canvas, window.roll.state.viewport
@@ -533,3 +548,44 @@ def test_a_port_that_appears_is_listed_without_blocking_the_window(window, qtbot
     window._poll_ports()  # the same ports again: nothing to rebuild
     qtbot.waitUntil(lambda: not window._polling, timeout=3000)
     assert window.port_box.findData(synth.label) >= 0
+
+
+def test_quantize_acts_on_the_selection_or_the_selected_track_never_silently_on_everything(window, monkeypatch) -> None:
+    from meloformer_app.quantize_dialog import QuantizeDialog, QuantizeSettings
+
+    scopes = dialog_defaults(monkeypatch)
+    window.open_file(FIXTURES / "bach_chorale.mid")
+    song = song_of(window)
+    window.editor.select_all()
+    window.editor.move_selection(7, 0)  # every note of every track 7 ticks off the grid
+    window.editor.select([])
+    window.editor.set_current_track(None)
+    moved = song_of(window)
+    window.actions["quantize"].trigger()  # nothing selected: nothing moves, and the status says why
+    assert song_of(window) == moved and not scopes
+    assert "select some notes, or a track" in window.statusBar().currentMessage()
+    window.editor.set_current_track(1)
+    window.actions["quantize"].trigger()  # the selected track only
+    assert scopes[-1].startswith("Quantize all") and "track 2" in scopes[-1]
+    after = song_of(window)
+    assert after.tracks[1] == song.tracks[1]
+    assert [after.tracks[i] for i in (0, 2, 3)] == [moved.tracks[i] for i in (0, 2, 3)]
+    assert window.editor.undo_stack.undoText().startswith("Quantize all")
+    # half strength moves the selected notes half the way
+    window.editor.set_current_track(0)
+    window.editor.select(edits_notes(window, 0)[:1])
+    monkeypatch.setattr(
+        QuantizeDialog,
+        "ask",
+        classmethod(lambda cls, parent, scope, grid, last: QuantizeSettings(grid, strength=50, lengths=False)),
+    )
+    window.actions["quantize"].trigger()
+    off, on = moved.tracks[0].notes[0].start, song.tracks[0].notes[0].start
+    assert song_of(window).tracks[0].notes[0].start == round(off + (on - off) / 2)
+    assert song_of(window).tracks[0].notes[1:] == moved.tracks[0].notes[1:]
+
+
+def edits_notes(window, track: int) -> list:
+    from meloformer_app.document.edits import NoteRef
+
+    return [NoteRef(track, note) for note in song_of(window).tracks[track].notes]

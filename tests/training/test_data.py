@@ -228,7 +228,7 @@ def _bar_segments(tokens: np.ndarray) -> list[list[tuple[int, ...]]]:
     kinds = DEFAULT_VOCAB.type_of[tokens]
     cuts = np.flatnonzero((kinds == TokenType.BAR) | (kinds == TokenType.TRACK) | (kinds == TokenType.EOS))
     bars: list[list[tuple[int, ...]]] = []
-    for start, stop in itertools.pairwise(cuts.tolist() + [len(tokens)]):
+    for start, stop in itertools.pairwise([*cuts.tolist(), len(tokens)]):
         if kinds[start] == TokenType.BAR:
             bars.append([])
         if kinds[start] != TokenType.EOS:

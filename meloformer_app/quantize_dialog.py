@@ -1,0 +1,63 @@
+"""Edit ▸ Quantize: grid, strength and swing, for the selected notes or the selected track.
+
+What it acts on is said in the dialog and in the undo text; with neither notes nor a track
+selected it does nothing but say so (it never moves every track's notes at once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QSpinBox, QWidget
+
+# grid choices in quarter notes
+GRIDS = {"1/4": Fraction(1), "1/8": Fraction(1, 2), "1/16": Fraction(1, 4), "1/32": Fraction(1, 8),
+         "1/8 triplet": Fraction(1, 3), "1/16 triplet": Fraction(1, 6)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class QuantizeSettings:
+    grid: Fraction  # quarter notes
+    strength: int = 100  # % of the way to the grid
+    swing: int = 0  # % : every second grid line moves later, up to a third of a grid step (a triplet feel) at 100
+    lengths: bool = True  # the note ends too
+
+    def grid_ticks(self, resolution: int) -> int:
+        return max(1, round(self.grid * resolution))
+
+
+class QuantizeDialog(QDialog):
+    def __init__(self, parent: QWidget | None, scope: str, grid: Fraction, last: QuantizeSettings | None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Quantize")
+        self.grid = QComboBox(toolTip="The grid the notes move to")
+        self.grid.addItems(list(GRIDS))
+        nearest = min(GRIDS, key=lambda name: abs(GRIDS[name] - (last.grid if last else grid)))
+        self.grid.setCurrentText(nearest)
+        self.strength = QSpinBox(suffix=" %", minimum=1, maximum=100, value=last.strength if last else 100,
+                                 toolTip="How far each note moves towards the grid: 100 % all the way")  # fmt: skip
+        self.swing = QSpinBox(suffix=" %", minimum=0, maximum=100, value=last.swing if last else 0,
+                              toolTip="Moves every second grid line later: 0 straight, 100 a triplet feel")  # fmt: skip
+        self.lengths = QCheckBox("Note ends too", checked=last.lengths if last else True)
+        form = QFormLayout(self)
+        form.addRow(QLabel(scope))
+        form.addRow("Grid", self.grid)
+        form.addRow("Strength", self.strength)
+        form.addRow("Swing", self.swing)
+        form.addRow("", self.lengths)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def settings(self) -> QuantizeSettings:
+        return QuantizeSettings(GRIDS[self.grid.currentText()], self.strength.value(), self.swing.value(),
+                                self.lengths.isChecked())  # fmt: skip
+
+    @classmethod
+    def ask(cls, parent: QWidget | None, scope: str, grid: Fraction,
+            last: QuantizeSettings | None) -> QuantizeSettings | None:  # fmt: skip
+        """The settings chosen, or None when cancelled."""
+        dialog = cls(parent, scope, grid, last)
+        return dialog.settings() if dialog.exec() == QDialog.DialogCode.Accepted else None
