@@ -32,6 +32,7 @@ from meloformer_core.model.sampling_config import MAX_PROMPT_GUIDANCE, SamplingC
 from meloformer_core.music import Track
 
 COLUMNS = ("Gen", "", "Name", "Instrument", "Drums", "M", "S")
+DRUM_KIT = "Drum kit (GM)"  # what the instrument box says for a drum track
 COLUMN_TIPS = {
     0: "Arrange writes the ticked tracks under the others (a track you add starts ticked)",
     4: "Drum track (MIDI channel 10)",
@@ -112,8 +113,8 @@ class TrackList(QWidget):
         self.table.setCellWidget(row, 2, name)
         program = QComboBox(toolTip="General MIDI instrument")
         program.setMaximumWidth(150)
-        program.addItems([f"{i + 1} {n}" for i, n in enumerate(PROGRAM_NAMES)])
-        program.currentIndexChanged.connect(lambda value: self.editor.update_track(row, program=value))
+        program.addItems([f"{i + 1} {n}" for i, n in enumerate(PROGRAM_NAMES)] + [DRUM_KIT])
+        program.currentIndexChanged.connect(lambda value: value < 128 and self.editor.update_track(row, program=value))
         self.table.setCellWidget(row, 3, program)
         self._checkbox(row, 4, "Drum track (MIDI channel 10)", lambda on: self.editor.update_track(row, is_drum=on))
         self._checkbox(row, 5, "Mute", lambda on: self.editor.set_view(row, muted=on))
@@ -130,7 +131,7 @@ class TrackList(QWidget):
             widget.blockSignals(True)
         if name.text() != track.name:
             name.setText(track.name)
-        program.setCurrentIndex(track.program)
+        program.setCurrentIndex(128 if track.is_drum else track.program)  # a drum track shows the kit
         program.setEnabled(not track.is_drum)
         for box, checked in boxes.items():
             box.setChecked(checked)

@@ -12,14 +12,14 @@ from enum import Enum
 
 import numpy as np
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPen, QWheelEvent
+from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPen, QPolygonF, QWheelEvent
 from PySide6.QtWidgets import QGridLayout, QScrollBar, QWidget
 
 from meloformer_app.document.edits import NoteRef
 from meloformer_app.view.bars import BarMap
 from meloformer_app.view.geometry import Viewport
 from meloformer_app.view.notes import NoteTable
-from meloformer_core.gm import pitch_name
+from meloformer_core.gm import DRUM_KEY_NAMES, pitch_name
 from meloformer_core.music import Note, Song
 
 BLACK_KEYS = {1, 3, 6, 8, 10}
@@ -28,6 +28,7 @@ BACKGROUND, ROW_DARK, ROW_LIGHT = QColor("#1e2126"), QColor("#23272d"), QColor("
 GENERATED = QColor(255, 220, 90, 38)
 MAX_SCROLL = 2**31 - 1  # a QScrollBar holds a C int; a song may end at the 32-bit tick limit
 DENSE = 4000  # more shapes than this in view are merged per pixel (see `_one_per_pixel`)
+KEYBOARD_PX, DRUM_KEYBOARD_PX = 56, 132  # the keyboard's width; with a drum track selected it names the kit
 
 
 def _one_per_pixel(width: int, *columns: np.ndarray) -> np.ndarray:
@@ -88,6 +89,11 @@ class RollState:
         current = self.editor.current_track
         return None if current is None else {current}
 
+    def drums_selected(self) -> bool:
+        """Whether the track being edited is a drum track: the keyboard then names the kit."""
+        current, song = self.editor.current_track, self.song()
+        return current is not None and current < len(song.tracks) and song.tracks[current].is_drum
+
 
 class RollCanvas(QWidget):
     changed_view = Signal()
@@ -109,9 +115,11 @@ class RollCanvas(QWidget):
         height = self.height()
         painter.fillRect(area, BACKGROUND)
         low, high = vp.pitch_at(area.bottom() + 1), vp.pitch_at(area.top())
+        drums = self.state.drums_selected()
         for pitch in range(max(0, low), min(127, high) + 1):
+            dark = pitch not in DRUM_KEY_NAMES if drums else pitch % 12 in BLACK_KEYS  # kit pieces' rows stand out
             painter.fillRect(QRectF(area.left(), vp.y(pitch), area.width(), vp.key_height),
-                             ROW_DARK if pitch % 12 in BLACK_KEYS else ROW_LIGHT)  # fmt: skip
+                             ROW_DARK if dark else ROW_LIGHT)  # fmt: skip
         first, last = vp.tick_at(area.left() - 1), vp.tick_at(area.right() + 2)
         self._paint_grid(painter, song, first, last, height)
         generated = self.state.editor.generated_range()
@@ -129,9 +137,10 @@ class RollCanvas(QWidget):
             muted = track < len(views) and views[track].muted
             if ghost or muted:
                 colour.setAlpha(70)
-            self._paint_notes(painter, rows[~selected[rows]], colour, QColor(0, 0, 0, 120))
+            hits = track < len(song.tracks) and song.tracks[track].is_drum  # drum notes are hits, not held notes
+            self._paint_notes(painter, rows[~selected[rows]], colour, QColor(0, 0, 0, 120), hits=hits)
             if len(rows[selected[rows]]):
-                self._paint_notes(painter, rows[selected[rows]], colour.lighter(150), QColor("#ffffff"), offset)
+                self._paint_notes(painter, rows[selected[rows]], colour.lighter(150), QColor("#ffffff"), offset, hits)
         if self._drag and self._drag["kind"] == "band":
             band = QRectF(self._drag["origin"], self._drag["point"]).normalized()
             painter.setPen(QPen(QColor("#9cc7ff"), 1, Qt.PenStyle.DashLine))
@@ -156,8 +165,13 @@ class RollCanvas(QWidget):
         painter.drawLines([QLineF(vp.x(bar), 0, vp.x(bar), height) for bar in bars])
 
     def _paint_notes(self, painter: QPainter, rows: np.ndarray, fill: QColor, edge: QColor,
-                     offset: tuple[int, int, int] = (0, 0, 0)) -> None:  # fmt: skip
+                     offset: tuple[int, int, int] = (0, 0, 0), hits: bool = False) -> None:  # fmt: skip
+        """Notes as bars as long as they sound; with ``hits`` (a drum track) as diamonds one
+        row high at their onsets, whatever their length."""
         if not len(rows):
+            return
+        if hits:
+            self._paint_hits(painter, rows, fill, edge, offset)
             return
         vp, data = self.state.viewport, self.state.table.data[rows]
         dt, dp, dd = offset
@@ -173,6 +187,21 @@ class RollCanvas(QWidget):
         painter.setPen(QPen(edge, 1) if vp.key_height >= 5 else Qt.PenStyle.NoPen)
         painter.setBrush(fill)
         painter.drawRects(rects)
+
+    def _paint_hits(self, painter: QPainter, rows: np.ndarray, fill: QColor, edge: QColor,
+                    offset: tuple[int, int, int]) -> None:  # fmt: skip
+        vp, data = self.state.viewport, self.state.table.data[rows]
+        xs = (data[:, 0] + offset[0] - vp.left_tick) * vp.px_per_tick
+        ys = (vp.top_pitch - (data[:, 1] + offset[1])) * vp.key_height
+        half = max(vp.key_height - 1, 2.0) / 2
+        if len(rows) > DENSE:
+            keep = _one_per_pixel(self.width(), xs.clip(-2, self.width() + 2), xs.clip(-2, self.width() + 2), ys)
+            xs, ys = xs[keep], ys[keep]
+        painter.setPen(QPen(edge, 1) if vp.key_height >= 5 else Qt.PenStyle.NoPen)
+        painter.setBrush(fill)
+        for x, y in zip(xs.tolist(), (ys + half).tolist(), strict=True):
+            painter.drawPolygon(QPolygonF([QPointF(x, y - half), QPointF(x + half, y), QPointF(x, y + half),
+                                           QPointF(x - half, y)]))  # fmt: skip
 
     # --- gestures -------------------------------------------------------------------------
     def _snap_on(self, event) -> bool:
@@ -323,21 +352,52 @@ class Keyboard(QWidget):
     def __init__(self, state: RollState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
-        self.setFixedWidth(56)
+        self.setFixedWidth(KEYBOARD_PX)
+
+    def label(self, pitch: int) -> str:
+        """What the key says: its GM drum name with a drum track selected, else its pitch name
+        (on Cs, and on every white key when the keys are tall enough)."""
+        if self.state.drums_selected():
+            return DRUM_KEY_NAMES.get(pitch, "")
+        black = pitch % 12 in BLACK_KEYS
+        return pitch_name(pitch) if pitch % 12 == 0 or (self.state.viewport.key_height >= 13 and not black) else ""
 
     def paintEvent(self, event) -> None:  # noqa: N802
         vp, painter = self.state.viewport, QPainter(self)
+        drums = self.state.drums_selected()
+        if self.minimumWidth() != (DRUM_KEYBOARD_PX if drums else KEYBOARD_PX):
+            self.setFixedWidth(DRUM_KEYBOARD_PX if drums else KEYBOARD_PX)
         painter.fillRect(self.rect(), QColor("#f4f4f4"))
+        if drums:
+            self._paint_kit(painter)
+            return
         for pitch in range(max(0, vp.pitch_at(self.height())), min(127, vp.pitch_at(0)) + 1):
             rect = QRectF(0, vp.y(pitch), self.width(), vp.key_height)
             black = pitch % 12 in BLACK_KEYS
             painter.fillRect(rect.adjusted(0, 0, -18 if black else 0, 0), QColor("#202020" if black else "#f4f4f4"))
             painter.setPen(QColor("#b0b0b0"))
             painter.drawLine(rect.bottomLeft(), rect.bottomRight())
-            if pitch % 12 == 0 or (vp.key_height >= 13 and not black):
+            if self.label(pitch):
                 painter.setPen(QColor("#303030"))
                 align = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-                painter.drawText(rect.adjusted(2, 0, -2, 0), align, pitch_name(pitch))
+                painter.drawText(rect.adjusted(2, 0, -2, 0), align, self.label(pitch))
+        painter.end()
+
+    def _paint_kit(self, painter: QPainter) -> None:
+        """One row per key, named by the General MIDI kit; keys outside the kit left blank."""
+        vp = self.state.viewport
+        font = painter.font()
+        font.setPixelSize(max(6, min(12, int(vp.key_height) - 1)))
+        painter.setFont(font)
+        for pitch in range(max(0, vp.pitch_at(self.height())), min(127, vp.pitch_at(0)) + 1):
+            rect = QRectF(0, vp.y(pitch), self.width(), vp.key_height)
+            painter.fillRect(rect, QColor("#f4f4f4" if pitch in DRUM_KEY_NAMES else "#c8c8c8"))
+            painter.setPen(QColor("#b0b0b0"))
+            painter.drawLine(rect.bottomLeft(), rect.bottomRight())
+            if vp.key_height >= 7 and self.label(pitch):
+                painter.setPen(QColor("#303030"))
+                painter.drawText(rect.adjusted(4, 0, -2, 0), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                                 self.label(pitch))  # fmt: skip
         painter.end()
 
 

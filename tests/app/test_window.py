@@ -191,7 +191,8 @@ def test_track_list_edits_are_undoable(window) -> None:
         editor.undo_stack.undo()
     assert len(song_of(window).tracks) == count and tracks.table.rowCount() == count
     assert [tracks.table.cellWidget(row, 3).currentIndex() for row in range(count)] == [
-        track.program for track in song_of(window).tracks
+        128 if track.is_drum else track.program  # a drum track shows the kit
+        for track in song_of(window).tracks
     ]
     assert not any(tracks.checkbox(row, 5).isChecked() for row in range(count))
 
@@ -589,3 +590,39 @@ def edits_notes(window, track: int) -> list:
     from meloformer_app.document.edits import NoteRef
 
     return [NoteRef(track, note) for note in song_of(window).tracks[track].notes]
+
+
+def test_a_drum_track_shows_its_kit_and_hits(window, tmp_path) -> None:
+    """With a drum track selected the keyboard names the GM kit pieces; drum notes are drawn
+    as hits at their onsets (a held drum note does not paint a long bar), melodic notes as
+    long as they sound; the instrument box of a drum track says it is a kit."""
+    from meloformer_core.midi_io import write_midi
+    from meloformer_core.music import Song, Track
+
+    beat = 480
+    held = [(0, 38, 4 * beat, 100)], [(0, 60, 4 * beat, 100)]  # a snare hit and an organ note, both a bar long
+    song = Song(tracks=(Track("Drums", 0, True, held[0]), Track("Organ", 16, False, held[1])))
+    write_midi(song, tmp_path / "held.mid")
+    window.open_file(tmp_path / "held.mid")
+    vp = window.roll.state.viewport
+    vp.left_tick, vp.px_per_tick, vp.top_pitch, vp.key_height = -beat / 4, 100 / beat, 70, 12
+    window.editor.set_current_track(0)
+    keyboard = window.roll.keyboard
+    assert keyboard.label(38) == "Acoustic Snare" and keyboard.label(42) == "Closed Hi-Hat" and keyboard.label(20) == ""
+    window.roll.refresh()
+    image = window.roll.canvas.grab().toImage()
+    keyboard.grab()  # paints: the keyboard widens to hold the names
+    assert keyboard.width() > 100
+
+    def colour(tick: int, pitch: int) -> str:
+        return image.pixelColor(round(vp.x(tick)), round(vp.y(pitch) + vp.key_height / 2)).name()
+
+    later = 2 * beat + 50  # half-way through both notes, between grid lines
+    rows = {"#2a2e35", "#23272d"}  # the rows' own colours: a kit piece's row, another row
+    assert colour(later, 38) == "#2a2e35" and colour(later, 37) == "#2a2e35" and colour(later, 34) == "#23272d"
+    assert colour(0, 38) not in rows  # the hit, at the onset
+    assert colour(later, 60) not in rows  # the organ's note is held
+    assert window.tracks.table.cellWidget(0, 3).currentText() == "Drum kit (GM)"
+    assert window.tracks.table.cellWidget(1, 3).currentText() == "17 Drawbar Organ"
+    window.editor.set_current_track(1)
+    assert keyboard.label(60) == "C4"
