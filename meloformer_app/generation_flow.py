@@ -160,7 +160,7 @@ class GenerationMixin:
         region = self._region(song)
         self.editor.show_preview(song, region)
         if done == 1:
-            self.roll.show_ticks(*region)
+            self._show_result(region)
 
     def _generated(self, takes: list[Variation]) -> None:
         self.panel.set_running(False)
@@ -195,9 +195,29 @@ class GenerationMixin:
         song = self._takes[index].song
         region = self._region(song)
         self.editor.accept_generation(song, region, self._pending["text"])
-        self.roll.show_ticks(*region)
+        self._show_result(region)
+        self.result_region = region
         self._takes, self._pending = [], None
         self.panel.show_takes([])
+
+    def _show_result(self, region: tuple[int, int]) -> None:
+        """Scroll so the new bars and the two bars before them are in view: the join shows."""
+        start, end = region
+        before = [tick for tick in self.editor.shown_song().bar_lines() if tick < start]
+        self.roll.show_ticks(before[-2] if len(before) > 1 else before[0] if before else start, end)
+
+    def undo_moved(self) -> None:
+        """After an undo (or redo) takes the last result away: no result in the panel, and the
+        view on where the song now ends."""
+        if self.result_region is None or self._pending is not None:
+            return
+        if self.editor.document.state.generated == self.result_region:
+            return  # the result is still there (an edit after it, or its redo)
+        self.result_region = None
+        song = self.editor.document.song
+        starts = song.bar_starts()
+        self.panel.reset_result(f"Undone: the song now ends with bar {len(starts)}")
+        self.roll.show_ticks(starts[max(len(starts) - 3, 0)] if starts else 0, max(song.end_tick, 1))
 
     def _generation_failed(self, message: str) -> None:
         self.panel.set_running(False)

@@ -61,17 +61,21 @@ class MainWindow(GenerationMixin, QMainWindow):
         self.autosave = Autosave()
         self.editor = Editor(self)
         self.quantize_last: QuantizeSettings | None = None  # the dialog opens with the last choice
+        self.result_region: tuple[int, int] | None = None  # the ticks of the generation last kept
         self.roll = PianoRoll(self.editor)
         self.setCentralWidget(self.roll)
         self.tracks = TrackList(self.editor)
         self.panel = SamplingPanel(self.settings)
+        self.docks: dict[str, QDockWidget] = {}  # closed, floated and brought back from View
         for title, widget, area in (("Tracks", self.tracks, Qt.DockWidgetArea.LeftDockWidgetArea),
                                     ("Generate", self.panel, Qt.DockWidgetArea.RightDockWidgetArea)):  # fmt: skip
             dock = QDockWidget(title, self)
             dock.setObjectName(title)
             dock.setWidget(widget)
-            dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+            features = QDockWidget.DockWidgetFeature
+            dock.setFeatures(features.DockWidgetMovable | features.DockWidgetClosable | features.DockWidgetFloatable)
             self.addDockWidget(area, dock)
+            self.docks[title] = dock
         self.actions = build_actions(self, self.roll, self.settings.shortcuts)
         self._build_menus()
         self._build_toolbar()
@@ -83,6 +87,7 @@ class MainWindow(GenerationMixin, QMainWindow):
         self.statusBar().addPermanentWidget(self.model_label)
         self.setAcceptDrops(True)
         self.editor.changed.connect(self._document_changed)
+        self.editor.undo_stack.indexChanged.connect(lambda _index: self.undo_moved())
         self.transport = Transport(self)
         self.transport.position.connect(self._playhead_moved)
         self.transport.state_changed.connect(self._playing_changed)
@@ -157,7 +162,13 @@ class MainWindow(GenerationMixin, QMainWindow):
                     self.recent_menu.aboutToShow.connect(self._fill_recent)
                 else:
                     menu.addAction(a[name])
+            if title == "&View":
+                menu.addSeparator()
+                for dock in self.docks.values():
+                    menu.addAction(dock.toggleViewAction())  # ticked while shown
         stack = self.editor.undo_stack
+        stack.undoTextChanged.connect(lambda text: a["undo"].setText(f"&Undo {text}" if text else "&Undo"))
+        stack.redoTextChanged.connect(lambda text: a["redo"].setText(f"&Redo {text}" if text else "&Redo"))
         a["undo"].triggered.connect(stack.undo)
         a["redo"].triggered.connect(stack.redo)
         stack.canUndoChanged.connect(a["undo"].setEnabled)

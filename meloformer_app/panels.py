@@ -253,9 +253,8 @@ class SamplingPanel(QWidget):
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
-        self.progress.setFormat("%v / %m bars")
-        self.progress.setValue(0)
         self.status = QLabel("")
+        self.reset_result()
         self.status.setWordWrap(True)
         self.takes = QListWidget(toolTip="Click a take to hear and see it; double-click (or Keep) to use it")
         self.takes.setVisible(False)
@@ -314,11 +313,19 @@ class SamplingPanel(QWidget):
         settings.variations = self.variations.value()
         settings.model_path = self.model.currentData() if self.model.currentData() not in ("?", None) else ""
 
+    def reset_result(self, status: str = "") -> None:
+        """No generation shown: an empty progress bar (no "0 / 100 bars") and ``status``."""
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.status.setText(status)
+
     def set_running(self, running: bool, total: int = 0) -> None:
         for button in (self.continue_button, self.arrange_button, self.regenerate_button):
             button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         if running:
+            self.progress.setFormat("%v / %m bars")
             self.progress.setRange(0, max(total, 1))
             self.progress.setValue(0)
             self.takes.setVisible(False)

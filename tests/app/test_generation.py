@@ -405,3 +405,40 @@ def test_arrange_on_a_freshly_opened_file_writes_the_selected_track_or_asks_whic
     assert window.tracks.checkbox(len(song.tracks), 0).isChecked()
     header = window.tracks.table.horizontalHeaderItem(0)
     assert "Arrange" in header.toolTip()
+
+
+def test_the_result_is_shown_with_its_join_and_undo_clears_it(loaded, qtbot) -> None:
+    """After Continue the view holds the two bars before the new ones and the new bars; undo
+    names the generation, and undoing it clears the panel's result and shows the song's end."""
+    window = loaded
+    assert window.panel.progress.text() == ""  # no "0 / 100 bars" before anything ran
+    before = window.editor.document.song
+    vp = window.roll.state.viewport
+    vp.px_per_tick, vp.left_tick = 0.5, 0.0  # zoomed in on the start: the end is out of view
+    window.panel.bars.setValue(2)
+    run(window, qtbot, "continue")
+    start, end = window.editor.document.state.generated
+    join = [tick for tick in before.bar_lines() if tick < start][-2]
+    width = window.roll.canvas.width()
+    assert vp.left_tick <= join and vp.tick_at(width) >= end
+    assert window.actions["undo"].text() == "&Undo Continue 2 bars"
+    assert window.panel.progress.value() == 2
+    window.editor.undo_stack.undo()
+    assert window.panel.progress.text() == "" and "now ends with bar" in window.panel.status.text()
+    assert window.actions["undo"].text() == "&Undo"
+    assert vp.tick_at(width) >= window.editor.document.song.end_tick
+
+
+def test_the_side_panels_close_and_come_back_from_the_view_menu(window, qtbot) -> None:
+    view = next(action.menu() for action in window.menuBar().actions() if action.text() == "&View")
+    toggles = {action.text(): action for action in view.actions() if action.text() in ("Tracks", "Generate")}
+    assert set(toggles) == {"Tracks", "Generate"}
+    roll_width = window.roll.width()
+    for title, dock in window.docks.items():
+        assert dock.isVisible() and toggles[title].isChecked()
+        toggles[title].trigger()
+        qtbot.waitUntil(lambda dock=dock: not dock.isVisible())
+    qtbot.waitUntil(lambda: window.roll.width() > roll_width)  # the roll takes the room
+    for title, dock in window.docks.items():
+        toggles[title].trigger()
+        qtbot.waitUntil(lambda dock=dock: dock.isVisible())
