@@ -177,8 +177,8 @@ class GenerationMixin:
             self.panel.show_takes(labels)
         summary = takes[0].summary
         decoded = summary.get("takes", 1)
-        chosen = f"the most typical of {decoded} takes, " if len(takes) == 1 and decoded > 1 else ""
-        done = f"Done in {elapsed:.1f} s ({chosen}{summary.get('tokens_per_s', 0):.0f} tokens/s)"
+        chosen = f" (the most typical of {decoded} takes)" if len(takes) == 1 and decoded > 1 else ""
+        done = f"Done in {elapsed:.1f} s{chosen}"
         warnings = summary.get("warnings", [])
         self.panel.status.setText(done + "".join(f"; {warning}" for warning in warnings))
         if warnings:

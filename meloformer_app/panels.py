@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QColor
@@ -12,6 +13,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -28,8 +30,18 @@ from PySide6.QtWidgets import (
 
 from meloformer_app.settings import Settings
 from meloformer_core.gm import PROGRAM_NAMES
-from meloformer_core.model.sampling_config import MAX_PROMPT_GUIDANCE, SamplingConfig
+from meloformer_core.model.sampling_config import MAX_PROMPT_GUIDANCE, RECOMMENDED, SamplingConfig
 from meloformer_core.music import Track
+
+# the Generate panel's presets: Balanced is the recommended sampling the model was measured with
+RECOMMENDED_PRESET = "Balanced"
+PRESETS = {
+    "Faithful": replace(RECOMMENDED, temperature=0.5, prompt_guidance=3.0),
+    RECOMMENDED_PRESET: RECOMMENDED,
+    "Adventurous": replace(RECOMMENDED, temperature=1.0, prompt_guidance=1.0, top_p=0.98),
+}
+CUSTOM = "Custom"
+PRESET_KEYS = ("temperature", "prompt_guidance", "top_k", "top_p", "min_p", "repetition_penalty")
 
 COLUMNS = ("Gen", "", "Name", "Instrument", "Drums", "M", "S")
 DRUM_KIT = "Drum kit (GM)"  # what the instrument box says for a drum track
@@ -210,40 +222,64 @@ class SamplingPanel(QWidget):
         self.model_info = QLabel("loading…")
         self.model_info.setWordWrap(True)
         self.bars = self._spin(QSpinBox(), 1, 64, settings.bars, "Bars to add after the song (Continue)")
+        self.preset = QComboBox(toolTip="Ready-made settings: Balanced is what the model was measured with")
+        self.preset.addItems([*PRESETS, CUSTOM])
         self.temperature = self._spin(QDoubleSpinBox(), 0.0, 3.0, settings.temperature,
-                                      "Randomness: 0 always picks the likeliest token, 1 samples the model as it is",
-                                      0.05)  # fmt: skip
-        self.top_k = self._spin(QSpinBox(), 0, 1000, settings.top_k, "Keep only the k likeliest tokens (0 = off)")
-        self.top_p = self._spin(QDoubleSpinBox(), 0.01, 1.0, settings.top_p,
-                                "Keep the likeliest tokens holding this much probability (1 = off)", 0.01)  # fmt: skip
-        self.min_p = self._spin(QDoubleSpinBox(), 0.0, 0.99, settings.min_p,
-                                "Drop tokens less likely than this share of the best one (0 = off)", 0.01)  # fmt: skip
-        self.repetition = self._spin(QDoubleSpinBox(), 0.5, 3.0, settings.repetition_penalty,
-                                     "Above 1 discourages pitches used in the last bars", 0.05)  # fmt: skip
+                                      "How adventurous the music is: low keeps to the model's likeliest ideas "
+                                      "(0: always the likeliest), 1 takes them as the model hears them, higher "
+                                      "is wilder", 0.05)  # fmt: skip
         self.guidance = self._spin(QDoubleSpinBox(), 0.0, MAX_PROMPT_GUIDANCE, settings.prompt_guidance,
-                                   "Above 1 keeps closer to the song's own material (its motifs and pitches); "
-                                   "1 = off, which generates about 1.5× as fast", 0.1)  # fmt: skip
+                                   "How closely the new music keeps to the song's own motifs and harmony: 1 is "
+                                   "off (about 1.5× as fast, freer), higher keeps closer", 0.1)  # fmt: skip
+        self.top_k = self._spin(QSpinBox(), 0, 1000, settings.top_k,
+                                "Choose each next step among only this many of the model's likeliest ideas "
+                                "(0 = no limit)")  # fmt: skip
+        self.top_p = self._spin(QDoubleSpinBox(), 0.01, 1.0, settings.top_p,
+                                "Leave out the model's unlikeliest ideas: keep the likeliest that together make "
+                                "this share of its confidence (1 = keep all)", 0.01)  # fmt: skip
+        self.min_p = self._spin(QDoubleSpinBox(), 0.0, 0.99, settings.min_p,
+                                "Leave out ideas less likely than this share of the likeliest one (0 = off)",
+                                0.01)  # fmt: skip
+        self.repetition = self._spin(QDoubleSpinBox(), 0.5, 3.0, settings.repetition_penalty,
+                                     "Above 1 avoids the pitches just played (1 = off)", 0.05)  # fmt: skip
         self.seed = self._spin(QSpinBox(), 0, 2**31 - 1, settings.seed, "Same seed, same model, same song → same music")
         self.dice = QToolButton(text="Dice", toolTip="Roll a new random seed")
         self.dice.clicked.connect(lambda: self.seed.setValue(random.randrange(2**31 - 1)))
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 1)
         seed_row.addWidget(self.dice)
-        takes_tip = ("Write several takes to choose from (Continue decodes them together, the most typical "
-                     "first). Auto: Continue decodes as many takes as fit about the time of one take of a "
+        takes_tip = ("Write several takes to choose from (Continue writes them together, the most typical "
+                     "first). Auto: Continue writes as many takes as fit about the time of one take of a "
                      "4-voice chorale and keeps the most typical; Arrange and Regenerate write one")  # fmt: skip
         self.variations = self._spin(QSpinBox(specialValueText="Auto"), 0, 8, settings.variations, takes_tip)
+        self.reset_button = QPushButton("Reset to recommended", toolTip="Balanced settings, automatic takes")
+        self.reset_button.clicked.connect(lambda: self.apply_preset(RECOMMENDED_PRESET, takes=True))
+        self.advanced = QGroupBox("Advanced", checkable=True, checked=False)  # ticked: the controls show
+        self.advanced.setToolTip("Fine control over how the model chooses what comes next")
+        controls = QWidget(visible=False)
+        advanced_form = QFormLayout(controls)
+        advanced_form.addRow("Likeliest ideas only", self.top_k)
+        advanced_form.addRow("Leave out the unlikely", self.top_p)
+        advanced_form.addRow("Leave out below", self.min_p)
+        advanced_form.addRow("Avoid recent pitches", self.repetition)
+        QVBoxLayout(self.advanced).addWidget(controls)
+        self.advanced.toggled.connect(controls.setVisible)
         form.addRow("Model", self.model)
         form.addRow("", self.model_info)
         form.addRow("Bars", self.bars)
-        form.addRow("Temperature", self.temperature)
-        form.addRow("Top-k", self.top_k)
-        form.addRow("Top-p", self.top_p)
-        form.addRow("Min-p", self.min_p)
-        form.addRow("Repetition penalty", self.repetition)
-        form.addRow("Prompt guidance", self.guidance)
+        form.addRow("Style", self.preset)
+        form.addRow("Creativity", self.temperature)
+        form.addRow("Stay close to the song", self.guidance)
         form.addRow("Seed", seed_row)
-        form.addRow("Variations", self.variations)
+        form.addRow("Takes", self.variations)
+        form.addRow(self.advanced)
+        form.addRow(self.reset_button)
+        for box in (self.temperature, self.guidance, self.top_k, self.top_p, self.min_p, self.repetition):
+            box.valueChanged.connect(self._show_preset)
+        self.preset.activated.connect(
+            lambda index: index < len(PRESETS) and self.apply_preset(self.preset.currentText())
+        )
+        self._show_preset()
         self.continue_button = QPushButton("Continue", toolTip="Add the bars after the song (Ctrl+Return)")
         self.arrange_button = QPushButton("Arrange tracks", toolTip="Rewrite the tracks ticked “Gen” in the "
                                           "selected bars (all bars when none), under the others")  # fmt: skip
@@ -297,6 +333,26 @@ class SamplingPanel(QWidget):
             self.model.setCurrentIndex(self.model.count() - 2)
             data = folder
         self.model_chosen.emit(data)
+
+    def apply_preset(self, name: str, takes: bool = False) -> None:
+        """Put a preset's values in the controls (``takes``: automatic takes too)."""
+        config = PRESETS[name]
+        for box, value in ((self.temperature, config.temperature), (self.guidance, config.prompt_guidance),
+                           (self.top_k, config.top_k), (self.top_p, config.top_p), (self.min_p, config.min_p),
+                           (self.repetition, config.repetition_penalty)):  # fmt: skip
+            box.setValue(value)
+        if takes:
+            self.variations.setValue(config.takes)
+        self._show_preset()
+
+    def _show_preset(self) -> None:
+        """The preset the controls hold, or Custom."""
+        current = self.sampling()
+        for index, config in enumerate(PRESETS.values()):
+            if all(getattr(current, key) == getattr(config, key) for key in PRESET_KEYS):
+                self.preset.setCurrentIndex(index)
+                return
+        self.preset.setCurrentIndex(len(PRESETS))
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(temperature=self.temperature.value(), top_k=self.top_k.value(),

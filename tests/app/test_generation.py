@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from PySide6.QtWidgets import QLabel, QWidget
 
 from tests.conftest import FIXTURES
 
@@ -442,3 +443,29 @@ def test_the_side_panels_close_and_come_back_from_the_view_menu(window, qtbot) -
     for title, dock in window.docks.items():
         toggles[title].trigger()
         qtbot.waitUntil(lambda dock=dock: dock.isVisible())
+
+
+def test_the_generate_panel_speaks_music_presets_and_reset(window, qtbot) -> None:
+    from meloformer_core.model.sampling_config import RECOMMENDED
+
+    panel = window.panel
+    labels = {label.text() for label in panel.findChildren(QLabel)}
+    assert {"Creativity", "Stay close to the song", "Style", "Takes"} <= labels
+    assert not {"Top-k", "Top-p", "Min-p", "Temperature", "Prompt guidance", "Variations"} & labels
+    tips = [w.toolTip() for w in panel.findChildren(QWidget) if w.toolTip()]
+    assert tips and not any("token" in tip.lower() for tip in tips)
+    assert not panel.top_p.isVisible()  # the fine controls wait under Advanced
+    panel.advanced.setChecked(True)
+    qtbot.waitUntil(panel.top_p.isVisible)
+    assert panel.preset.currentText() == "Balanced"
+    panel.preset.setCurrentText("Adventurous")
+    panel.preset.activated.emit(panel.preset.currentIndex())
+    assert panel.temperature.value() == 1.0 and panel.guidance.value() == 1.0
+    panel.temperature.setValue(0.66)
+    assert panel.preset.currentText() == "Custom"
+    panel.variations.setValue(4)
+    panel.reset_button.click()
+    sampling = panel.sampling()
+    assert (sampling.temperature, sampling.top_p, sampling.prompt_guidance) == (
+        RECOMMENDED.temperature, RECOMMENDED.top_p, RECOMMENDED.prompt_guidance)  # fmt: skip
+    assert panel.variations.value() == RECOMMENDED.takes and panel.preset.currentText() == "Balanced"
