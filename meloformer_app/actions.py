@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QStyle, QWidget
 
 
 @dataclass(frozen=True)
@@ -75,10 +75,23 @@ ACTIONS = (
 )  # fmt: skip
 
 
+# toolbar icons: Qt's standard icons, which ship with Qt on every platform
+ICONS = {
+    "new": QStyle.StandardPixmap.SP_FileIcon, "open": QStyle.StandardPixmap.SP_DialogOpenButton,
+    "save": QStyle.StandardPixmap.SP_DialogSaveButton, "undo": QStyle.StandardPixmap.SP_ArrowBack,
+    "redo": QStyle.StandardPixmap.SP_ArrowForward, "play": QStyle.StandardPixmap.SP_MediaPlay,
+    "play_start": QStyle.StandardPixmap.SP_MediaSkipBackward, "loop": QStyle.StandardPixmap.SP_BrowserReload,
+    "continue": QStyle.StandardPixmap.SP_MediaSeekForward, "cancel": QStyle.StandardPixmap.SP_BrowserStop,
+    "refresh_ports": QStyle.StandardPixmap.SP_DriveNetIcon,
+}  # fmt: skip
+
+
 def build_actions(window: QWidget, roll: QWidget, overrides: dict[str, str]) -> dict[str, QAction]:
     actions = {}
     for spec in ACTIONS:
         action = QAction(spec.text, window)
+        if spec.name in ICONS:
+            action.setIcon(window.style().standardIcon(ICONS[spec.name]))
         keys = (overrides[spec.name],) if spec.name in overrides else spec.shortcuts
         action.setShortcuts([QKeySequence(k) for k in keys])
         shown = f" ({QKeySequence(keys[0]).toString(QKeySequence.SequenceFormat.NativeText)})" if keys else ""

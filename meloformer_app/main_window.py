@@ -37,6 +37,7 @@ from meloformer_app.editor import Editor
 from meloformer_app.generation import Generator, Variation
 from meloformer_app.generation_flow import GenerationMixin
 from meloformer_app.panels import SamplingPanel, TrackList
+from meloformer_app.position import conductor_text, position_text
 from meloformer_app.quantize_dialog import QuantizeDialog, QuantizeSettings
 from meloformer_app.settings import Autosave, Settings
 from meloformer_app.theme import apply_theme
@@ -100,6 +101,7 @@ class MainWindow(GenerationMixin, QMainWindow):
         self.volume_slider.valueChanged.connect(self._set_volume)
         self._audio_exports: list[AudioExport] = []  # running: referenced until they end
         self.roll.ruler.seek.connect(self.seek)
+        self.show_position()
         self.editor.note_touched.connect(
             lambda track, key, velocity: self.transport.audition(self.editor.shown_song(), track, key, velocity)
         )
@@ -216,10 +218,16 @@ class MainWindow(GenerationMixin, QMainWindow):
         toolbar.addSeparator()
         for name in ("zoom_in", "zoom_out", "zoom_fit", None, "continue", "cancel"):
             toolbar.addSeparator() if name is None else toolbar.addAction(self.actions[name])
-        play = self.addToolBar("Play")
+        self.addToolBarBreak()  # the transport gets a row of its own: its output box is never hidden in an overflow
+        play = self.addToolBar("Transport")
         play.setObjectName("PlayToolbar")
         for name in ("play", "play_start", "loop", "metronome"):
             play.addAction(self.actions[name])
+        self.position_label = QLabel(toolTip="The playhead: bar.beat and time")
+        self.conductor_label = QLabel(toolTip="Tempo, metre and key at the playhead")
+        for label in (self.position_label, self.conductor_label):
+            label.setMinimumWidth(110)
+            play.addWidget(label)
         self.port_box = QComboBox(toolTip="Where to play: the built-in synth (on the audio device) or a MIDI output")
         self.port_box.setMinimumWidth(180)
         self.port_box.activated.connect(self._port_chosen)
@@ -263,6 +271,7 @@ class MainWindow(GenerationMixin, QMainWindow):
             self.transport.update_song(self.editor.shown_song(), self.editor.document.audible_tracks())
         self._update_title()
         self.roll.refresh()
+        self.show_position()
         song = self.editor.shown_song()
         self.statusBar().showMessage(f"{len(song.tracks)} tracks, {song.note_count:,} notes", 0)
 
@@ -665,6 +674,13 @@ class MainWindow(GenerationMixin, QMainWindow):
 
     def _playhead_moved(self, tick: int) -> None:
         self.roll.move_playhead(tick)
+        self.show_position()
+
+    def show_position(self) -> None:
+        """The transport's readout at the playhead (the song's start when there is none)."""
+        song, tick = self.editor.shown_song(), self.roll.state.playhead or 0
+        self.position_label.setText(f" {position_text(song, tick)} ")
+        self.conductor_label.setText(f" {conductor_text(song, tick)} ")
 
     # --- closing --------------------------------------------------------------------------
     def error(self, title: str, message: str) -> None:

@@ -626,3 +626,24 @@ def test_a_drum_track_shows_its_kit_and_hits(window, tmp_path) -> None:
     assert window.tracks.table.cellWidget(1, 3).currentText() == "17 Drawbar Organ"
     window.editor.set_current_track(1)
     assert keyboard.label(60) == "C4"
+
+
+@pytest.mark.parametrize("size", [(1600, 1000), (1280, 720)])
+def test_the_transport_shows_output_position_tempo_and_metre_at_every_width(window, qtbot, size) -> None:
+    from meloformer_app.position import conductor_text, position_text
+
+    window.resize(*size)
+    window.open_file(ROOT / "resources" / "examples" / "band_song.mid")
+    qtbot.waitUntil(lambda: window.width() == size[0])
+    for widget in (window.port_box, window.position_label, window.conductor_label):  # not in a toolbar's overflow
+        assert widget.isVisible()
+        corner = widget.mapTo(window, widget.rect().bottomRight())
+        assert 0 < corner.x() <= window.width() and 0 < corner.y() <= window.height()
+    assert window.position_label.text().strip() == "1.1  0:00.0"
+    assert window.conductor_label.text().strip() == "112 bpm  4/4  C major"
+    song = song_of(window)
+    tick = song.bar_starts()[2] + song.resolution  # bar 3, beat 2
+    window._playhead_moved(tick)
+    assert window.position_label.text().strip() == position_text(song, tick) == "3.2  0:04.8"
+    assert conductor_text(song, tick) == "112 bpm  4/4  C major"
+    assert not window.actions["play"].icon().isNull()  # the transport has icons; its text shows on hover

@@ -1,0 +1,33 @@
+"""The transport's readout: where the playhead is (bar, beat, time) and the tempo, metre and
+key in force there, in the words a musician reads off a DAW's transport bar."""
+
+from __future__ import annotations
+
+import bisect
+
+from meloformer_core.music import Song
+
+MAJOR_KEYS = ("C♭", "G♭", "D♭", "A♭", "E♭", "B♭", "F", "C", "G", "D", "A", "E", "B", "F♯", "C♯")
+MINOR_KEYS = ("A♭", "E♭", "B♭", "F", "C", "G", "D", "A", "E", "B", "F♯", "C♯", "G♯", "D♯", "A♯")
+
+
+def position_text(song: Song, tick: int) -> str:
+    """``bar.beat`` (both from 1, beats as the metre counts them) and the time, e.g. ``3.2  0:04.5``."""
+    starts = song.bar_starts(max(tick, 0))
+    bar = bisect.bisect_right(starts, tick) - 1
+    beat = int((tick - starts[bar]) // song.time_signature_at(starts[bar]).beat_ticks(song.resolution))
+    seconds = float(song.seconds_at([max(tick, 0)])[0])
+    return f"{bar + 1}.{beat + 1}  {int(seconds // 60)}:{seconds % 60:04.1f}"
+
+
+def conductor_text(song: Song, tick: int) -> str:
+    """The tempo, metre and key in force at ``tick``, e.g. ``112 bpm  4/4  C major``."""
+    tempos = [t for t in song.tempos if t.tick <= tick]
+    qpm = tempos[-1].qpm if tempos else 120.0
+    metre = song.time_signature_at(tick)
+    keys = [k for k in song.key_signatures if k.tick <= tick]
+    key = ""
+    if keys:
+        sharps, minor = keys[-1].sharps, keys[-1].minor
+        key = f"  {(MINOR_KEYS if minor else MAJOR_KEYS)[sharps + 7]} {'minor' if minor else 'major'}"
+    return f"{round(qpm, 1):g} bpm  {metre.numerator}/{metre.denominator}{key}"
