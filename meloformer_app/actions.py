@@ -42,6 +42,12 @@ ACTIONS = (
     ActionSpec("select_all", "Select &All", ("Ctrl+A",), "Select every note of the track shown", roll_only=True),
     ActionSpec("quantize", "&Quantize…", ("Q",), "Move the selected notes, or the selected track's, to a grid "
                "(strength, swing)", roll_only=True),
+    ActionSpec("duplicate", "D&uplicate", ("Ctrl+D",), "Copy the selected notes into the bars right after theirs",
+               roll_only=True),
+    ActionSpec("transpose", "&Transpose…", ("Ctrl+T",), "Transpose the selected notes, or the selected track's, "
+               "by semitones or octaves"),
+    ActionSpec("humanize", "&Humanize…", ("Ctrl+H",), "Loosen the timing and velocity of the selected notes, or "
+               "the selected track's, at random"),
     ActionSpec("transpose_up", "Transpose Up", ("Up",), "Selected notes one semitone up", roll_only=True),
     ActionSpec("transpose_down", "Transpose Down", ("Down",), "Selected notes one semitone down", roll_only=True),
     ActionSpec("octave_up", "Octave Up", ("Shift+Up",), "Selected notes one octave up", roll_only=True),
@@ -57,6 +63,7 @@ ACTIONS = (
     ActionSpec("zoom_fit", "&Fit Song", ("Ctrl+0",), "Show the whole song"),
     ActionSpec("dark_theme", "&Dark Theme", (), "Dark or light colours (remembered)", checkable=True),
     ActionSpec("continue", "&Continue", ("Ctrl+Return",), "Add new bars after the song"),
+    ActionSpec("shortcuts", "&Keyboard Shortcuts", ("F1",), "Every action and its keys"),
     ActionSpec("arrange", "&Arrange Selected Tracks", ("Ctrl+Shift+A",),
                "Rewrite the tracks ticked “Gen” in the selected bars, under the other tracks"),
     ActionSpec("regenerate", "&Regenerate Selected Bars", ("Ctrl+R",),

@@ -147,9 +147,10 @@ class Editor(QObject):
         song, changed = edits.set_velocity(self.document.song, refs, velocity)
         self.apply_song(song, f"Velocity {velocity}", changed)
 
-    def quantize_scope(self) -> tuple[list[edits.NoteRef], str] | None:
-        """What Quantize acts on: the selected notes, else every note of the selected track,
-        with words for it; None when neither is selected (never every track at once)."""
+    def edit_scope(self) -> tuple[list[edits.NoteRef], str] | None:
+        """What Quantize, Transpose and Humanize act on: the selected notes, else every note of
+        the selected track, with words for it; None when neither is selected (never every
+        track at once)."""
         song = self.document.song
         if self.document.selection:
             return sorted(self.document.selection), f"{len(self.document.selection)} selected notes"
@@ -163,6 +164,20 @@ class Editor(QObject):
                  lengths: bool = True) -> None:  # fmt: skip
         song, snapped = edits.quantize_notes(self.document.song, refs, grid, lengths, strength, swing)
         self.apply_song(song, f"Quantize {what}", snapped)
+
+    def transpose(self, refs, what: str, semitones: int) -> None:
+        song, moved = edits.move_notes(self.document.song, refs, 0, semitones)
+        self.apply_song(song, f"Transpose {what} by {semitones:+d}", moved)
+
+    def humanize(self, refs, what: str, timing: int, velocity: int, seed: int) -> None:
+        song, changed = edits.humanize_notes(self.document.song, refs, timing, velocity, seed)
+        self.apply_song(song, f"Humanize {what}", changed)
+
+    def duplicate_selection(self) -> None:
+        """Copies of the selected notes in the bars right after theirs, selected."""
+        song, copies = edits.duplicate_notes(self.document.song, self.document.selection)
+        if copies:
+            self.apply_song(song, f"Duplicate {len(copies)} notes", copies)
 
     def copy(self) -> None:
         self.clipboard = sorted(self.document.selection)

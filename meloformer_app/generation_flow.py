@@ -11,6 +11,8 @@ from PySide6.QtWidgets import QInputDialog
 from meloformer_app.generation import GenerationRequest, Variation
 from meloformer_core.music import Song
 
+VIEW_BARS = 16  # Regenerate without a selection rewrites at most this many bars in view
+
 
 class GenerationMixin:
     def load_model(self, path: str, asked: bool = True) -> None:
@@ -114,10 +116,30 @@ class GenerationMixin:
         self.editor.set_view(chosen, generate=True)
         return (chosen,)
 
+    def _bars_in_view(self) -> tuple[int, int] | None:
+        """The song's bars whose whole length is in view (the first 16 of them), else the bar at
+        the view's left edge; None when the view shows no bar of the song."""
+        song, viewport = self.editor.document.song, self.roll.state.viewport
+        lines = song.bar_lines()
+        left, right = viewport.left_tick, viewport.tick_at(self.roll.canvas.width())
+        whole = [i for i in range(len(lines) - 1) if lines[i] >= left and lines[i + 1] <= right]
+        if whole:
+            return whole[0], min(whole[-1] + 1, whole[0] + VIEW_BARS)
+        partly = [i for i in range(len(lines) - 1) if lines[i + 1] > left and lines[i] < right]
+        return (partly[0], partly[0] + 1) if partly else None
+
     def regenerate_bars(self) -> None:
+        """Regenerate the bars of the selected notes; with no selection, the loop's bars when
+        looping, else the bars in view."""
         bars = self._selected_bars()
+        if bars is None and self.actions["loop"].isChecked():
+            loop = self._loop_ticks()
+            lines = self.editor.document.song.bar_lines()
+            bars = (max(i for i, tick in enumerate(lines) if tick <= loop[0]),
+                    max(i for i, tick in enumerate(lines) if tick < loop[1]) + 1)  # fmt: skip
+        bars = bars or self._bars_in_view()
         if bars is None:
-            self.error("Select some bars", "Select notes in the bars to regenerate (rubber band or Ctrl+A).")
+            self.error("No bars to regenerate", "Scroll to the bars to regenerate, or select notes in them.")
             return
         song = self.editor.document.song
         tracks = () if self.editor.current_track is None else (self.editor.current_track,)

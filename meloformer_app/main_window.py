@@ -14,7 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -22,23 +22,27 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QDockWidget,
     QFileDialog,
+    QInputDialog,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QRadioButton,
     QSlider,
+    QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
 )
 
 from meloformer_app.actions import build_actions
 from meloformer_app.audio_export import AUDIO_FILTER, AudioExport, ask_scope, show_progress
 from meloformer_app.document.export import export_song
+from meloformer_app.edit_dialogs import HumanizeDialog, HumanizeSettings, QuantizeDialog, QuantizeSettings
 from meloformer_app.editor import Editor
 from meloformer_app.generation import Generator, Variation
 from meloformer_app.generation_flow import GenerationMixin
 from meloformer_app.panels import SamplingPanel, TrackList
 from meloformer_app.position import conductor_text, position_text
-from meloformer_app.quantize_dialog import QuantizeDialog, QuantizeSettings
 from meloformer_app.settings import Autosave, Settings
 from meloformer_app.theme import apply_theme
 from meloformer_app.transport import BUILTIN, Transport
@@ -61,7 +65,8 @@ class MainWindow(GenerationMixin, QMainWindow):
         self.settings = settings or Settings.load()
         self.autosave = Autosave()
         self.editor = Editor(self)
-        self.quantize_last: QuantizeSettings | None = None  # the dialog opens with the last choice
+        self.quantize_last: QuantizeSettings | None = None  # the dialogs open with the last choice
+        self.humanize_last: HumanizeSettings | None = None
         self.result_region: tuple[int, int] | None = None  # the ticks of the generation last kept
         self.roll = PianoRoll(self.editor)
         self.setCentralWidget(self.roll)
@@ -101,6 +106,8 @@ class MainWindow(GenerationMixin, QMainWindow):
         self.volume_slider.valueChanged.connect(self._set_volume)
         self._audio_exports: list[AudioExport] = []  # running: referenced until they end
         self.roll.ruler.seek.connect(self.seek)
+        self.roll.canvas.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.roll.canvas.customContextMenuRequested.connect(self._roll_menu)
         self.show_position()
         self.editor.note_touched.connect(
             lambda track, key, velocity: self.transport.audition(self.editor.shown_song(), track, key, velocity)
@@ -146,13 +153,15 @@ class MainWindow(GenerationMixin, QMainWindow):
         a, bar = self.actions, self.menuBar()
         menus = {
             "&File": ["new", "open", "recent", "save", "save_as", "export", "export_audio", None, "quit"],
-            "&Edit": ["undo", "redo", None, "cut", "copy", "paste", "delete", "select_all", None, "quantize",
-                      "transpose_up", "transpose_down", "octave_up", "octave_down"],
+            "&Edit": ["undo", "redo", None, "cut", "copy", "paste", "delete", "duplicate", "select_all", None,
+                      "quantize", "transpose", "humanize", "transpose_up", "transpose_down", "octave_up",
+                      "octave_down"],
             "&View": ["zoom_in", "zoom_out", "zoom_fit", None, "dark_theme"],
             "&Tools": ["tool_select", "tool_draw", "tool_erase", None, "snap", "triplets"],
             "&Generate": ["continue", "arrange", "regenerate", "cancel"],
             "&Play": ["play", "play_start", "loop", "metronome", None, "refresh_ports", None, "choose_soundfont",
                       "default_soundfont"],
+            "&Help": ["shortcuts"],
         }  # fmt: skip
         for title, names in menus.items():
             menu = bar.addMenu(title)
@@ -182,7 +191,8 @@ class MainWindow(GenerationMixin, QMainWindow):
             "new": self.new_song, "open": self.choose_file, "save": self.save, "save_as": self.save_as,
             "export": self.export_dialog, "quit": self.close, "cut": e.cut, "copy": e.copy,
             "paste": lambda: e.paste(self._paste_tick()), "delete": e.delete_selection, "select_all": e.select_all,
-            "quantize": self.quantize_dialog,
+            "quantize": self.quantize_dialog, "transpose": self.transpose_dialog,
+            "humanize": self.humanize_dialog, "duplicate": e.duplicate_selection, "shortcuts": self.show_shortcuts,
             "transpose_up": lambda: e.move_selection(0, 1), "transpose_down": lambda: e.move_selection(0, -1),
             "octave_up": lambda: e.move_selection(0, 12), "octave_down": lambda: e.move_selection(0, -12),
             "zoom_in": lambda: self.roll.zoom(1.25), "zoom_out": lambda: self.roll.zoom(0.8),
@@ -349,12 +359,69 @@ class MainWindow(GenerationMixin, QMainWindow):
         self.statusBar().showMessage(f"Saved {path}")
         return True
 
+    def _scope(self, action: str):
+        """(notes, words for them) that an Edit dialog acts on; with nothing selected, say
+        what to select and give None."""
+        scope = self.editor.edit_scope()
+        if scope is None:
+            self.statusBar().showMessage(f"{action}: select some notes, or a track in the track list, first", 10_000)
+        return scope
+
+    def transpose_dialog(self) -> None:
+        scope = self._scope("Transpose")
+        if scope is None:
+            return
+        refs, what = scope
+        semitones, ok = QInputDialog.getInt(self, "Transpose", f"Transpose {what} by semitones (12 = an octave):",
+                                            0, -48, 48)  # fmt: skip
+        if ok and semitones:
+            self.editor.transpose(refs, what, semitones)
+
+    def humanize_dialog(self) -> None:
+        scope = self._scope("Humanize")
+        if scope is None:
+            return
+        refs, what = scope
+        chosen = HumanizeDialog.ask(self, f"Humanize {what}", self.humanize_last)
+        if chosen is not None:
+            self.humanize_last = chosen
+            timing = round(chosen.timing * self.editor.document.song.resolution / 480)
+            self.editor.humanize(refs, what, timing, chosen.velocity, seed=self.editor.undo_stack.index())
+
+    def show_shortcuts(self) -> None:
+        """Help ▸ Keyboard Shortcuts: every action with its keys (the settings file can change them)."""
+        dialog = QDialog(self, windowTitle="Keyboard shortcuts")
+        table = QTableWidget(0, 2)
+        table.setHorizontalHeaderLabels(["Action", "Keys"])
+        for action in self.actions.values():
+            keys = ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
+            if keys:
+                table.insertRow(table.rowCount())
+                table.setItem(table.rowCount() - 1, 0, QTableWidgetItem(action.text().replace("&", "")))
+                table.setItem(table.rowCount() - 1, 1, QTableWidgetItem(keys))
+        table.resizeColumnsToContents()
+        note = QLabel('Change a key in the settings file: "shortcuts": {"continue": "F5"}')
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(table)
+        layout.addWidget(note)
+        dialog.resize(480, 560)
+        self.shortcuts_dialog = dialog  # kept for the tests
+        dialog.open()
+
+    def _roll_menu(self, position) -> None:
+        """The roll's right-click menu: the edits of the Edit menu that act on notes."""
+        menu = QMenu(self)
+        for name in ("cut", "copy", "paste", "delete", "duplicate", None, "quantize", "transpose", "humanize", None,
+                     "select_all"):  # fmt: skip
+            menu.addSeparator() if name is None else menu.addAction(self.actions[name])
+        self.roll_menu = menu  # kept for the tests
+        menu.popup(self.roll.canvas.mapToGlobal(position))
+
     def quantize_dialog(self) -> None:
         """Quantize the selected notes, or the selected track's, with the grid, strength and
         swing chosen in a dialog; with nothing selected, say what to select."""
-        scope = self.editor.quantize_scope()
+        scope = self._scope("Quantize")
         if scope is None:
-            self.statusBar().showMessage("Quantize: select some notes, or a track in the track list, first", 10_000)
             return
         refs, what = scope
         viewport = self.roll.state.viewport

@@ -8,6 +8,7 @@ notes returns where they went, so the selection can follow them.
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -102,6 +103,32 @@ def quantize_notes(song: Song, refs: Iterable[NoteRef], grid: int, lengths: bool
         return note._replace(start=max(0, start), duration=max(1, end - start))
 
     return map_notes(song, refs, snap)
+
+
+def duplicate_notes(song: Song, refs: Iterable[NoteRef]) -> tuple[Song, list[NoteRef]]:
+    """Copies of the notes right after them: as many whole bars later as the bars they start
+    in (a phrase in bars 3-4 is copied into bars 5-6), each into its own track."""
+    refs = list(refs)
+    if not refs:
+        return song, []
+    first_tick, last_tick = min(r.note.start for r in refs), max(r.note.start for r in refs)
+    starts = song.bar_starts(last_tick)  # up to the bar of the last onset
+    first = bisect.bisect_right(starts, first_tick) - 1
+    last_bar = int(song.time_signature_at(starts[-1]).bar_ticks(song.resolution))
+    after = song.bar_starts(starts[-1] + last_bar)[len(starts)]  # where the bar after them starts
+    offset = after - starts[first]
+    return add_notes(song, [NoteRef(r.track, r.note._replace(start=r.note.start + offset)) for r in refs])
+
+
+def humanize_notes(song: Song, refs: Iterable[NoteRef], timing: int, velocity: int,
+                   seed: int = 0) -> tuple[Song, list[NoteRef]]:  # fmt: skip
+    """Each note up to ``timing`` ticks early or late and ``velocity`` softer or louder, at
+    random (the same ``seed``, the same result); never before tick 0 or outside 1-127."""
+    refs = sorted(refs)
+    rng = np.random.default_rng(seed)
+    shifts = iter(rng.integers(-timing, timing + 1, len(refs)).tolist())
+    levels = iter(rng.integers(-velocity, velocity + 1, len(refs)).tolist())
+    return map_notes(song, refs, lambda n: n._replace(start=n.start + next(shifts), velocity=n.velocity + next(levels)))
 
 
 def paste_notes(

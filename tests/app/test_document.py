@@ -185,3 +185,17 @@ def test_big_edits_stay_fast_enough_to_be_interactive() -> None:
     chosen = [NoteRef(0, Note(*row)) for row in song.tracks[0].notes.array[::10].tolist()]
     smaller = edits.delete_notes(song, chosen)
     assert len(smaller.tracks[0].notes) == 18_000
+
+
+def test_duplicate_lands_in_the_bars_after_and_humanize_stays_in_bounds() -> None:
+    song = Song(tracks=(Track("x", 0, False, [(480, 60, 240, 80), (2400, 62, 240, 127), (0, 64, 100, 1)]),))
+    refs = [NoteRef(0, n) for n in song.tracks[0].notes]
+    doubled, copies = edits.duplicate_notes(song, refs[1:])  # onsets in bars 1 and 2 (4/4 at 480): two bars later
+    assert sorted(r.note.start for r in copies) == [480 + 2 * 1920, 2400 + 2 * 1920]
+    assert len(doubled.tracks[0].notes) == 5
+    loose, moved = edits.humanize_notes(song, refs, timing=30, velocity=20, seed=4)
+    assert loose == edits.humanize_notes(song, refs, timing=30, velocity=20, seed=4)[0]  # the same seed, the same
+    for ref in moved:
+        assert ref.note.start >= 0 and 1 <= ref.note.velocity <= 127
+    starts = sorted(r.note.start for r in moved)
+    assert all(abs(a - b) <= 30 for a, b in zip(starts, sorted(n.start for n in song.tracks[0].notes), strict=True))

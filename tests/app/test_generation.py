@@ -151,10 +151,25 @@ def test_arranging_every_bar_ignores_a_note_ringing_past_the_last_bar(loaded, qt
     assert not window.dialogs and window.editor.undo_stack.count() == count + 1
 
 
-def test_regenerate_needs_a_selection_then_keeps_the_rest(loaded, qtbot) -> None:
+def test_regenerate_without_a_selection_rewrites_the_bars_in_view(loaded, qtbot) -> None:
     window = loaded
-    run(window, qtbot, "regenerate")
-    assert window.dialogs[-1][0] == "Select some bars"
+    song = window.editor.document.song
+    bar = song.bar_starts()
+    window.roll.show_ticks(bar[1], bar[3])  # bars 2 and 3 fill the view …
+    vp = window.roll.state.viewport
+    vp.left_tick, vp.px_per_tick = bar[1], window.roll.canvas.width() / (bar[3] - bar[1]) * 0.999
+    window.editor.set_current_track(1)
+    run(window, qtbot, "regenerate")  # … and are regenerated, with no selection
+    assert not window.dialogs and window.editor.undo_stack.undoText() == "Regenerate bars 2–3"
+    after = window.editor.document.song
+    assert [n for n in after.tracks[1].notes if not bar[1] <= n.start < bar[3]] == [
+        n for n in song.tracks[1].notes if not bar[1] <= n.start < bar[3]
+    ]
+    window.editor.undo_stack.undo()
+
+
+def test_regenerate_the_selected_bars_keeps_the_rest(loaded, qtbot) -> None:
+    window = loaded
     song = window.editor.document.song
     bar = song.bar_starts()
     window.editor.set_current_track(1)

@@ -11,6 +11,7 @@ import pytest
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QColor
 from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QTableWidget
 
 from meloformer_app.view.roll import Tool
 from meloformer_core.midi_io import read_midi
@@ -109,7 +110,7 @@ def test_draw_move_resize_delete_each_undoable(window, qtbot) -> None:
 
 def dialog_defaults(monkeypatch) -> list[str]:
     """Quantize's dialog built as the user would see it and accepted as it opens; its scope lines."""
-    from meloformer_app.quantize_dialog import QuantizeDialog
+    from meloformer_app.edit_dialogs import QuantizeDialog
 
     scopes: list[str] = []
 
@@ -552,7 +553,7 @@ def test_a_port_that_appears_is_listed_without_blocking_the_window(window, qtbot
 
 
 def test_quantize_acts_on_the_selection_or_the_selected_track_never_silently_on_everything(window, monkeypatch) -> None:
-    from meloformer_app.quantize_dialog import QuantizeDialog, QuantizeSettings
+    from meloformer_app.edit_dialogs import QuantizeDialog, QuantizeSettings
 
     scopes = dialog_defaults(monkeypatch)
     window.open_file(FIXTURES / "bach_chorale.mid")
@@ -647,3 +648,52 @@ def test_the_transport_shows_output_position_tempo_and_metre_at_every_width(wind
     assert window.position_label.text().strip() == position_text(song, tick) == "3.2  0:04.8"
     assert conductor_text(song, tick) == "112 bpm  4/4  C major"
     assert not window.actions["play"].icon().isNull()  # the transport has icons; its text shows on hover
+
+
+def test_everyday_edits_duplicate_transpose_humanize_context_menu_and_shortcuts(window, qtbot, monkeypatch) -> None:
+    from PySide6.QtWidgets import QInputDialog
+
+    from meloformer_app.edit_dialogs import HumanizeDialog
+
+    window.open_file(FIXTURES / "bach_chorale.mid")
+    song = song_of(window)
+    bar = song.bar_starts()
+    window.editor.set_current_track(0)
+    first_bar = [r for r in window.roll.state.table.in_rect(bar[0], bar[1] - 1, 0, 127, {0})]
+    window.editor.select(first_bar)
+    window.actions["duplicate"].trigger()  # the soprano's bar 1, copied into bar 2
+    copies = window.editor.document.selection
+    assert window.editor.undo_stack.undoText() == f"Duplicate {len(first_bar)} notes"
+    assert sorted((r.note.start - (bar[1] - bar[0]), r.note.pitch) for r in copies) == sorted(
+        (r.note.start, r.note.pitch) for r in first_bar
+    )
+    window.editor.undo_stack.undo()
+    window.editor.select([])
+    monkeypatch.setattr(QInputDialog, "getInt", lambda *a, **k: (12, True))
+    window.actions["transpose"].trigger()  # no selection: the selected track, an octave up
+    after = song_of(window)
+    assert [n.pitch for n in after.tracks[0].notes] == [n.pitch + 12 for n in song.tracks[0].notes]
+    assert after.tracks[1:] == song.tracks[1:] and "Transpose all" in window.editor.undo_stack.undoText()
+    window.editor.undo_stack.undo()
+    as_shown = classmethod(lambda cls, parent, scope, last: cls(parent, scope, last).settings())
+    monkeypatch.setattr(HumanizeDialog, "ask", as_shown)
+    window.actions["humanize"].trigger()
+    loose = song_of(window).tracks[0].notes
+    assert len(loose) == len(song.tracks[0].notes) and song_of(window).tracks[1:] == song.tracks[1:]
+    moved = [abs(a.start - b.start) for a, b in zip(loose, song.tracks[0].notes, strict=True)]
+    louder = [abs(a.velocity - b.velocity) for a, b in zip(loose, song.tracks[0].notes, strict=True)]
+    assert max(moved) <= 10 * song.resolution // 480 and max(louder) <= 8 and (any(moved) or any(louder))
+    window.editor.set_current_track(None)
+    window.editor.select([])
+    count = window.editor.undo_stack.count()
+    window.actions["humanize"].trigger()  # nothing selected: nothing changes, the status says why
+    assert window.editor.undo_stack.count() == count and "select some notes" in window.statusBar().currentMessage()
+    window.roll.canvas.customContextMenuRequested.emit(QPoint(20, 20))
+    names = [a.text() for a in window.roll_menu.actions() if a.text()]
+    assert {"&Quantize…", "&Transpose…", "&Humanize…", "D&uplicate", "&Copy"} <= set(names)
+    window.roll_menu.close()
+    window.actions["shortcuts"].trigger()
+    table = window.shortcuts_dialog.findChild(QTableWidget)
+    rows = {table.item(r, 0).text(): table.item(r, 1).text() for r in range(table.rowCount())}
+    assert rows["Duplicate"] == "Ctrl+D" and rows["Continue"].startswith("Ctrl+")
+    window.shortcuts_dialog.close()

@@ -1,7 +1,8 @@
-"""Edit ▸ Quantize: grid, strength and swing, for the selected notes or the selected track.
+"""The Edit menu's dialogs: Quantize (grid, strength, swing) and Humanize (timing and
+velocity), for the selected notes or the selected track.
 
-What it acts on is said in the dialog and in the undo text; with neither notes nor a track
-selected it does nothing but say so (it never moves every track's notes at once).
+What they act on is said in the dialog and in the undo text; with neither notes nor a track
+selected they do nothing but say so (they never change every track's notes at once).
 """
 
 from __future__ import annotations
@@ -60,4 +61,37 @@ class QuantizeDialog(QDialog):
             last: QuantizeSettings | None) -> QuantizeSettings | None:  # fmt: skip
         """The settings chosen, or None when cancelled."""
         dialog = cls(parent, scope, grid, last)
+        return dialog.settings() if dialog.exec() == QDialog.DialogCode.Accepted else None
+
+
+@dataclass(frozen=True)
+class HumanizeSettings:
+    timing: int = 10  # ticks per quarter note × this / 480: at most this many 480ths of a quarter early or late
+    velocity: int = 8  # at most this much softer or louder
+
+
+class HumanizeDialog(QDialog):
+    def __init__(self, parent: QWidget | None, scope: str, last: HumanizeSettings | None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Humanize")
+        last = last or HumanizeSettings()
+        self.timing = QSpinBox(minimum=0, maximum=120, value=last.timing, suffix=" /480 of a beat",
+                               toolTip="Each note moves at most this much early or late, at random")  # fmt: skip
+        self.velocity = QSpinBox(minimum=0, maximum=64, value=last.velocity,
+                                 toolTip="Each note plays at most this much softer or louder, at random")  # fmt: skip
+        form = QFormLayout(self)
+        form.addRow(QLabel(scope))
+        form.addRow("Timing ±", self.timing)
+        form.addRow("Velocity ±", self.velocity)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def settings(self) -> HumanizeSettings:
+        return HumanizeSettings(self.timing.value(), self.velocity.value())
+
+    @classmethod
+    def ask(cls, parent: QWidget | None, scope: str, last: HumanizeSettings | None) -> HumanizeSettings | None:
+        dialog = cls(parent, scope, last)
         return dialog.settings() if dialog.exec() == QDialog.DialogCode.Accepted else None
