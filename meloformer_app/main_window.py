@@ -44,7 +44,7 @@ from meloformer_app.generation_flow import GenerationMixin
 from meloformer_app.panels import SamplingPanel, TrackList
 from meloformer_app.position import conductor_text, position_text
 from meloformer_app.settings import Autosave, Settings
-from meloformer_app.theme import apply_theme
+from meloformer_app.theme import apply_theme, roll_colours
 from meloformer_app.transport import BUILTIN, Transport
 from meloformer_app.view.geometry import GRID_CHOICES
 from meloformer_app.view.roll import PianoRoll, Tool
@@ -69,6 +69,7 @@ class MainWindow(GenerationMixin, QMainWindow):
         self.humanize_last: HumanizeSettings | None = None
         self.result_region: tuple[int, int] | None = None  # the ticks of the generation last kept
         self.roll = PianoRoll(self.editor)
+        self.roll.state.colours = roll_colours(self.settings.theme)
         self.setCentralWidget(self.roll)
         self.tracks = TrackList(self.editor)
         self.panel = SamplingPanel(self.settings)
@@ -255,6 +256,8 @@ class MainWindow(GenerationMixin, QMainWindow):
 
         self.settings.theme = "dark" if dark else "light"
         apply_theme(QApplication.instance(), self.settings.theme)
+        self.roll.state.colours = roll_colours(self.settings.theme)
+        self.roll.refresh()
         self.settings.save()
 
     def set_tool(self, tool: Tool) -> None:

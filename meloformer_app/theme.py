@@ -1,9 +1,39 @@
-"""Light and dark palettes (Fusion style)."""
+"""Light and dark palettes (Fusion style), for the widgets and for the piano roll's own
+painting (canvas, ruler, keyboard and velocity lane follow the theme too)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
+
+
+@dataclass(frozen=True)
+class RollColours:
+    background: str  # the canvas outside the rows
+    row_dark: str  # rows of black keys (of pitches outside the kit, for drums)
+    row_light: str
+    grid: str  # grid lines, beat lines, bar lines
+    beat: str
+    bar: str
+    ruler: str  # the ruler's background, its lines and text, its beat ticks
+    ruler_text: str
+    ruler_beat: str
+    lane: str  # the velocity lane's background
+    playhead: str
+    note_edge: str
+    band: str  # the rubber band's edge
+
+
+DARK_ROLL = RollColours("#1e2126", "#23272d", "#2a2e35", "#30353d", "#3d434d", "#5a626e", "#2b2f36", "#c8ccd2",
+                        "#6c727c", "#1b1d21", "#ff6b6b", "#00000078", "#9cc7ff")  # fmt: skip
+LIGHT_ROLL = RollColours("#fbfbfc", "#e6e9ee", "#f6f7f9", "#e0e3e8", "#cdd2d9", "#8f97a3", "#e3e6ea", "#2d3138",
+                         "#8a919b", "#f1f3f6", "#d62828", "#00000060", "#2f6fd0")  # fmt: skip
+
+
+def roll_colours(theme: str) -> RollColours:
+    return DARK_ROLL if theme == "dark" else LIGHT_ROLL
 
 
 def apply_theme(app: QApplication, theme: str) -> None:

@@ -16,6 +16,7 @@ from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPen, QPolygonF, QWheel
 from PySide6.QtWidgets import QGridLayout, QScrollBar, QWidget
 
 from meloformer_app.document.edits import NoteRef
+from meloformer_app.theme import DARK_ROLL
 from meloformer_app.view.bars import BarMap
 from meloformer_app.view.geometry import Viewport
 from meloformer_app.view.notes import NoteTable
@@ -24,7 +25,6 @@ from meloformer_core.music import Note, Song
 
 BLACK_KEYS = {1, 3, 6, 8, 10}
 EDGE_PX = 6  # grab the right edge of a note within this many pixels to resize it
-BACKGROUND, ROW_DARK, ROW_LIGHT = QColor("#1e2126"), QColor("#23272d"), QColor("#2a2e35")
 GENERATED = QColor(255, 220, 90, 38)
 MAX_SCROLL = 2**31 - 1  # a QScrollBar holds a C int; a song may end at the 32-bit tick limit
 DENSE = 4000  # more shapes than this in view are merged per pixel (see `_one_per_pixel`)
@@ -64,6 +64,7 @@ class RollState:
         self.tool = Tool.SELECT
         self.snap = True
         self.playhead: int | None = None
+        self.colours = DARK_ROLL  # the main window sets the theme's
         self._selected_key: tuple | None = None
         self._selected_mask = np.zeros(0, dtype=bool)
 
@@ -113,13 +114,14 @@ class RollCanvas(QWidget):
         painter = QPainter(self)
         area = event.rect()  # often a thin strip (the moving playhead): draw only what is in it
         height = self.height()
-        painter.fillRect(area, BACKGROUND)
+        colours = self.state.colours
+        painter.fillRect(area, QColor(colours.background))
         low, high = vp.pitch_at(area.bottom() + 1), vp.pitch_at(area.top())
         drums = self.state.drums_selected()
         for pitch in range(max(0, low), min(127, high) + 1):
             dark = pitch not in DRUM_KEY_NAMES if drums else pitch % 12 in BLACK_KEYS  # kit pieces' rows stand out
             painter.fillRect(QRectF(area.left(), vp.y(pitch), area.width(), vp.key_height),
-                             ROW_DARK if dark else ROW_LIGHT)  # fmt: skip
+                             QColor(colours.row_dark if dark else colours.row_light))  # fmt: skip
         first, last = vp.tick_at(area.left() - 1), vp.tick_at(area.right() + 2)
         self._paint_grid(painter, song, first, last, height)
         generated = self.state.editor.generated_range()
@@ -138,16 +140,16 @@ class RollCanvas(QWidget):
             if ghost or muted:
                 colour.setAlpha(70)
             hits = track < len(song.tracks) and song.tracks[track].is_drum  # drum notes are hits, not held notes
-            self._paint_notes(painter, rows[~selected[rows]], colour, QColor(0, 0, 0, 120), hits=hits)
+            self._paint_notes(painter, rows[~selected[rows]], colour, QColor(colours.note_edge), hits=hits)
             if len(rows[selected[rows]]):
                 self._paint_notes(painter, rows[selected[rows]], colour.lighter(150), QColor("#ffffff"), offset, hits)
         if self._drag and self._drag["kind"] == "band":
             band = QRectF(self._drag["origin"], self._drag["point"]).normalized()
-            painter.setPen(QPen(QColor("#9cc7ff"), 1, Qt.PenStyle.DashLine))
+            painter.setPen(QPen(QColor(colours.band), 1, Qt.PenStyle.DashLine))
             painter.fillRect(band, QColor(120, 170, 255, 40))
             painter.drawRect(band)
         if self.state.playhead is not None:
-            painter.setPen(QPen(QColor("#ff6b6b"), 2))
+            painter.setPen(QPen(QColor(colours.playhead), 2))
             x = vp.x(self.state.playhead)
             painter.drawLine(QPointF(x, 0), QPointF(x, height))
         painter.end()
@@ -156,12 +158,13 @@ class RollCanvas(QWidget):
         """Grid lines, beat lines and bar lines, each only when they are far enough apart."""
         vp = self.state.viewport
         bars = [tick for _number, tick in self.state.bars.between(first, last, 2 / vp.px_per_tick)]
-        for step, colour, min_px in ((vp.grid_ticks(), "#30353d", 4), (song.resolution, "#3d434d", 6)):
+        colours = self.state.colours
+        for step, colour, min_px in ((vp.grid_ticks(), colours.grid, 4), (song.resolution, colours.beat, 6)):
             if step * vp.px_per_tick >= min_px:
                 ticks = range(int(first // step) * step, int(last) + 1, step)
                 painter.setPen(QPen(QColor(colour), 1))
                 painter.drawLines([QLineF(vp.x(t), 0, vp.x(t), height) for t in ticks])
-        painter.setPen(QPen(QColor("#5a626e"), 1))
+        painter.setPen(QPen(QColor(colours.bar), 1))
         painter.drawLines([QLineF(vp.x(bar), 0, vp.x(bar), height) for bar in bars])
 
     def _paint_notes(self, painter: QPainter, rows: np.ndarray, fill: QColor, edge: QColor,
@@ -413,7 +416,8 @@ class Ruler(QWidget):
 
     def paintEvent(self, event) -> None:  # noqa: N802
         song, vp, painter = self.state.song(), self.state.viewport, QPainter(self)
-        painter.fillRect(self.rect(), QColor("#2b2f36"))
+        colours = self.state.colours
+        painter.fillRect(self.rect(), QColor(colours.ruler))
         first, last = vp.tick_at(0), vp.tick_at(self.width())
         generated = self.state.editor.generated_range()
         if generated is not None:
@@ -423,24 +427,27 @@ class Ruler(QWidget):
         # labels start a little left of the view so a long one scrolling in is not cut;
         # they are 40 px apart at least, lines 3 px (bar numbers count from 1)
         labelled = dict(self.state.bars.between(first - song.resolution * 16, last, 40 / vp.px_per_tick))
+        free = -1e9  # labels never run into each other: each starts past the end of the one before
+        metrics = painter.fontMetrics()
         for number, bar in self.state.bars.between(first - song.resolution * 16, last, 3 / vp.px_per_tick):
             x = vp.x(bar)
-            painter.setPen(QColor("#c8ccd2"))
+            painter.setPen(QColor(colours.ruler_text))
             painter.drawLine(QPointF(x, 12), QPointF(x, self.height()))
             text = str(number + 1) if number in labelled else ""
             if bar in signatures:
                 ts = signatures[bar]
                 text = f"{text} {ts.numerator}/{ts.denominator}".strip()
-            if text:
+            if text and x + 3 >= free:
                 painter.drawText(QPointF(x + 3, 11), text)
+                free = x + 3 + metrics.horizontalAdvance(text) + 6
         if song.resolution * vp.px_per_tick >= 6:
-            painter.setPen(QColor("#6c727c"))
+            painter.setPen(QColor(colours.ruler_beat))
             tick = int(first // song.resolution) * song.resolution
             while tick <= last:
                 painter.drawLine(QPointF(vp.x(tick), 20), QPointF(vp.x(tick), self.height()))
                 tick += song.resolution
         if self.state.playhead is not None:
-            painter.setPen(QPen(QColor("#ff6b6b"), 2))
+            painter.setPen(QPen(QColor(colours.playhead), 2))
             painter.drawLine(QPointF(vp.x(self.state.playhead), 0), QPointF(vp.x(self.state.playhead), self.height()))
         painter.end()
 
@@ -470,7 +477,7 @@ class VelocityLane(QWidget):
     def paintEvent(self, event) -> None:  # noqa: N802
         self.state.song()
         vp, table, painter = self.state.viewport, self.state.table, QPainter(self)
-        painter.fillRect(self.rect(), QColor("#1b1d21"))
+        painter.fillRect(self.rect(), QColor(self.state.colours.lane))
         rows = self._rows()
         selected = self.state.selected()
         views = self.state.editor.track_views()

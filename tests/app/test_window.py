@@ -697,3 +697,19 @@ def test_everyday_edits_duplicate_transpose_humanize_context_menu_and_shortcuts(
     rows = {table.item(r, 0).text(): table.item(r, 1).text() for r in range(table.rowCount())}
     assert rows["Duplicate"] == "Ctrl+D" and rows["Continue"].startswith("Ctrl+")
     window.shortcuts_dialog.close()
+
+
+def test_the_light_theme_reaches_the_roll_ruler_and_velocity_lane(window) -> None:
+    from meloformer_app.theme import DARK_ROLL, LIGHT_ROLL
+
+    window.open_file(FIXTURES / "bach_chorale.mid")
+
+    def corner(widget) -> str:  # a pixel of the widget's own background
+        return widget.grab().toImage().pixelColor(widget.width() - 3, 2).name()
+
+    window.set_theme(False)
+    assert window.settings.theme == "light"
+    light = {corner(window.roll.ruler), corner(window.roll.velocity)}
+    assert light == {LIGHT_ROLL.ruler, LIGHT_ROLL.lane}
+    window.set_theme(True)
+    assert {corner(window.roll.ruler), corner(window.roll.velocity)} == {DARK_ROLL.ruler, DARK_ROLL.lane}
