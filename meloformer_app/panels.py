@@ -124,7 +124,7 @@ class TrackList(QWidget):
         name.editingFinished.connect(lambda: self._rename(row, name.text()))
         self.table.setCellWidget(row, 2, name)
         program = QComboBox(toolTip="General MIDI instrument")
-        program.setMaximumWidth(150)
+        program.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)  # "128 Gunshot" is never cut
         program.addItems([f"{i + 1} {n}" for i, n in enumerate(PROGRAM_NAMES)] + [DRUM_KIT])
         program.currentIndexChanged.connect(lambda value: value < 128 and self.editor.update_track(row, program=value))
         self.table.setCellWidget(row, 3, program)

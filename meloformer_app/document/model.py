@@ -17,8 +17,11 @@ import numpy as np
 from meloformer_app.document.edits import NoteRef
 from meloformer_core.music import Song, rows_in
 
-PALETTE = ("#e0555a", "#4f9de0", "#5cbf6a", "#e0a53c", "#a86fe0", "#3cc7c2", "#e07bb4", "#9aa84a",
-           "#d9774a", "#6f83e0", "#c9c24a", "#4ab0a0", "#b05c8c", "#7aa0c8", "#c88a6f", "#8cc88a")  # fmt: skip
+# Track colours, in the order tracks get them: each is as far (CIE L*a*b* distance) from
+# every colour before it as the candidates allow, all of medium lightness (seen on the dark
+# and the light theme), so the first tracks of a band are told apart at a glance
+PALETTE = ("#4f9de0", "#30bf30", "#f25555", "#f255f2", "#f2be55", "#30bfa7", "#f29dd6", "#f2ac9d",
+           "#aacc66", "#9966cc", "#f255a4", "#55d8f2", "#cc6677", "#f28955", "#a455f2", "#30bf78")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -713,3 +713,56 @@ def test_the_light_theme_reaches_the_roll_ruler_and_velocity_lane(window) -> Non
     assert light == {LIGHT_ROLL.ruler, LIGHT_ROLL.lane}
     window.set_theme(True)
     assert {corner(window.roll.ruler), corner(window.roll.velocity)} == {DARK_ROLL.ruler, DARK_ROLL.lane}
+
+
+def lab_distance(first: str, second: str) -> float:
+    """CIE76 colour difference of two #rrggbb colours (sRGB, D65)."""
+    import numpy as np
+
+    def lab(colour: str) -> np.ndarray:
+        rgb = np.array([int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+        rgb = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+        xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ rgb
+        xyz = xyz / np.array([0.95047, 1.0, 1.08883])  # relative to white
+        f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+        return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+    return float(np.linalg.norm(lab(first) - lab(second)))
+
+
+def test_track_colours_are_told_apart_and_instrument_names_fit(window) -> None:
+    import itertools
+
+    from meloformer_app.document.model import PALETTE
+
+    band = PALETTE[:8]  # the first tracks of a band: any two far apart (red, orange and pink too)
+    assert min(lab_distance(a, b) for a, b in itertools.combinations(band, 2)) >= 35
+    assert min(lab_distance(PALETTE[i], PALETTE[i - 1]) for i in range(len(PALETTE))) >= 35  # neighbours
+    assert min(lab_distance(a, b) for a, b in itertools.combinations(PALETTE, 2)) >= 25
+    window.open_file(ROOT / "resources" / "examples" / "band_song.mid")
+    for row in range(window.tracks.table.rowCount()):
+        box = window.tracks.table.cellWidget(row, 3)
+        box.setCurrentIndex(127)  # the longest GM names, "128 Gunshot" among them
+        assert box.sizeHint().width() >= box.fontMetrics().horizontalAdvance("128 Gunshot")
+        assert box.maximumWidth() > box.fontMetrics().horizontalAdvance("128 Gunshot")  # never capped below it
+
+
+@pytest.mark.parametrize("theme", ["dark", "light"])
+def test_the_track_lists_toggles_stand_out_in_both_themes(window, theme) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    from meloformer_app.theme import apply_theme
+
+    apply_theme(QApplication.instance(), theme)
+    try:
+        window.open_file(FIXTURES / "drum_groove.mid")
+        box = window.tracks.checkbox(0, 5)  # Mute, unticked
+        image, background = box.grab().toImage(), box.palette().window().color()
+        strongest = max(
+            lab_distance(image.pixelColor(x, y).name(), background.name())
+            for x in range(image.width())
+            for y in range(image.height())
+        )
+        assert strongest >= 40  # the box's frame is seen, not a faint outline
+    finally:
+        apply_theme(QApplication.instance(), "light")
