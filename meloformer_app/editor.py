@@ -147,6 +147,11 @@ class Editor(QObject):
         song, changed = edits.set_velocity(self.document.song, refs, velocity)
         self.apply_song(song, f"Velocity {velocity}", changed)
 
+    def set_velocities(self, velocities: dict, text: str) -> None:
+        """Notes at velocities of their own (a scaled selection, a ramp), as one undo step."""
+        song, changed = edits.set_velocities(self.document.song, velocities)
+        self.apply_song(song, text, changed)
+
     def edit_scope(self) -> tuple[list[edits.NoteRef], str] | None:
         """What Quantize, Transpose and Humanize act on: the selected notes, else every note of
         the selected track, with words for it; None when neither is selected (never every

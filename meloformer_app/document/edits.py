@@ -80,6 +80,13 @@ def set_velocity(song: Song, refs: Iterable[NoteRef], velocity: int) -> tuple[So
     return map_notes(song, refs, lambda n: n._replace(velocity=velocity))
 
 
+def set_velocities(song: Song, velocities: dict[NoteRef, int]) -> tuple[Song, list[NoteRef]]:
+    """Each note at its own velocity (clamped to 1-127)."""
+    refs = list(velocities)
+    levels = iter(velocities[ref] for ref in refs)
+    return map_notes(song, refs, lambda n: n._replace(velocity=next(levels)))
+
+
 def quantize_notes(song: Song, refs: Iterable[NoteRef], grid: int, lengths: bool = True, strength: float = 1.0,
                    swing: float = 0.0) -> tuple[Song, list[NoteRef]]:  # fmt: skip
     """Move starts (and, with ``lengths``, ends) ``strength`` of the way to the nearest grid line.

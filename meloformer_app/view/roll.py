@@ -15,7 +15,6 @@ from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPen, QPolygonF, QWheelEvent
 from PySide6.QtWidgets import QGridLayout, QScrollBar, QWidget
 
-from meloformer_app.document.edits import NoteRef
 from meloformer_app.theme import DARK_ROLL
 from meloformer_app.view.bars import BarMap
 from meloformer_app.view.geometry import Viewport
@@ -457,14 +456,23 @@ class Ruler(QWidget):
 
 
 class VelocityLane(QWidget):
-    """One stem per visible note; drag to set the velocity of the note (or the selection)."""
+    """One stem per visible note, and the velocity edits:
+
+    - drag a stem: that note to the velocity dragged to, the rest of the selection scaled
+      by the same ratio (their contrasts kept);
+    - Shift+drag, or drag where there is no stem: a ramp, a line from the press to the
+      release that sets the notes between them (the selected ones, or with none selected
+      every note in view of the tracks edited);
+
+    the value is shown while dragging (``readout``), and the edit is one undo step.
+    """
 
     def __init__(self, state: RollState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
         self.setFixedHeight(72)
-        self._target: list[NoteRef] | None = None
-        self._velocity = 0
+        self._drag: dict | None = None
+        self.readout = ""
 
     def _rows(self) -> np.ndarray:
         vp, table = self.state.viewport, self.state.table
@@ -474,17 +482,36 @@ class VelocityLane(QWidget):
             rows = rows[np.isin(table.track[rows], list(editable))]
         return rows
 
+    def _preview(self) -> dict[int, int]:
+        """Table row → the velocity the drag in progress gives it."""
+        drag, table = self._drag, self.state.table
+        if drag is None:
+            return {}
+        if drag["kind"] == "scale":
+            factor = drag["velocity"] / max(drag["grabbed"], 1)
+            return {row: int(np.clip(round(table.data[row, 3] * factor), 1, 127)) for row in drag["rows"]}
+        (x0, v0), (x1, v1) = drag["start"], drag["end"]
+        low, high = min(x0, x1), max(x0, x1)
+        xs = (table.data[drag["rows"], 0] - self.state.viewport.left_tick) * self.state.viewport.px_per_tick
+        result = {}
+        for row, x in zip(drag["rows"], xs.tolist(), strict=True):
+            if low <= x <= high:
+                share = 0.0 if high == low else (x - x0) / (x1 - x0)
+                result[row] = int(np.clip(round(v0 + share * (v1 - v0)), 1, 127))
+        return result
+
     def paintEvent(self, event) -> None:  # noqa: N802
         self.state.song()
         vp, table, painter = self.state.viewport, self.state.table, QPainter(self)
-        painter.fillRect(self.rect(), QColor(self.state.colours.lane))
+        colours = self.state.colours
+        painter.fillRect(self.rect(), QColor(colours.lane))
         rows = self._rows()
         selected = self.state.selected()
         views = self.state.editor.track_views()
         usable, bottom = self.height() - 4, self.height()
         velocities = table.data[:, 3].astype(float)
-        if self._target:
-            velocities = np.where(selected, self._velocity, velocities)
+        for row, velocity in self._preview().items():
+            velocities[row] = velocity
         xs = (table.data[rows, 0] - vp.left_tick) * vp.px_per_tick
         tops = bottom - usable * velocities[rows] / 127
         dots = len(rows) <= 3000  # stems only when they are too dense to tell apart
@@ -504,6 +531,13 @@ class VelocityLane(QWidget):
                 if dots:
                     painter.setBrush(shade)
                     painter.drawRects([QRectF(x - 2, top - 2, 4, 4) for x, top in stems])
+        if self._drag is not None and self._drag["kind"] == "ramp":
+            (x0, v0), (x1, v1) = self._drag["start"], self._drag["end"]
+            painter.setPen(QPen(QColor(colours.band), 1, Qt.PenStyle.DashLine))
+            painter.drawLine(QPointF(x0, bottom - usable * v0 / 127), QPointF(x1, bottom - usable * v1 / 127))
+        if self.readout:
+            painter.setPen(QColor(colours.ruler_text))
+            painter.drawText(QPointF(6, 14), self.readout)
         painter.end()
 
     def _velocity_at(self, y: float) -> int:
@@ -514,26 +548,54 @@ class VelocityLane(QWidget):
         rows = self._rows()
         if not len(rows):
             return
+        x, velocity = event.position().x(), self._velocity_at(event.position().y())
         xs = (table.data[rows, 0] - vp.left_tick) * vp.px_per_tick
-        nearest = int(rows[np.argmin(np.abs(xs - event.position().x()))])
-        ref = table.ref(nearest)
-        if abs(vp.x(ref.note.start) - event.position().x()) > 8:
-            return
-        if ref not in editor.selection():
-            editor.select({ref})
-        self._target = list(editor.selection())
-        self._velocity = self._velocity_at(event.position().y())
-        self.update()
+        nearest = int(rows[np.argmin(np.abs(xs - x))])
+        on_stem = abs(vp.x(table.data[nearest, 0]) - x) <= 8
+        shift = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+        if on_stem and not shift:
+            ref = table.ref(nearest)
+            if ref not in editor.selection():
+                editor.select({ref})
+            chosen = self.state.selected()
+            self._drag = {"kind": "scale", "rows": np.flatnonzero(chosen).tolist(),
+                          "grabbed": int(table.data[nearest, 3]), "velocity": velocity}  # fmt: skip
+        else:
+            chosen = self.state.selected()
+            scope = [row for row in rows.tolist() if chosen[row]] or rows.tolist()
+            self._drag = {"kind": "ramp", "rows": scope, "start": (x, velocity), "end": (x, velocity)}
+        self._show_readout()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        if self._target:
-            self._velocity = self._velocity_at(event.position().y())
-            self.update()
+        if self._drag is None:
+            return
+        velocity = self._velocity_at(event.position().y())
+        if self._drag["kind"] == "scale":
+            self._drag["velocity"] = velocity
+        else:
+            self._drag["end"] = (event.position().x(), velocity)
+        self._show_readout()
+
+    def _show_readout(self) -> None:
+        drag = self._drag
+        if drag["kind"] == "scale":
+            ratio = drag["velocity"] / max(drag["grabbed"], 1)
+            self.readout = f"velocity {drag['velocity']}" + (f"  (×{ratio:.2f})" if len(drag["rows"]) > 1 else "")
+        else:
+            self.readout = f"ramp {drag['start'][1]} → {drag['end'][1]}"
+        self.update()
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        if self._target:
-            target, self._target = self._target, None
-            self.state.editor.set_velocity(target, self._velocity)
+        if self._drag is None:
+            return
+        self.mouseMoveEvent(event)
+        changes, text = self._preview(), self.readout
+        self._drag, self.readout = None, ""
+        table = self.state.table
+        velocities = {table.ref(row): velocity for row, velocity in changes.items()}
+        if velocities:
+            self.state.editor.set_velocities(velocities, text[0].upper() + text[1:])
+        self.update()
 
 
 class PianoRoll(QWidget):

@@ -766,3 +766,42 @@ def test_the_track_lists_toggles_stand_out_in_both_themes(window, theme) -> None
         assert strongest >= 40  # the box's frame is seen, not a faint outline
     finally:
         apply_theme(QApplication.instance(), "light")
+
+
+def test_the_velocity_lane_scales_a_selection_draws_ramps_and_shows_the_value(window, tmp_path) -> None:
+    from meloformer_core.midi_io import write_midi
+    from meloformer_core.music import Song, Track
+
+    notes = [(i * 480, 60 + i, 240, velocity) for i, velocity in enumerate((80, 40, 100, 60, 60, 60))]
+    write_midi(Song(tracks=(Track("Piano", 0, False, notes),)), tmp_path / "six.mid")
+    window.open_file(tmp_path / "six.mid")
+    lane, vp = window.roll.velocity, window.roll.state.viewport
+    vp.left_tick, vp.px_per_tick = -240, 0.1
+    window.roll.refresh()
+    first = song_of(window).tracks[0].notes
+    window.editor.select([r for r in window.roll.state.table.in_rect(0, 3 * 480 - 1, 0, 127, {0})])  # notes 1-3
+
+    def y_of(velocity: int) -> int:
+        return round(lane.height() - velocity / 127 * (lane.height() - 4))
+
+    def at(tick: int, velocity: int) -> QPoint:
+        return QPoint(round(vp.x(tick)), y_of(velocity))
+
+    QTest.mousePress(lane, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, at(0, 80))
+    QTest.mouseMove(lane, at(0, 120))
+    assert lane.readout.startswith("velocity 120") and "×1.5" in lane.readout  # shown while dragging
+    QTest.mouseRelease(lane, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, at(0, 120))
+    assert [n.velocity for n in song_of(window).tracks[0].notes][:4] == [120, 60, 127, 60]  # ×1.5, kept in range
+    assert window.editor.undo_stack.undoText().startswith("Velocity 120") and lane.readout == ""
+    window.editor.undo_stack.undo()
+    assert song_of(window).tracks[0].notes == first
+    window.editor.select([])
+    shift = Qt.KeyboardModifier.ShiftModifier  # a ramp over notes 2-6, 20 up to 100
+    QTest.mousePress(lane, Qt.MouseButton.LeftButton, shift, at(480, 20))
+    QTest.mouseMove(lane, at(5 * 480, 100))
+    low, high = (int(v) for v in lane.readout.removeprefix("ramp ").split(" → "))
+    assert abs(low - 20) <= 1 and abs(high - 100) <= 1  # the mouse moves by pixels: a velocity step or so
+    QTest.mouseRelease(lane, Qt.MouseButton.LeftButton, shift, at(5 * 480, 100))
+    ramp = [n.velocity for n in song_of(window).tracks[0].notes]
+    assert ramp[0] == 80 and ramp[1] == low and ramp[5] == high
+    assert ramp[1:] == sorted(ramp[1:]) and len(set(ramp[1:])) == 5  # rising, note by note
