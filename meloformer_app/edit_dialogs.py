@@ -1,5 +1,6 @@
 """The Edit menu's dialogs: Quantize (grid, strength, swing) and Humanize (timing and
-velocity), for the selected notes or the selected track.
+velocity), for the selected notes or the selected track; and the ruler's Tempo, metre and
+key dialog (a double-click on a bar).
 
 What they act on is said in the dialog and in the undo text; with neither notes nor a track
 selected they do nothing but say so (they never change every track's notes at once).
@@ -10,7 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from PySide6.QtWidgets import QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QSpinBox, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QSpinBox,
+    QWidget,
+)
+
+from meloformer_app.position import MAJOR_KEYS, MINOR_KEYS
 
 # grid choices in quarter notes
 GRIDS = {"1/4": Fraction(1), "1/8": Fraction(1, 2), "1/16": Fraction(1, 4), "1/32": Fraction(1, 8),
@@ -94,4 +107,54 @@ class HumanizeDialog(QDialog):
     @classmethod
     def ask(cls, parent: QWidget | None, scope: str, last: HumanizeSettings | None) -> HumanizeSettings | None:
         dialog = cls(parent, scope, last)
+        return dialog.settings() if dialog.exec() == QDialog.DialogCode.Accepted else None
+
+
+KEY_NAMES = [f"{name} major" for name in MAJOR_KEYS] + [f"{name} minor" for name in MINOR_KEYS]
+NO_KEY = "No key signature"
+
+
+@dataclass(frozen=True)
+class ConductorSettings:
+    qpm: float
+    numerator: int
+    denominator: int
+    key: tuple[int, bool] | None  # (sharps, minor), None for none
+
+
+class ConductorDialog(QDialog):
+    """Tempo, metre and key from the start of a bar on."""
+
+    def __init__(self, parent: QWidget | None, bar: int, current: ConductorSettings) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Tempo, metre and key at bar {bar}")
+        self.tempo = QDoubleSpinBox(minimum=10, maximum=400, decimals=1, value=current.qpm, suffix=" bpm",
+                                    toolTip="Quarter notes per minute")  # fmt: skip
+        self.numerator = QSpinBox(minimum=1, maximum=32, value=current.numerator, toolTip="Beats in a bar")
+        self.denominator = QComboBox(toolTip="The note that counts a beat")
+        self.denominator.addItems(["1", "2", "4", "8", "16", "32"])
+        self.denominator.setCurrentText(str(current.denominator))
+        self.key = QComboBox(toolTip="The key signature from this bar on")
+        self.key.addItems([NO_KEY, *KEY_NAMES])
+        if current.key is not None:
+            sharps, minor = current.key
+            self.key.setCurrentIndex(1 + sharps + 7 + (15 if minor else 0))
+        form = QFormLayout(self)
+        form.addRow("Tempo", self.tempo)
+        form.addRow("Metre", self.numerator)
+        form.addRow("/", self.denominator)
+        form.addRow("Key", self.key)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def settings(self) -> ConductorSettings:
+        index = self.key.currentIndex() - 1
+        key = None if index < 0 else (index % 15 - 7, index >= 15)
+        return ConductorSettings(self.tempo.value(), self.numerator.value(), int(self.denominator.currentText()), key)
+
+    @classmethod
+    def ask(cls, parent: QWidget | None, bar: int, current: ConductorSettings) -> ConductorSettings | None:
+        dialog = cls(parent, bar, current)
         return dialog.settings() if dialog.exec() == QDialog.DialogCode.Accepted else None

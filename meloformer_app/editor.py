@@ -178,6 +178,11 @@ class Editor(QObject):
         song, changed = edits.humanize_notes(self.document.song, refs, timing, velocity, seed)
         self.apply_song(song, f"Humanize {what}", changed)
 
+    def set_conductor(self, tick: int, qpm: float, numerator: int, denominator: int, key, bar: int) -> None:
+        """Tempo, metre and key from ``tick`` (the start of ``bar``, 1-based) on, one undo step."""
+        song = edits.set_conductor(self.document.song, tick, qpm, numerator, denominator, key)
+        self.apply_song(song, f"Tempo, metre and key at bar {bar}")
+
     def duplicate_selection(self) -> None:
         """Copies of the selected notes in the bars right after theirs, selected."""
         song, copies = edits.duplicate_notes(self.document.song, self.document.selection)

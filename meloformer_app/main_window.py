@@ -37,12 +37,19 @@ from PySide6.QtWidgets import (
 from meloformer_app.actions import build_actions
 from meloformer_app.audio_export import AUDIO_FILTER, AudioExport, ask_scope, show_progress
 from meloformer_app.document.export import export_song
-from meloformer_app.edit_dialogs import HumanizeDialog, HumanizeSettings, QuantizeDialog, QuantizeSettings
+from meloformer_app.edit_dialogs import (
+    ConductorDialog,
+    ConductorSettings,
+    HumanizeDialog,
+    HumanizeSettings,
+    QuantizeDialog,
+    QuantizeSettings,
+)
 from meloformer_app.editor import Editor
 from meloformer_app.generation import Generator, Variation
 from meloformer_app.generation_flow import GenerationMixin
 from meloformer_app.panels import SamplingPanel, TrackList
-from meloformer_app.position import conductor_text, position_text
+from meloformer_app.position import conductor_at, conductor_text, position_text
 from meloformer_app.settings import Autosave, Settings
 from meloformer_app.theme import apply_theme, roll_colours
 from meloformer_app.transport import BUILTIN, Transport
@@ -107,6 +114,7 @@ class MainWindow(GenerationMixin, QMainWindow):
         self.volume_slider.valueChanged.connect(self._set_volume)
         self._audio_exports: list[AudioExport] = []  # running: referenced until they end
         self.roll.ruler.seek.connect(self.seek)
+        self.roll.ruler.edit_bar.connect(self.edit_conductor)
         self.roll.canvas.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.roll.canvas.customContextMenuRequested.connect(self._roll_menu)
         self.show_position()
@@ -369,6 +377,17 @@ class MainWindow(GenerationMixin, QMainWindow):
         if scope is None:
             self.statusBar().showMessage(f"{action}: select some notes, or a track in the track list, first", 10_000)
         return scope
+
+    def edit_conductor(self, tick: int) -> None:
+        """The ruler's double-click: tempo, metre and key from the bar at ``tick`` on (undoable)."""
+        song = self.editor.document.song
+        bar = len(song.bar_starts(tick))
+        qpm, metre, key = conductor_at(song, tick)
+        current = ConductorSettings(round(qpm, 1), metre.numerator, metre.denominator,
+                                    None if key is None else (key.sharps, key.minor))  # fmt: skip
+        chosen = ConductorDialog.ask(self, bar, current)
+        if chosen is not None and chosen != current:
+            self.editor.set_conductor(tick, chosen.qpm, chosen.numerator, chosen.denominator, chosen.key, bar)
 
     def transpose_dialog(self) -> None:
         scope = self._scope("Transpose")

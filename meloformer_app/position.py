@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bisect
 
-from meloformer_core.music import Song
+from meloformer_core.music import KeySignature, Song, TimeSignature
 
 MAJOR_KEYS = ("C♭", "G♭", "D♭", "A♭", "E♭", "B♭", "F", "C", "G", "D", "A", "E", "B", "F♯", "C♯")
 MINOR_KEYS = ("A♭", "E♭", "B♭", "F", "C", "G", "D", "A", "E", "B", "F♯", "C♯", "G♯", "D♯", "A♯")
@@ -20,14 +20,19 @@ def position_text(song: Song, tick: int) -> str:
     return f"{bar + 1}.{beat + 1}  {int(seconds // 60)}:{seconds % 60:04.1f}"
 
 
+def conductor_at(song: Song, tick: int) -> tuple[float, TimeSignature, KeySignature | None]:
+    """The tempo (quarters a minute), metre and key signature (None: none) in force at ``tick``."""
+    tempos = [t for t in song.tempos if t.tick <= tick]
+    keys = [k for k in song.key_signatures if k.tick <= tick]
+    return (tempos[-1].qpm if tempos else 120.0), song.time_signature_at(tick), (keys[-1] if keys else None)
+
+
+def key_name(key: KeySignature) -> str:
+    return f"{(MINOR_KEYS if key.minor else MAJOR_KEYS)[key.sharps + 7]} {'minor' if key.minor else 'major'}"
+
+
 def conductor_text(song: Song, tick: int) -> str:
     """The tempo, metre and key in force at ``tick``, e.g. ``112 bpm  4/4  C major``."""
-    tempos = [t for t in song.tempos if t.tick <= tick]
-    qpm = tempos[-1].qpm if tempos else 120.0
-    metre = song.time_signature_at(tick)
-    keys = [k for k in song.key_signatures if k.tick <= tick]
-    key = ""
-    if keys:
-        sharps, minor = keys[-1].sharps, keys[-1].minor
-        key = f"  {(MINOR_KEYS if minor else MAJOR_KEYS)[sharps + 7]} {'minor' if minor else 'major'}"
-    return f"{round(qpm, 1):g} bpm  {metre.numerator}/{metre.denominator}{key}"
+    qpm, metre, key = conductor_at(song, tick)
+    named = f"  {key_name(key)}" if key is not None else ""
+    return f"{round(qpm, 1):g} bpm  {metre.numerator}/{metre.denominator}{named}"

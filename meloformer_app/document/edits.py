@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from meloformer_core.music import Note, NoteArray, Song, Track
+from meloformer_core.music import KeySignature, Note, NoteArray, Song, TempoChange, TimeSignature, Track
 
 
 class NoteRef(NamedTuple):
@@ -152,6 +152,27 @@ def paste_notes(
         if 0 <= index < len(song.tracks):
             targets.append(NoteRef(index, ref.note._replace(start=ref.note.start + offset)))
     return add_notes(song, targets)
+
+
+def set_conductor(song: Song, tick: int, qpm: float, numerator: int, denominator: int,
+                  key: tuple[int, bool] | None) -> Song:  # fmt: skip
+    """The tempo, metre and key from ``tick`` on (each replacing a change at that tick, added
+    only where it differs from what is in force there; ``key`` None keeps the key map)."""
+    tempo = TempoChange(tick, round(60_000_000 / qpm))
+    in_force = [t for t in song.tempos if t.tick < tick]
+    tempos = [t for t in song.tempos if t.tick != tick]
+    if round(in_force[-1].qpm if in_force else 120.0, 3) != round(qpm, 3) or tick == 0:
+        tempos.append(tempo)
+    metre = TimeSignature(tick, numerator, denominator)
+    before = song.time_signature_at(tick - 1) if tick else None
+    metres = [ts for ts in song.time_signatures if ts.tick != tick]
+    if before is None or (before.numerator, before.denominator) != (numerator, denominator):
+        metres.append(metre)
+    keys = list(song.key_signatures)
+    if key is not None:
+        keys = [k for k in keys if k.tick != tick] + [KeySignature(tick, key[0], key[1])]
+    return song.replace(tempos=tuple(sorted(tempos)), time_signatures=tuple(sorted(metres)),
+                        key_signatures=tuple(sorted(keys)))  # fmt: skip
 
 
 def notes_in(song: Song, tracks: Iterable[int], start: int, stop: int, low: int = 0, high: int = 127) -> list[NoteRef]:

@@ -15,6 +15,7 @@ from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPen, QPolygonF, QWheelEvent
 from PySide6.QtWidgets import QGridLayout, QScrollBar, QWidget
 
+from meloformer_app.position import MAJOR_KEYS, MINOR_KEYS
 from meloformer_app.theme import DARK_ROLL
 from meloformer_app.view.bars import BarMap
 from meloformer_app.view.geometry import Viewport
@@ -404,9 +405,11 @@ class Keyboard(QWidget):
 
 
 class Ruler(QWidget):
-    """Bar numbers, beats and time-signature changes; a click moves the playhead."""
+    """Bar numbers, beats, and the tempo, metre and key changes; a click moves the playhead, a
+    double-click on a bar asks for its tempo, metre and key (``edit_bar``: the bar's start)."""
 
     seek = Signal(int)
+    edit_bar = Signal(int)
 
     def __init__(self, state: RollState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -422,7 +425,7 @@ class Ruler(QWidget):
         if generated is not None:
             painter.fillRect(QRectF(vp.x(generated[0]), 0, vp.x(generated[1]) - vp.x(generated[0]), self.height()),
                              QColor(255, 220, 90, 110))  # fmt: skip
-        signatures = {ts.tick: ts for ts in song.time_signatures}
+        changes = conductor_labels(song)
         # labels start a little left of the view so a long one scrolling in is not cut;
         # they are 40 px apart at least, lines 3 px (bar numbers count from 1)
         labelled = dict(self.state.bars.between(first - song.resolution * 16, last, 40 / vp.px_per_tick))
@@ -432,10 +435,7 @@ class Ruler(QWidget):
             x = vp.x(bar)
             painter.setPen(QColor(colours.ruler_text))
             painter.drawLine(QPointF(x, 12), QPointF(x, self.height()))
-            text = str(number + 1) if number in labelled else ""
-            if bar in signatures:
-                ts = signatures[bar]
-                text = f"{text} {ts.numerator}/{ts.denominator}".strip()
+            text = f"{number + 1 if number in labelled else ''} {changes.get(bar, '')}".strip()
             if text and x + 3 >= free:
                 painter.drawText(QPointF(x + 3, 11), text)
                 free = x + 3 + metrics.horizontalAdvance(text) + 6
@@ -453,6 +453,24 @@ class Ruler(QWidget):
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         tick = max(0, round(self.state.viewport.tick_at(event.position().x())))
         self.seek.emit(tick)
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        tick = max(0, round(self.state.viewport.tick_at(event.position().x())))
+        starts = self.state.song().bar_starts(tick)
+        self.edit_bar.emit(starts[-1])
+
+
+def conductor_labels(song: Song) -> dict[int, str]:
+    """Tick → what changes there: the metre ("3/4"), the tempo ("♩=96") and the key ("G")."""
+    labels: dict[int, list[str]] = {}
+    for ts in song.time_signatures:
+        labels.setdefault(ts.tick, []).append(f"{ts.numerator}/{ts.denominator}")
+    for tempo in song.tempos:
+        labels.setdefault(tempo.tick, []).append(f"♩={round(tempo.qpm, 1):g}")
+    for key in song.key_signatures:
+        names = MINOR_KEYS if key.minor else MAJOR_KEYS
+        labels.setdefault(key.tick, []).append(f"{names[key.sharps + 7]}{'m' if key.minor else ''}")
+    return {tick: " ".join(parts) for tick, parts in labels.items()}
 
 
 class VelocityLane(QWidget):

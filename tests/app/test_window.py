@@ -805,3 +805,35 @@ def test_the_velocity_lane_scales_a_selection_draws_ramps_and_shows_the_value(wi
     ramp = [n.velocity for n in song_of(window).tracks[0].notes]
     assert ramp[0] == 80 and ramp[1] == low and ramp[5] == high
     assert ramp[1:] == sorted(ramp[1:]) and len(set(ramp[1:])) == 5  # rising, note by note
+
+
+def test_tempo_metre_and_key_show_in_the_ruler_and_change_by_double_click(window, monkeypatch, tmp_path) -> None:
+    from meloformer_app.edit_dialogs import ConductorDialog, ConductorSettings
+    from meloformer_app.view.roll import conductor_labels
+
+    window.open_file(ROOT / "resources" / "examples" / "band_song.mid")
+    song = song_of(window)
+    assert conductor_labels(song)[0] == "4/4 ♩=112 C"
+    asked: list[ConductorSettings] = []
+
+    def answer(cls, parent, bar, current):
+        asked.append(current)
+        return ConductorSettings(90.0, 3, 4, (1, True))  # E minor
+
+    monkeypatch.setattr(ConductorDialog, "ask", classmethod(answer))
+    ruler, vp = window.roll.ruler, window.roll.state.viewport
+    bar = song.bar_starts()
+    window.roll.show_ticks(0, song.end_tick)
+    QTest.mouseDClick(ruler, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                      QPoint(round(vp.x(bar[4] + song.resolution)), 10))  # fmt: skip
+    assert asked == [ConductorSettings(112.0, 4, 4, (0, False))]  # what is in force there
+    changed = song_of(window)
+    assert conductor_labels(changed)[bar[4]] == "3/4 ♩=90 Em"
+    assert window.editor.undo_stack.undoText() == "Tempo, metre and key at bar 5"
+    assert window.conductor_label.text().strip() == "112 bpm  4/4  C major"  # the playhead is still at bar 1
+    assert window._write(tmp_path / "changed.mid")  # what Save writes
+    again = read_midi(tmp_path / "changed.mid")
+    assert (bar[4], 3, 4) in [tuple(ts) for ts in again.time_signatures]
+    assert [round(t.qpm) for t in again.tempos if t.tick == bar[4]] == [90]
+    window.editor.undo_stack.undo()
+    assert song_of(window) == song
