@@ -115,6 +115,7 @@ class MainWindow(GenerationMixin, QMainWindow):
         self._audio_exports: list[AudioExport] = []  # running: referenced until they end
         self.roll.ruler.seek.connect(self.seek)
         self.roll.ruler.edit_bar.connect(self.edit_conductor)
+        self.roll.ruler.loop_dragged.connect(self._loop_dragged)
         self.roll.canvas.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.roll.canvas.customContextMenuRequested.connect(self._roll_menu)
         self.show_position()
@@ -555,6 +556,7 @@ class MainWindow(GenerationMixin, QMainWindow):
         """Put ``song`` in place of the document, whose unsaved changes the user gave up:
         its autosave goes with it, or a crash later would offer them back."""
         self.editor.open_song(song, path)
+        self.roll.state.loop = None
         self.autosave.clear()
         self._autosaved = False
 
@@ -748,7 +750,17 @@ class MainWindow(GenerationMixin, QMainWindow):
     def seek(self, tick: int) -> None:
         self.transport.seek(tick)
 
+    def _loop_dragged(self, start: int, end: int) -> None:
+        """A loop region dragged in the ruler: loop it (playing on, if playing)."""
+        if self.actions["loop"].isChecked():
+            self.transport.set_loop(self._loop_ticks())
+        else:
+            self.actions["loop"].setChecked(True)
+
     def _loop_ticks(self) -> tuple[int, int]:
+        """The ruler's loop region, else the selected bars, else the whole song."""
+        if self.roll.state.loop is not None:
+            return self.roll.state.loop
         bars = self._selected_bars()
         if bars is not None:
             return self._bar_ticks(bars)

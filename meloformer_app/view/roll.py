@@ -64,6 +64,7 @@ class RollState:
         self.tool = Tool.SELECT
         self.snap = True
         self.playhead: int | None = None
+        self.loop: tuple[int, int] | None = None  # a loop region dragged in the ruler (ticks, whole bars)
         self.colours = DARK_ROLL  # the main window sets the theme's
         self._selected_key: tuple | None = None
         self._selected_mask = np.zeros(0, dtype=bool)
@@ -406,15 +407,18 @@ class Keyboard(QWidget):
 
 class Ruler(QWidget):
     """Bar numbers, beats, and the tempo, metre and key changes; a click moves the playhead, a
-    double-click on a bar asks for its tempo, metre and key (``edit_bar``: the bar's start)."""
+    drag across bars sets a loop region over them (``loop_dragged``), a double-click on a bar
+    asks for its tempo, metre and key (``edit_bar``: the bar's start)."""
 
     seek = Signal(int)
     edit_bar = Signal(int)
+    loop_dragged = Signal(int, int)  # a loop region, whole bars: its start and end ticks
 
     def __init__(self, state: RollState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
         self.setFixedHeight(26)
+        self._pressed: float | None = None  # where a drag began (x)
 
     def paintEvent(self, event) -> None:  # noqa: N802
         song, vp, painter = self.state.song(), self.state.viewport, QPainter(self)
@@ -425,6 +429,9 @@ class Ruler(QWidget):
         if generated is not None:
             painter.fillRect(QRectF(vp.x(generated[0]), 0, vp.x(generated[1]) - vp.x(generated[0]), self.height()),
                              QColor(255, 220, 90, 110))  # fmt: skip
+        if self.state.loop is not None:
+            start, end = self.state.loop
+            painter.fillRect(QRectF(vp.x(start), 0, vp.x(end) - vp.x(start), self.height()), QColor(80, 200, 120, 90))
         changes = conductor_labels(song)
         # labels start a little left of the view so a long one scrolling in is not cut;
         # they are 40 px apart at least, lines 3 px (bar numbers count from 1)
@@ -452,7 +459,28 @@ class Ruler(QWidget):
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         tick = max(0, round(self.state.viewport.tick_at(event.position().x())))
+        self._pressed = event.position().x()
         self.seek.emit(tick)
+
+    def _bars_between(self, x0: float, x1: float) -> tuple[int, int]:
+        """The whole bars from the one at ``x0`` to the one at ``x1``, as ticks."""
+        song, vp = self.state.song(), self.state.viewport
+        low, high = sorted(max(0, round(vp.tick_at(x))) for x in (x0, x1))
+        starts = song.bar_starts(high)
+        last = starts[-1]
+        after = song.bar_starts(last + int(song.time_signature_at(last).bar_ticks(song.resolution)))[len(starts)]
+        return song.bar_starts(low)[-1], after
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if self._pressed is not None and abs(event.position().x() - self._pressed) > 6:
+            self.state.loop = self._bars_between(self._pressed, event.position().x())
+            self.update()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if self._pressed is not None and abs(event.position().x() - self._pressed) > 6:
+            self.state.loop = self._bars_between(self._pressed, event.position().x())
+            self.loop_dragged.emit(*self.state.loop)
+        self._pressed = None
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         tick = max(0, round(self.state.viewport.tick_at(event.position().x())))

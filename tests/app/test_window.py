@@ -837,3 +837,20 @@ def test_tempo_metre_and_key_show_in_the_ruler_and_change_by_double_click(window
     assert [round(t.qpm) for t in again.tempos if t.tick == bar[4]] == [90]
     window.editor.undo_stack.undo()
     assert song_of(window) == song
+
+
+def test_a_drag_in_the_ruler_sets_a_loop_region_of_whole_bars(window) -> None:
+    window.open_file(ROOT / "resources" / "examples" / "band_song.mid")
+    song = song_of(window)
+    bar = song.bar_starts()
+    ruler, vp = window.roll.ruler, window.roll.state.viewport
+    window.roll.show_ticks(0, song.end_tick)
+    x = lambda tick: round(vp.x(tick))  # noqa: E731
+    QTest.mousePress(ruler, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, QPoint(x(bar[1] + 100), 10))
+    QTest.mouseMove(ruler, QPoint(x(bar[2] + 900), 10))
+    QTest.mouseRelease(ruler, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, QPoint(x(bar[2] + 900), 10))
+    assert window._loop_ticks() == (bar[1], bar[3])  # bars 2-3, whole
+    assert window.actions["loop"].isChecked() and window.transport.loop_enabled
+    ruler.grab()  # the region paints
+    window.open_file(FIXTURES / "bach_chorale.mid", confirm=False)
+    assert window.roll.state.loop is None  # a new song, no old region
