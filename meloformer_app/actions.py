@@ -64,6 +64,7 @@ ACTIONS = (
     ActionSpec("dark_theme", "&Dark Theme", (), "Dark or light colours (remembered)", checkable=True),
     ActionSpec("continue", "&Continue", ("Ctrl+Return",), "Add new bars after the song"),
     ActionSpec("shortcuts", "&Keyboard Shortcuts", ("F1",), "Every action and its keys"),
+    ActionSpec("preferences", "Pr&eferences…", ("Ctrl+,",), "Theme, output, SoundFont, volume and keys"),
     ActionSpec("arrange", "&Arrange Selected Tracks", ("Ctrl+Shift+A",),
                "Rewrite the tracks ticked “Gen” in the selected bars, under the other tracks"),
     ActionSpec("regenerate", "&Regenerate Selected Bars", ("Ctrl+R",),

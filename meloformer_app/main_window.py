@@ -165,7 +165,7 @@ class MainWindow(GenerationMixin, QMainWindow):
             "&File": ["new", "open", "recent", "save", "save_as", "export", "export_audio", None, "quit"],
             "&Edit": ["undo", "redo", None, "cut", "copy", "paste", "delete", "duplicate", "select_all", None,
                       "quantize", "transpose", "humanize", "transpose_up", "transpose_down", "octave_up",
-                      "octave_down"],
+                      "octave_down", None, "preferences"],
             "&View": ["zoom_in", "zoom_out", "zoom_fit", None, "dark_theme"],
             "&Tools": ["tool_select", "tool_draw", "tool_erase", None, "snap", "triplets"],
             "&Generate": ["continue", "arrange", "regenerate", "cancel"],
@@ -203,6 +203,7 @@ class MainWindow(GenerationMixin, QMainWindow):
             "paste": lambda: e.paste(self._paste_tick()), "delete": e.delete_selection, "select_all": e.select_all,
             "quantize": self.quantize_dialog, "transpose": self.transpose_dialog,
             "humanize": self.humanize_dialog, "duplicate": e.duplicate_selection, "shortcuts": self.show_shortcuts,
+            "preferences": self.show_preferences,
             "transpose_up": lambda: e.move_selection(0, 1), "transpose_down": lambda: e.move_selection(0, -1),
             "octave_up": lambda: e.move_selection(0, 12), "octave_down": lambda: e.move_selection(0, -12),
             "zoom_in": lambda: self.roll.zoom(1.25), "zoom_out": lambda: self.roll.zoom(0.8),
@@ -430,6 +431,12 @@ class MainWindow(GenerationMixin, QMainWindow):
         dialog.resize(480, 560)
         self.shortcuts_dialog = dialog  # kept for the tests
         dialog.open()
+
+    def show_preferences(self) -> None:
+        from meloformer_app.preferences import PreferencesDialog
+
+        self.preferences_dialog = PreferencesDialog(self)  # kept for the tests
+        self.preferences_dialog.open()
 
     def _roll_menu(self, position) -> None:
         """The roll's right-click menu: the edits of the Edit menu that act on notes."""

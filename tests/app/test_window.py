@@ -854,3 +854,25 @@ def test_a_drag_in_the_ruler_sets_a_loop_region_of_whole_bars(window) -> None:
     ruler.grab()  # the region paints
     window.open_file(FIXTURES / "bach_chorale.mid", confirm=False)
     assert window.roll.state.loop is None  # a new song, no old region
+
+
+def test_preferences_set_the_theme_volume_and_keys_and_keep_them(window, qtbot) -> None:
+    from PySide6.QtGui import QKeySequence
+
+    from meloformer_app.settings import Settings
+
+    window.actions["preferences"].trigger()
+    dialog = window.preferences_dialog
+    dialog.theme.setCurrentText("Light")
+    dialog.volume.setValue(35)
+    dialog.key_edit("continue").setKeySequence(QKeySequence("F5"))
+    dialog.accept()
+    assert window.settings.theme == "light" and window.roll.state.colours.lane != "#1b1d21"
+    assert window.volume_slider.value() == 35
+    assert window.actions["continue"].shortcut().toString() == "F5"
+    kept = Settings.load()
+    assert kept.shortcuts["continue"] == "F5" and kept.theme == "light"
+    window.actions["preferences"].trigger()
+    window.preferences_dialog.reject()  # Cancel changes nothing
+    assert window.actions["continue"].shortcut().toString() == "F5"
+    window.set_theme(True)
