@@ -9,6 +9,7 @@ same input → same output.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from meloformer_core.encoding.quantize import GridSong, to_grid, us_per_quarter,
 from meloformer_core.encoding.vocab import STEPS_PER_QUARTER
 from meloformer_core.errors import MeloformerError
 from meloformer_core.music import KeySignature, Note, NoteArray, Song, TempoChange, TimeSignature, Track
+from meloformer_core.threads import decoding_threads
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "resources" / "models" / "default"
 SUFFIX_BARS = 8  # bars after an infilled range that the model sees (as many as fit)
@@ -73,6 +75,7 @@ class GenerationService:
         self._device = device
         self._half_weights = half_weights
         self.bundle = None
+        self.last_threads: int | None = None  # the threads the last generation decoded on (CPU)
 
     @property
     def device(self) -> str:
@@ -92,6 +95,20 @@ class GenerationService:
             path = DEFAULT_BUNDLE
         self.bundle = load_bundle(path, device=self.device)
         return {**self.bundle.describe(), "device": self.device}
+
+    def _threads(self):
+        """On a CPU, decode on as many threads as there are idle cores (`meloformer_core.threads`);
+        the count chosen is ``last_threads``."""
+        if self.device != "cpu":
+            return contextlib.nullcontext()
+
+        @contextlib.contextmanager
+        def chosen():
+            with decoding_threads() as count:
+                self.last_threads = count
+                yield
+
+        return chosen()
 
     def _prepare(self, song: Song, sampling, cancel: CancelFlag):
         from meloformer_core.model.sampling import SamplingConfig
@@ -127,7 +144,8 @@ class GenerationService:
                 progress(done, bars, place_bars(song, grid, new_bars, grid.bar_count))
 
         model, vocab = self.bundle.model, self.bundle.vocab
-        takes, order, stats = continue_grid(model, vocab, grid, bars, sampling, on_bar=on_bar, **options)
+        with self._threads():
+            takes, order, stats = continue_grid(model, vocab, grid, bars, sampling, on_bar=on_bar, **options)
         songs = tuple(place_bars(song, grid, takes[k], grid.bar_count) for k in order)
         seeds = tuple(None if sampling.seed is None else sampling.seed + k for k in order)
         return GenerationResult.of(songs, seeds, stats)
@@ -160,8 +178,9 @@ class GenerationService:
                 progress(done, total, place_bars(song, grid, new_bars, first, replace=targets))
 
         model, vocab = self.bundle.model, self.bundle.vocab
-        new_bars, stats = arrange_grid(model, vocab, grid, targets, first, stop, sampling, on_bar=on_bar,
-                                       suffix_bars=suffix_bars, **options)  # fmt: skip
+        with self._threads():
+            new_bars, stats = arrange_grid(model, vocab, grid, targets, first, stop, sampling, on_bar=on_bar,
+                                           suffix_bars=suffix_bars, **options)  # fmt: skip
         placed = place_bars(song, grid, new_bars, first, replace=targets)
         warnings = empty_track_warnings(placed, targets, new_bars, first, stop)
         return GenerationResult.of((placed,), (sampling.seed,), stats, warnings)
