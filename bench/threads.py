@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=8)
     parser.add_argument("--input", type=Path, default=ROOT / "resources" / "examples" / "bach_chorale.mid")
     args = parser.parse_args()
+    os.environ.pop("OMP_NUM_THREADS", None)  # adaptive only adapts when the user has not fixed the count
     torch.set_num_threads(2)
     service = GenerationService(device="cpu")
     info = service.load()

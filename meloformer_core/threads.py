@@ -5,8 +5,9 @@ waits for its slowest thread: with one core busy (a DAW, a browser, a build), a 
 that lands on it holds every step back. Measured on a 2-core machine (issue 24): idle, two
 threads decode 1.25× as fast as one; with one core kept busy, two threads decode at a
 third of one thread's speed. So decoding takes as many threads as there are idle cores,
-at least one, read from ``/proc/stat`` over a tenth of a second before each generation
-(elsewhere, where that is not available, torch's own choice stands). Training keeps every core.
+at least one, read from ``/proc/stat`` over a twentieth of a second before each generation
+(elsewhere, where that is not available, torch's own choice stands). A thread count the
+user set (``OMP_NUM_THREADS``) is kept as it is. Training keeps every core.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 PROC_STAT = Path("/proc/stat")
-SAMPLE_S = 0.1
+SAMPLE_S = 0.05
 
 
 def _cpu_times() -> tuple[int, int] | None:
@@ -57,7 +58,7 @@ def decoding_threads() -> Iterator[int]:
     import torch
 
     before = torch.get_num_threads()
-    chosen = threads_for(idle_cores()) or before
+    chosen = before if os.environ.get("OMP_NUM_THREADS") else threads_for(idle_cores()) or before
     torch.set_num_threads(chosen)
     try:
         yield chosen

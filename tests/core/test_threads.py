@@ -53,6 +53,7 @@ def test_the_service_decodes_on_the_chosen_threads_and_restores_torchs(
 
     monkeypatch.setattr(generate, "continue_grid", spy)
     monkeypatch.setattr(threads, "idle_cores", lambda interval=threads.SAMPLE_S: 0.2)  # a busy machine
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the tests set it; a user's setting would be kept
     before = torch.get_num_threads()
     torch.set_num_threads(2)  # what torch would take on two cores
     try:
@@ -61,5 +62,8 @@ def test_the_service_decodes_on_the_chosen_threads_and_restores_torchs(
         service.continue_song(read_midi(FIXTURES / "folk_song_3_4.mid"), 1, SamplingConfig(seed=1))
         assert seen == [1] and service.last_threads == 1  # one thread while a core is busy …
         assert torch.get_num_threads() == 2  # … and torch's count back after
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # a count the user chose is kept
+        service.continue_song(read_midi(FIXTURES / "folk_song_3_4.mid"), 1, SamplingConfig(seed=1))
+        assert seen[-1] == 2 and service.last_threads == 2
     finally:
         torch.set_num_threads(before)
