@@ -30,6 +30,28 @@ GRIDS = {"1/4": Fraction(1), "1/8": Fraction(1, 2), "1/16": Fraction(1, 4), "1/3
          "1/8 triplet": Fraction(1, 3), "1/16 triplet": Fraction(1, 6)}  # fmt: skip
 
 
+class FormDialog(QDialog):
+    """Labelled controls over OK and Cancel; `ask` opens one and gives its ``settings()``."""
+
+    def lay_out(self, rows: list[tuple[str | None, QWidget]]) -> None:
+        form = QFormLayout(self)
+        for label, widget in rows:
+            form.addRow(widget) if label is None else form.addRow(label, widget)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def settings(self):
+        raise NotImplementedError
+
+    @classmethod
+    def ask(cls, parent: QWidget | None, *args):
+        """The settings chosen, or None when cancelled."""
+        dialog = cls(parent, *args)
+        return dialog.settings() if dialog.exec() == QDialog.DialogCode.Accepted else None
+
+
 @dataclass(frozen=True)
 class QuantizeSettings:
     grid: Fraction  # quarter notes
@@ -41,7 +63,7 @@ class QuantizeSettings:
         return max(1, round(self.grid * resolution))
 
 
-class QuantizeDialog(QDialog):
+class QuantizeDialog(FormDialog):
     def __init__(self, parent: QWidget | None, scope: str, grid: Fraction, last: QuantizeSettings | None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Quantize")
@@ -54,27 +76,12 @@ class QuantizeDialog(QDialog):
         self.swing = QSpinBox(suffix=" %", minimum=0, maximum=100, value=last.swing if last else 0,
                               toolTip="Moves every second grid line later: 0 straight, 100 a triplet feel")  # fmt: skip
         self.lengths = QCheckBox("Note ends too", checked=last.lengths if last else True)
-        form = QFormLayout(self)
-        form.addRow(QLabel(scope))
-        form.addRow("Grid", self.grid)
-        form.addRow("Strength", self.strength)
-        form.addRow("Swing", self.swing)
-        form.addRow("", self.lengths)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
+        self.lay_out([(None, QLabel(scope)), ("Grid", self.grid), ("Strength", self.strength), ("Swing", self.swing),
+                      ("", self.lengths)])  # fmt: skip
 
     def settings(self) -> QuantizeSettings:
         return QuantizeSettings(GRIDS[self.grid.currentText()], self.strength.value(), self.swing.value(),
                                 self.lengths.isChecked())  # fmt: skip
-
-    @classmethod
-    def ask(cls, parent: QWidget | None, scope: str, grid: Fraction,
-            last: QuantizeSettings | None) -> QuantizeSettings | None:  # fmt: skip
-        """The settings chosen, or None when cancelled."""
-        dialog = cls(parent, scope, grid, last)
-        return dialog.settings() if dialog.exec() == QDialog.DialogCode.Accepted else None
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,7 @@ class HumanizeSettings:
     velocity: int = 8  # at most this much softer or louder
 
 
-class HumanizeDialog(QDialog):
+class HumanizeDialog(FormDialog):
     def __init__(self, parent: QWidget | None, scope: str, last: HumanizeSettings | None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Humanize")
@@ -92,22 +99,10 @@ class HumanizeDialog(QDialog):
                                toolTip="Each note moves at most this much early or late, at random")  # fmt: skip
         self.velocity = QSpinBox(minimum=0, maximum=64, value=last.velocity,
                                  toolTip="Each note plays at most this much softer or louder, at random")  # fmt: skip
-        form = QFormLayout(self)
-        form.addRow(QLabel(scope))
-        form.addRow("Timing ±", self.timing)
-        form.addRow("Velocity ±", self.velocity)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
+        self.lay_out([(None, QLabel(scope)), ("Timing ±", self.timing), ("Velocity ±", self.velocity)])
 
     def settings(self) -> HumanizeSettings:
         return HumanizeSettings(self.timing.value(), self.velocity.value())
-
-    @classmethod
-    def ask(cls, parent: QWidget | None, scope: str, last: HumanizeSettings | None) -> HumanizeSettings | None:
-        dialog = cls(parent, scope, last)
-        return dialog.settings() if dialog.exec() == QDialog.DialogCode.Accepted else None
 
 
 KEY_NAMES = [f"{name} major" for name in MAJOR_KEYS] + [f"{name} minor" for name in MINOR_KEYS]
@@ -122,7 +117,7 @@ class ConductorSettings:
     key: tuple[int, bool] | None  # (sharps, minor), None for none
 
 
-class ConductorDialog(QDialog):
+class ConductorDialog(FormDialog):
     """Tempo, metre and key from the start of a bar on."""
 
     def __init__(self, parent: QWidget | None, bar: int, current: ConductorSettings) -> None:
@@ -139,22 +134,9 @@ class ConductorDialog(QDialog):
         if current.key is not None:
             sharps, minor = current.key
             self.key.setCurrentIndex(1 + sharps + 7 + (15 if minor else 0))
-        form = QFormLayout(self)
-        form.addRow("Tempo", self.tempo)
-        form.addRow("Metre", self.numerator)
-        form.addRow("/", self.denominator)
-        form.addRow("Key", self.key)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
+        self.lay_out([("Tempo", self.tempo), ("Metre", self.numerator), ("/", self.denominator), ("Key", self.key)])
 
     def settings(self) -> ConductorSettings:
         index = self.key.currentIndex() - 1
         key = None if index < 0 else (index % 15 - 7, index >= 15)
         return ConductorSettings(self.tempo.value(), self.numerator.value(), int(self.denominator.currentText()), key)
-
-    @classmethod
-    def ask(cls, parent: QWidget | None, bar: int, current: ConductorSettings) -> ConductorSettings | None:
-        dialog = cls(parent, bar, current)
-        return dialog.settings() if dialog.exec() == QDialog.DialogCode.Accepted else None
