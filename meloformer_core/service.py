@@ -37,8 +37,10 @@ class ServiceError(MeloformerError):
 @dataclass(frozen=True)
 class GenerationResult:
     song: Song
-    bars_added: int
-    tokens_generated: int
+    bars_added: int  # new bars after the song (Continue); arranging and infilling add none
+    bars_generated: int  # bars written
+    tokens_generated: int  # sampled
+    tokens_fed: int  # known tokens (kept tracks, conductor) fed through the model one by one
     tokens_per_s: float
     first_bar_s: float
     total_s: float
@@ -49,16 +51,24 @@ class GenerationResult:
 
     @classmethod
     def of(
-        cls, takes: tuple[Song, ...], seeds: tuple[int | None, ...], stats, warnings: tuple[str, ...] = ()
+        cls,
+        takes: tuple[Song, ...],
+        seeds: tuple[int | None, ...],
+        stats,
+        warnings: tuple[str, ...] = (),
+        added: bool = True,
     ) -> GenerationResult:
-        """The result whose song is the first of ``takes``."""
-        return cls(takes[0], stats.bars_added, stats.tokens_generated, stats.tokens_per_s, stats.first_bar_s,
-                   stats.total_s, stats.prompt_tokens, takes, seeds, warnings)  # fmt: skip
+        """The result whose song is the first of ``takes`` (``added``: its bars come after the song)."""
+        return cls(takes[0], stats.bars_generated if added else 0, stats.bars_generated, stats.tokens_generated,
+                   stats.tokens_fed, stats.tokens_per_s, stats.first_bar_s, stats.total_s, stats.prompt_tokens, takes,
+                   seeds, warnings)  # fmt: skip
 
     def summary(self) -> dict:
         return {
             "bars_added": self.bars_added,
+            "bars_generated": self.bars_generated,
             "tokens_generated": self.tokens_generated,
+            "tokens_fed": self.tokens_fed,
             "tokens_per_s": round(self.tokens_per_s, 1),
             "first_bar_s": round(self.first_bar_s, 3),
             "total_s": round(self.total_s, 3),
@@ -183,7 +193,7 @@ class GenerationService:
                                            suffix_bars=suffix_bars, **options)  # fmt: skip
         placed = place_bars(song, grid, new_bars, first, replace=targets)
         warnings = empty_track_warnings(placed, targets, new_bars, first, stop)
-        return GenerationResult.of((placed,), (sampling.seed,), stats, warnings)
+        return GenerationResult.of((placed,), (sampling.seed,), stats, warnings, added=False)
 
     def infill_song(
         self,

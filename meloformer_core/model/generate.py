@@ -58,8 +58,9 @@ class CancelledError(MeloformerError):
 
 @dataclass
 class GenerationStats:
-    bars_added: int = 0
-    tokens_generated: int = 0
+    bars_generated: int = 0  # bars written (arranging and infilling add none to the song)
+    tokens_generated: int = 0  # tokens sampled
+    tokens_fed: int = 0  # known tokens fed through the model one by one (arranging: the kept tracks)
     prompt_tokens: int = 0
     prefill_s: float = 0.0
     first_bar_s: float = 0.0
@@ -162,6 +163,7 @@ class _Session:
 
     def feed(self, token: int) -> None:
         """Take ``token`` and step this session alone."""
+        self.stats.tokens_fed += 1
         self.enter(token)
         _step([self], [token])
 
@@ -217,7 +219,7 @@ class _Session:
             self.stats.first_bar_s = now
 
     def finish(self, done: int) -> GenerationStats:
-        self.stats.bars_added = done
+        self.stats.bars_generated = done
         self.stats.total_s = time.perf_counter() - self.started
         return self.stats
 
@@ -308,7 +310,7 @@ def continue_grid(
     for k in range(takes):  # the first take prefills the prompt, the others copy it
         sessions.append(_Session(model, vocab, prompt, sampling, should_cancel, backend, half_weights, group=group,
                                  take=k, like=sessions[0] if sessions else None))  # fmt: skip
-    stats = GenerationStats(bars_added=bars, prompt_tokens=len(prompt), prefill_s=time.perf_counter() - started)
+    stats = GenerationStats(bars_generated=bars, prompt_tokens=len(prompt), prefill_s=time.perf_counter() - started)
 
     def new_bars() -> list[GridSong]:
         return [slice_grid(session.decoder.grid(), prompt_bars) for session in sessions]

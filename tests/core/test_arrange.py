@@ -48,7 +48,8 @@ def test_arranging_reproduces_with_a_seed_and_covers_the_whole_song_by_default(s
     first = service.arrange_song(song, [TrackRequest("Bass", 33)], None, SamplingConfig(seed=9))
     again = service.arrange_song(song, [TrackRequest("Bass", 33)], None, SamplingConfig(seed=9))
     assert first.song == again.song
-    assert first.bars_added == to_grid(song).bar_count
+    assert first.bars_generated == to_grid(song).bar_count and first.bars_added == 0  # written, none added
+    assert first.tokens_fed > 0  # the kept tracks, fed and counted apart from the sampled tokens
 
 
 def test_arrange_errors(service: GenerationService) -> None:
@@ -71,7 +72,11 @@ def test_arrange_command(bundle_dir: Path, tmp_path: Path) -> None:
                  "--bars", "2:3", "--model", str(bundle_dir), "--seed", "2")  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["bars_added"] == 2 and {"tokens_generated", "tokens_per_s", "first_bar_s"} <= report.keys()
+    assert (
+        report["bars_generated"] == 2
+        and report["bars_added"] == 0
+        and {"tokens_generated", "tokens_per_s", "first_bar_s"} <= report.keys()
+    )
     song, arranged = read_midi(FIXTURES / "drum_groove.mid"), read_midi(out)
     names = [t.name for t in arranged.tracks]
     assert names[:4] == [t.name for t in song.tracks]  # kept tracks first, in order

@@ -37,7 +37,7 @@ def test_infilled_bars_change_only_the_range_and_join_the_bars_after(
     result = service.infill_song(song, (2, 5), None, SamplingConfig(seed=seed, prompt_guidance=guidance))
     out = result.song
     range_end = song.bar_starts(until_tick=10**9)[5]
-    assert result.bars_added == 3
+    assert result.bars_generated == 3 and result.bars_added == 0
     for before, after in zip(song.tracks, out.tracks, strict=True):
         outside_before = {n for n in before.notes if bar_of(song, n.start) not in (2, 3, 4)}
         outside_after = {n for n in after.notes if bar_of(song, n.start) not in (2, 3, 4)}
@@ -81,7 +81,7 @@ def test_infill_command(bundle_dir: Path, tmp_path: Path) -> None:
     command = [*start, "--bars", "2:3", "--model", str(bundle_dir), "--seed", "1"]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1])["bars_added"] == 2
+    assert json.loads(result.stdout.strip().splitlines()[-1])["bars_generated"] == 2
     assert read_midi(out).note_count > 0
     bad = subprocess.run([*start, "--bars", "3:2", "--model", str(bundle_dir)], capture_output=True, text=True)
     assert bad.returncode == 1 and "A ≤ B" in bad.stderr

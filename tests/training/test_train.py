@@ -136,7 +136,7 @@ def test_export_load_and_continue(uninterrupted: Path, tmp_path: Path) -> None:
     arranged = service.arrange_song(song, [1, TrackRequest("Strings", 48)], (1, 3), SamplingConfig(seed=0))
     assert [arranged.song.tracks[i] for i in (0, 2, 3)] == [song.tracks[i] for i in (0, 2, 3)]
     infilled = service.infill_song(song, (1, 3), None, SamplingConfig(seed=0))
-    assert infilled.bars_added == 2 and infilled.song.tracks[0].notes[:3] == song.tracks[0].notes[:3]
+    assert infilled.bars_generated == 2 and infilled.song.tracks[0].notes[:3] == song.tracks[0].notes[:3]
     # the commands, end to end, on real multi-track files
     for command, source, extra in (
         ("arrange", "drum_groove.mid", ["--tracks", "bass:33,drums", "--bars", "1:3"]),
