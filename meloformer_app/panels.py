@@ -36,7 +36,7 @@ from meloformer_core.music import Track
 # the Generate panel's presets: Balanced is the recommended sampling the model was measured with
 RECOMMENDED_PRESET = "Balanced"
 PRESETS = {
-    "Faithful": replace(RECOMMENDED, temperature=0.5, prompt_guidance=3.0),
+    "Faithful": replace(RECOMMENDED, temperature=0.6, prompt_guidance=2.0),
     RECOMMENDED_PRESET: RECOMMENDED,
     "Adventurous": replace(RECOMMENDED, temperature=1.0, prompt_guidance=1.0, top_p=0.98),
 }

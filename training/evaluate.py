@@ -138,7 +138,7 @@ def lead_of(song: Song) -> int | None:
     return max(playing, key=lambda k: float(np.median(song.tracks[k].notes.pitches)))
 
 
-def arrange_under_lead(service, prompt: Song, bars: int, sampling: SamplingConfig) -> dict | None:
+def arrange_under_lead(service, prompt: Song, sampling: SamplingConfig) -> dict | None:
     """A drum track and a bass arranged under the prompt's lead alone (see the module's
     ``--arrange``); None for a file without drums or a lead."""
     from meloformer_core.service import TrackRequest
@@ -149,7 +149,8 @@ def arrange_under_lead(service, prompt: Song, bars: int, sampling: SamplingConfi
     basses = [t.program for t in prompt.tracks if not t.is_drum and t.program in BASS_PROGRAMS]
     melody = prompt.replace(tracks=[prompt.tracks[lead]])
     requests = [TrackRequest("Drums", 0, True), TrackRequest("Bass", basses[0] if basses else DEFAULT_BASS)]
-    result = service.arrange_song(melody, requests, (0, bars), replace(sampling, takes=1))
+    # every bar the lead's song has: a lead that rests at the end makes fewer than the prompt's
+    result = service.arrange_song(melody, requests, None, replace(sampling, takes=1))
     lead_track, drums, bass = result.song.tracks
     return {
         "arrange_drums_played": bool(len(drums.notes)),
@@ -330,7 +331,7 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
             "tokens_per_s": result.tokens_per_s, "takes": len(result.takes), "prompt_bars_heard": heard,
         })  # fmt: skip
         if arrange:
-            arranged = arrange_under_lead(service, prompt, bars_prompt, replace(sampling, seed=seed + index))
+            arranged = arrange_under_lead(service, prompt, replace(sampling, seed=seed + index))
             rows[-1].update(arranged or {})
     scored = [r for r in rows if r["decodable"]]
 

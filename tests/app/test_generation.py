@@ -66,13 +66,14 @@ def test_the_prompt_guidance_control_reaches_the_model_and_the_settings(loaded, 
     run(window, qtbot, "continue")
     guided = window.editor.document.song
     window.editor.undo_stack.undo()
-    window.panel.guidance.setValue(1.0)
-    assert window.panel.sampling().prompt_guidance == 1.0
+    other = 2.0 if RECOMMENDED.prompt_guidance != 2.0 else 1.0
+    window.panel.guidance.setValue(other)
+    assert window.panel.sampling().prompt_guidance == other
     run(window, qtbot, "continue")
     assert window.editor.document.song != guided  # same seed, other guidance: other music
     settings = Settings()
     window.panel.store(settings)
-    assert settings.prompt_guidance == 1.0
+    assert settings.prompt_guidance == other
 
 
 def test_cancel_leaves_the_document_as_it_was(loaded, qtbot) -> None:
