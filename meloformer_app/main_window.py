@@ -383,7 +383,7 @@ class MainWindow(GenerationMixin, QMainWindow):
     def edit_conductor(self, tick: int) -> None:
         """The ruler's double-click: tempo, metre and key from the bar at ``tick`` on (undoable)."""
         song = self.editor.document.song
-        bar = len(song.bar_starts(tick))
+        bar = self.roll.state.bars.bar_at(tick)[0] + 1
         qpm, metre, key = conductor_at(song, tick)
         current = ConductorSettings(round(qpm, 1), metre.numerator, metre.denominator,
                                     None if key is None else (key.sharps, key.minor))  # fmt: skip
@@ -786,8 +786,8 @@ class MainWindow(GenerationMixin, QMainWindow):
 
     def show_position(self) -> None:
         """The transport's readout at the playhead (the song's start when there is none)."""
-        song, tick = self.editor.shown_song(), self.roll.state.playhead or 0
-        self.position_label.setText(f" {position_text(song, tick)} ")
+        song, tick = self.roll.state.song(), self.roll.state.playhead or 0
+        self.position_label.setText(f" {position_text(song, tick, self.roll.state.bars)} ")
         self.conductor_label.setText(f" {conductor_text(song, tick)} ")
 
     # --- closing --------------------------------------------------------------------------

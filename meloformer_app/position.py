@@ -3,19 +3,18 @@ key in force there, in the words a musician reads off a DAW's transport bar."""
 
 from __future__ import annotations
 
-import bisect
-
+from meloformer_app.view.bars import BarMap
 from meloformer_core.music import KeySignature, Song, TimeSignature
 
 MAJOR_KEYS = ("C♭", "G♭", "D♭", "A♭", "E♭", "B♭", "F", "C", "G", "D", "A", "E", "B", "F♯", "C♯")
 MINOR_KEYS = ("A♭", "E♭", "B♭", "F", "C", "G", "D", "A", "E", "B", "F♯", "C♯", "G♯", "D♯", "A♯")
 
 
-def position_text(song: Song, tick: int) -> str:
-    """``bar.beat`` (both from 1, beats as the metre counts them) and the time, e.g. ``3.2  0:04.5``."""
-    starts = song.bar_starts(max(tick, 0))
-    bar = bisect.bisect_right(starts, tick) - 1
-    beat = int((tick - starts[bar]) // song.time_signature_at(starts[bar]).beat_ticks(song.resolution))
+def position_text(song: Song, tick: int, bars: BarMap | None = None) -> str:
+    """``bar.beat`` (both from 1, beats as the metre counts them) and the time, e.g. ``3.2  0:04.5``
+    (``bars``: the song's `BarMap`, which finds the bar without walking the song)."""
+    bar, start = (bars or BarMap(song)).bar_at(max(tick, 0))
+    beat = int((tick - start) // song.time_signature_at(start).beat_ticks(song.resolution))
     seconds = float(song.seconds_at([max(tick, 0)])[0])
     return f"{bar + 1}.{beat + 1}  {int(seconds // 60)}:{seconds % 60:04.1f}"
 

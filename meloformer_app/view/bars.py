@@ -44,6 +44,14 @@ class BarMap:
                 number += math.ceil((metres[index + 1][0] - start) / bar_ticks)
         self._starts = [segment.start for segment in self.segments]
 
+    def bar_at(self, tick: float) -> tuple[int, int]:
+        """(0-based number, start tick) of the bar that holds ``tick``, found directly."""
+        segment = self.segments[max(0, bisect.bisect_right(self._starts, tick) - 1)]
+        j = max(0, math.floor((tick - segment.start) / segment.bar_ticks))
+        if j and math.floor(segment.start + j * segment.bar_ticks) > tick:  # a rounded-down start past the tick
+            j -= 1
+        return segment.first_number + j, math.floor(segment.start + j * segment.bar_ticks)
+
     def bar_ticks_at(self, tick: float) -> Fraction:
         """The length of the bar that holds ``tick``."""
         return self.segments[max(0, bisect.bisect_right(self._starts, tick) - 1)].bar_ticks

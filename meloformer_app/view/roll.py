@@ -464,12 +464,11 @@ class Ruler(QWidget):
 
     def _bars_between(self, x0: float, x1: float) -> tuple[int, int]:
         """The whole bars from the one at ``x0`` to the one at ``x1``, as ticks."""
-        song, vp = self.state.song(), self.state.viewport
+        self.state.song()
+        bars, vp = self.state.bars, self.state.viewport
         low, high = sorted(max(0, round(vp.tick_at(x))) for x in (x0, x1))
-        starts = song.bar_starts(high)
-        last = starts[-1]
-        after = song.bar_starts(last + int(song.time_signature_at(last).bar_ticks(song.resolution)))[len(starts)]
-        return song.bar_starts(low)[-1], after
+        last = bars.bar_at(high)[1]
+        return bars.bar_at(low)[1], bars.bar_at(last + bars.bar_ticks_at(last))[1]
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         if self._pressed is not None and abs(event.position().x() - self._pressed) > 6:
@@ -484,8 +483,8 @@ class Ruler(QWidget):
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         tick = max(0, round(self.state.viewport.tick_at(event.position().x())))
-        starts = self.state.song().bar_starts(tick)
-        self.edit_bar.emit(starts[-1])
+        self.state.song()
+        self.edit_bar.emit(self.state.bars.bar_at(tick)[1])
 
 
 def conductor_labels(song: Song) -> dict[int, str]:

@@ -137,6 +137,9 @@ def test_the_bars_in_view_are_the_songs_bars(resolution: int, metres: list, firs
     assert bars.between(first, last) == expected
     # thinned for drawing: only the song's bars, at most one per 50 ticks of each metre run,
     # and every metre change in view keeps its bar
+    # the bar that holds a tick, found directly, as the walk from tick 0 finds it
+    walked = song.bar_starts(int(last))
+    assert bars.bar_at(int(last)) == (len(walked) - 1, walked[-1])
     thinned = bars.between(first, last, 50)
     changes = {ts.tick for ts in song.time_signatures if first <= ts.tick <= last}
     assert set(thinned) <= set(expected) and changes <= {tick for _n, tick in thinned}
