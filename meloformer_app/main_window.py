@@ -10,11 +10,10 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -22,15 +21,11 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QDockWidget,
     QFileDialog,
-    QInputDialog,
     QLabel,
     QMainWindow,
-    QMenu,
     QMessageBox,
     QRadioButton,
     QSlider,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
 )
 
@@ -38,18 +33,15 @@ from meloformer_app.actions import build_actions
 from meloformer_app.audio_export import AUDIO_FILTER, AudioExport, ask_scope, show_progress
 from meloformer_app.document.export import export_song
 from meloformer_app.edit_dialogs import (
-    ConductorDialog,
-    ConductorSettings,
-    HumanizeDialog,
     HumanizeSettings,
-    QuantizeDialog,
     QuantizeSettings,
 )
+from meloformer_app.edit_flow import EditMixin
 from meloformer_app.editor import Editor
 from meloformer_app.generation import Generator, Variation
 from meloformer_app.generation_flow import GenerationMixin
 from meloformer_app.panels import SamplingPanel, TrackList
-from meloformer_app.position import conductor_at, conductor_text, position_text
+from meloformer_app.position import conductor_text, position_text
 from meloformer_app.settings import Autosave, Settings
 from meloformer_app.theme import apply_theme, roll_colours
 from meloformer_app.transport import BUILTIN, Transport
@@ -64,7 +56,7 @@ from meloformer_core.playback.ports import VIRTUAL, list_output_ports, virtual_p
 MIDI_FILTER = "MIDI files (*.mid *.midi);;All files (*)"
 
 
-class MainWindow(GenerationMixin, QMainWindow):
+class MainWindow(GenerationMixin, EditMixin, QMainWindow):
     _ports_polled = Signal(object)  # the output labels a poll found (None: the listing failed)
 
     def __init__(self, settings: Settings | None = None, *, load_model: bool = True, device: str | None = None) -> None:
@@ -371,97 +363,6 @@ class MainWindow(GenerationMixin, QMainWindow):
         self._update_title()
         self.statusBar().showMessage(f"Saved {path}")
         return True
-
-    def _scope(self, action: str):
-        """(notes, words for them) that an Edit dialog acts on; with nothing selected, say
-        what to select and give None."""
-        scope = self.editor.edit_scope()
-        if scope is None:
-            self.statusBar().showMessage(f"{action}: select some notes, or a track in the track list, first", 10_000)
-        return scope
-
-    def edit_conductor(self, tick: int) -> None:
-        """The ruler's double-click: tempo, metre and key from the bar at ``tick`` on (undoable)."""
-        song = self.editor.document.song
-        bar = self.roll.state.bars.bar_at(tick)[0] + 1
-        qpm, metre, key = conductor_at(song, tick)
-        current = ConductorSettings(round(qpm, 1), metre.numerator, metre.denominator,
-                                    None if key is None else (key.sharps, key.minor))  # fmt: skip
-        chosen = ConductorDialog.ask(self, bar, current)
-        if chosen is not None and chosen != current:
-            self.editor.set_conductor(tick, chosen.qpm, chosen.numerator, chosen.denominator, chosen.key, bar)
-
-    def transpose_dialog(self) -> None:
-        scope = self._scope("Transpose")
-        if scope is None:
-            return
-        refs, what = scope
-        semitones, ok = QInputDialog.getInt(self, "Transpose", f"Transpose {what} by semitones (12 = an octave):",
-                                            0, -48, 48)  # fmt: skip
-        if ok and semitones:
-            self.editor.transpose(refs, what, semitones)
-
-    def humanize_dialog(self) -> None:
-        scope = self._scope("Humanize")
-        if scope is None:
-            return
-        refs, what = scope
-        chosen = HumanizeDialog.ask(self, f"Humanize {what}", self.humanize_last)
-        if chosen is not None:
-            self.humanize_last = chosen
-            timing = round(chosen.timing * self.editor.document.song.resolution / 480)
-            self.editor.humanize(refs, what, timing, chosen.velocity, seed=self.editor.undo_stack.index())
-
-    def show_shortcuts(self) -> None:
-        """Help ▸ Keyboard Shortcuts: every action with its keys (the settings file can change them)."""
-        dialog = QDialog(self, windowTitle="Keyboard shortcuts")
-        table = QTableWidget(0, 2)
-        table.setHorizontalHeaderLabels(["Action", "Keys"])
-        for action in self.actions.values():
-            keys = ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
-            if keys:
-                table.insertRow(table.rowCount())
-                table.setItem(table.rowCount() - 1, 0, QTableWidgetItem(action.text().replace("&", "")))
-                table.setItem(table.rowCount() - 1, 1, QTableWidgetItem(keys))
-        table.resizeColumnsToContents()
-        note = QLabel('Change a key in the settings file: "shortcuts": {"continue": "F5"}')
-        layout = QVBoxLayout(dialog)
-        layout.addWidget(table)
-        layout.addWidget(note)
-        dialog.resize(480, 560)
-        self.shortcuts_dialog = dialog  # kept for the tests
-        dialog.open()
-
-    def show_preferences(self) -> None:
-        from meloformer_app.preferences import PreferencesDialog
-
-        self.preferences_dialog = PreferencesDialog(self)  # kept for the tests
-        self.preferences_dialog.open()
-
-    def _roll_menu(self, position) -> None:
-        """The roll's right-click menu: the edits of the Edit menu that act on notes."""
-        menu = QMenu(self)
-        for name in ("cut", "copy", "paste", "delete", "duplicate", None, "quantize", "transpose", "humanize", None,
-                     "select_all"):  # fmt: skip
-            menu.addSeparator() if name is None else menu.addAction(self.actions[name])
-        self.roll_menu = menu  # kept for the tests
-        menu.popup(self.roll.canvas.mapToGlobal(position))
-
-    def quantize_dialog(self) -> None:
-        """Quantize the selected notes, or the selected track's, with the grid, strength and
-        swing chosen in a dialog; with nothing selected, say what to select."""
-        scope = self._scope("Quantize")
-        if scope is None:
-            return
-        refs, what = scope
-        viewport = self.roll.state.viewport
-        grid = Fraction(viewport.grid_ticks(), viewport.resolution)
-        chosen = QuantizeDialog.ask(self, f"Quantize {what}", grid, self.quantize_last)
-        if chosen is None:
-            return
-        self.quantize_last = chosen
-        ticks = chosen.grid_ticks(self.editor.document.song.resolution)
-        self.editor.quantize(refs, what, ticks, chosen.strength / 100, chosen.swing / 100, chosen.lengths)
 
     def export_dialog(self) -> None:
         dialog = QDialog(self)

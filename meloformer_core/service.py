@@ -106,19 +106,16 @@ class GenerationService:
         self.bundle = load_bundle(path, device=self.device)
         return {**self.bundle.describe(), "device": self.device}
 
+    @contextlib.contextmanager
     def _threads(self):
         """On a CPU, decode on as many threads as there are idle cores (`meloformer_core.threads`);
         the count chosen is ``last_threads``."""
         if self.device != "cpu":
-            return contextlib.nullcontext()
-
-        @contextlib.contextmanager
-        def chosen():
-            with decoding_threads() as count:
-                self.last_threads = count
-                yield
-
-        return chosen()
+            yield
+            return
+        with decoding_threads() as count:
+            self.last_threads = count
+            yield
 
     def _prepare(self, song: Song, sampling, cancel: CancelFlag):
         from meloformer_core.model.sampling import SamplingConfig
