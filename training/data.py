@@ -16,11 +16,12 @@ inside bars) slot in beside them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from meloformer_core.encoding.codec import decode_grid, encode_grid
 from meloformer_core.encoding.grammar import token_metadata
 from meloformer_core.encoding.vocab import DEFAULT_VOCAB, NO_CHORD, ROOT_NAMES, TokenType, Vocabulary
 from meloformer_core.errors import MeloformerError
@@ -112,6 +113,10 @@ class Augmentation:
     # bass, the rest) drawn first so drums and bass are targets as often as melodic tracks,
     # comes last in every bar, after the others (see `target_last`)
     arrange_rate: float = 0.0
+    # share of windows cut down to the lead and some of the other tracks, the lead
+    # renumbered first (see `lead_and_some`): a song of a melody and the tracks arranged
+    # under it, as Arrange writes drums and a bass under a bare melody
+    thin_rate: float = 0.0
 
 
 class Augmenter:
@@ -157,6 +162,8 @@ class Augmenter:
             tokens = self._relevel_velocities(tokens, rng, settings.velocity_track_spread)
         if settings.tempo_jitter:
             tokens = self._jitter_tempo(tokens, 1 + rng.uniform(-settings.tempo_jitter, settings.tempo_jitter))
+        if settings.thin_rate and rng.random() < settings.thin_rate:
+            tokens = lead_and_some(tokens, self.vocab, rng)
         if settings.repeat_rate and rng.random() < settings.repeat_rate:
             tokens = repeat_phrase(tokens, self.vocab, rng)
         if settings.arrange_rate and rng.random() < settings.arrange_rate:
@@ -268,6 +275,52 @@ def target_last(tokens: np.ndarray, vocab: Vocabulary, rng: np.random.Generator)
         at = int(mine[0])
         pieces += [tokens[start : bounds[at]], tokens[bounds[at + 1] : stop], tokens[bounds[at] : bounds[at + 1]]]
     return np.concatenate(pieces)
+
+
+KEEP_DRUMS_OR_BASS = 0.75  # `lead_and_some`: the chance that a window's drums (or bass) stay
+KEEP_OTHERS_AT_MOST = 0.5  # and the most each other track's chance can be (drawn per window)
+
+
+def lead_and_some(tokens: np.ndarray, vocab: Vocabulary, rng: np.random.Generator) -> np.ndarray:
+    """The window cut down to its lead and some of its other sounding tracks, the lead in slot 0.
+
+    The lead is chosen as `training.evaluate.lead_of` chooses it: of the melodic, non-bass
+    tracks playing at least a quarter as many notes as the busiest, the highest by median
+    pitch. Drums and bass stay with chance `KEEP_DRUMS_OR_BASS` each, every other track
+    with one chance drawn per window up to `KEEP_OTHERS_AT_MOST`; at least one track stays
+    beside the lead. The window is decoded, cut and encoded again, so the header lists just
+    the kept tracks and every bar's chord label is what the kept music says: what Arrange
+    feeds when a user adds drums and a bass under a melody (the melody first, the new
+    tracks after it). Windows of infilling, with fewer than two sounding tracks or without
+    a lead are returned as they are.
+    """
+    kinds = vocab.type_of[tokens]
+    if (kinds == TokenType.FIM_GAP).any():
+        return tokens
+    grid = decode_grid(tokens, vocab)
+    slots, counts = np.unique(grid.notes[:, 0], return_counts=True)
+    if len(slots) < 2:
+        return tokens
+    families = track_families(tokens, vocab)
+    melodic = [(int(s), int(c)) for s, c in zip(slots, counts, strict=True) if families[s] == "other"]
+    busy = [s for s, c in melodic if c * 4 >= max((c for _, c in melodic), default=0)]
+    if not busy:
+        return tokens
+    pitch = {s: float(np.median(grid.notes[grid.notes[:, 0] == s, 2])) for s in busy}
+    lead = max(busy, key=lambda s: pitch[s])
+    others_chance = rng.uniform(0, KEEP_OTHERS_AT_MOST)
+    rest = [int(s) for s in slots if s != lead]
+    kept = [s for s in rest if rng.random() < (KEEP_DRUMS_OR_BASS if families[s] != "other" else others_chance)]
+    kept = kept or [rest[int(rng.integers(len(rest)))]]
+    order = [lead, *kept]
+    renumber = np.full(len(grid.instruments), -1)
+    renumber[order] = np.arange(len(order))
+    notes = grid.notes[renumber[grid.notes[:, 0]] >= 0].copy()
+    notes[:, 0] = renumber[notes[:, 0]]
+    notes = notes[np.lexsort((notes[:, 2], notes[:, 1], notes[:, 0]))]
+    thinned = replace(grid, instruments=[grid.instruments[s] for s in order], notes=notes)
+    result = encode_grid(thinned, vocab)
+    return result if kinds[-1] == TokenType.EOS else result[:-1]
 
 
 PHRASE_BARS = (2, 4, 8)

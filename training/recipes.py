@@ -55,6 +55,9 @@ class TrainConfig:
     # or another, each family as likely) last in every bar (training.data.target_last);
     # track shuffling then applies to the rest.
     arrange_rate: float = 0.0
+    # Arranging under a bare melody: a share of the windows keep only the lead and some of
+    # the other tracks, the lead first (training.data.lead_and_some).
+    thin_rate: float = 0.0
     gradient_checkpointing: bool = False
     fsdp: bool = False  # shard parameters, gradients and optimizer state (large sizes)
     compile: bool = False  # torch.compile the model (GPU)
@@ -76,7 +79,7 @@ class TrainConfig:
             raise RecipeError("attention must be auto, flex or dense")
         if not 0 < self.lr < 1:
             raise RecipeError(f"lr must be in (0, 1), got {self.lr}")
-        for name in ("velocity_relevel", "track_shuffle_rate", "fim_rate", "repeat_rate", "arrange_rate"):
+        for name in ("velocity_relevel", "track_shuffle_rate", "fim_rate", "repeat_rate", "arrange_rate", "thin_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise RecipeError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.velocity_track_spread < 0:

@@ -25,6 +25,7 @@ from training.data import (
     MixedDataset,
     PackedLoader,
     TokenDataset,
+    lead_and_some,
     repeat_phrase,
     target_last,
     transpose_key,
@@ -255,6 +256,33 @@ def test_arranging_layout_puts_one_track_last_in_every_bar_and_targets_drums_and
     counts = np.bincount(targets, minlength=4)  # slots: piano, drums, bass, lead
     assert 70 <= counts[1] <= 130 and 70 <= counts[2] <= 130  # drums and bass: a third each
     assert 70 <= counts[0] + counts[3] <= 130  # the other family: a third between them
+
+
+def test_thinning_keeps_the_lead_first_and_some_tracks_with_their_own_notes_and_chords() -> None:
+    from meloformer_core.music import Song
+
+    band = decode(_band())  # piano, drums, bass and a lead: the highest of the busy melodic tracks
+    kept_counts = {"piano": 0, "drums": 0, "bass": 0, "lead": 0}
+    for seed in range(200):
+        thinned = lead_and_some(_band(), DEFAULT_VOCAB, np.random.default_rng(seed))
+        validate(thinned)
+        song = decode(thinned)
+        assert 2 <= len(song.tracks) <= 4
+        by_sound = {(t.program, t.is_drum): t.notes for t in song.tracks}
+        assert (song.tracks[0].program, song.tracks[0].is_drum) == (73, False)  # the lead, first
+        for track in band.tracks:  # each kept track plays exactly what it played
+            if (track.program, track.is_drum) in by_sound:
+                assert by_sound[(track.program, track.is_drum)] == track.notes
+                kept_counts[("piano", "drums", "bass", "lead")[band.tracks.index(track)]] += 1
+        kinds = DEFAULT_VOCAB.type_of[thinned]
+        assert (kinds == TokenType.INSTRUMENT).sum() == len(song.tracks)  # the header lists the kept tracks only
+        assert thinned[-1] == DEFAULT_VOCAB.eos_id
+        assert (thinned == encode(song)).all()  # chord labels of the kept music, as encoding it says
+    assert 120 <= kept_counts["drums"] <= 180 and 120 <= kept_counts["bass"] <= 180  # three in four
+    assert 10 <= kept_counts["piano"] <= 90  # a chance up to one half, a quarter on average
+    assert kept_counts["lead"] == 200
+    alone = Song(tracks=(band.tracks[1],))
+    assert (lead_and_some(encode(alone), DEFAULT_VOCAB, np.random.default_rng(0)) == encode(alone)).all()
 
 
 def test_a_mix_draws_each_dataset_at_its_rate_every_epoch(dataset_dir: Path) -> None:
