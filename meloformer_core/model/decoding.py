@@ -27,10 +27,17 @@ weights. `step_together` feeds each row its own token and runs every matrix prod
 the attention of all rows as single operations (each row masked to its own slots), and
 the summaries of the segments that close in the same step together, so a step for N rows
 costs far less than N steps. Takes of one prompt prefill it once (`DecodingCache.copy_from`).
+
+Known tokens (the kept tracks of arrange and infill) go through in runs (`feed_run`): the
+tokens of one segment together, as one product per weight, each attending what the
+segment's first token attends and the run up to itself. The network itself is run by one
+function (`_forward`) for steps and runs alike.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,34 +96,40 @@ class DecodingGroup:
         # [row, slot]: the slots the row's latest token attends to (the update mask)
         self.mask = torch.zeros(rows, shape[3], device=device, dtype=torch.bool)
 
-        def prepared(weight_dtype: torch.dtype) -> tuple[list[dict], torch.Tensor]:
-            def fused(*weights: torch.Tensor) -> torch.Tensor:
-                return torch.cat(weights).to(weight_dtype).contiguous()
-
-            # Per block, fused: a token's [summarise k, v | update k, v | update q], a summary's
-            # [summarise k, v | summarise q], then the other projections.
-            layers = [
-                {
-                    "token": fused(b.summarise.kv_proj.weight, b.update.kv_proj.weight, b.update.q_proj.weight),
-                    "summary": fused(b.summarise.kv_proj.weight, b.summarise.q_proj.weight),
-                    "summary_update_kv": fused(b.update.kv_proj.weight),
-                    "update_out": fused(b.update.out_proj.weight),
-                    "summarise_out": fused(b.summarise.out_proj.weight),
-                    "gate_up": fused(b.mlp.gate_up.weight),
-                    "down": fused(b.mlp.down.weight),
-                }
-                for b in model.blocks
-            ]
-            return layers, fused(model.head.weight)
-
-        self._half = prepared(torch.float16) if half_weights else None
-        batch_dtype = torch.bfloat16 if half_weights else dtype
-        self._full = prepared(batch_dtype) if not half_weights or rows > HALF_ROWS else None
+        self._half = self._prepared(torch.float16) if half_weights else None
+        self._batch_dtype = torch.bfloat16 if half_weights else dtype
+        self._full = self._prepared(self._batch_dtype) if not half_weights or rows > HALF_ROWS else None
         self.split = (config.d_model,) * 5
+
+    def _prepared(self, weight_dtype: torch.dtype) -> tuple[list[dict], torch.Tensor]:
+        """(per block, the fused weights; the output head) in ``weight_dtype``."""
+
+        def fused(*weights: torch.Tensor) -> torch.Tensor:
+            return torch.cat(weights).to(weight_dtype).contiguous()
+
+        # Per block, fused: a token's [summarise k, v | update k, v | update q], a summary's
+        # [summarise k, v | summarise q], then the other projections.
+        layers = [
+            {
+                "token": fused(b.summarise.kv_proj.weight, b.update.kv_proj.weight, b.update.q_proj.weight),
+                "summary": fused(b.summarise.kv_proj.weight, b.summarise.q_proj.weight),
+                "summary_update_kv": fused(b.update.kv_proj.weight),
+                "update_out": fused(b.update.out_proj.weight),
+                "summarise_out": fused(b.summarise.out_proj.weight),
+                "gate_up": fused(b.mlp.gate_up.weight),
+                "down": fused(b.mlp.down.weight),
+            }
+            for b in self.model.blocks
+        ]
+        return layers, fused(self.model.head.weight)
 
     def weights(self, rows: int) -> tuple[list[dict], torch.Tensor]:
         """(per block, the fused weights; the output head) for a product of ``rows`` rows."""
-        return self._half if self._half is not None and rows <= HALF_ROWS else self._full
+        if self._half is not None and rows <= HALF_ROWS:
+            return self._half
+        if self._full is None:  # a group of few rows feeding a run of tokens: prepared once, when first needed
+            self._full = self._prepared(self._batch_dtype)
+        return self._full
 
     def cache(self, row: int) -> DecodingCache:
         """An empty cache on ``row``."""
@@ -388,7 +401,7 @@ def step_together(caches: list[DecodingCache], tokens: int | list[int]) -> list[
     if any(cache.length >= cache.capacity for cache in caches):
         raise ContextFull
     tokens = [tokens] * len(caches) if isinstance(tokens, int) else list(tokens)
-    model, config = group.model, group.model.config
+    config = group.model.config
     closing: list[_Closing] = []
     entered = [cache._enter(token, closing) for cache, token in zip(caches, tokens, strict=True)]
     _summarise(group, closing)
@@ -408,19 +421,12 @@ def step_together(caches: list[DecodingCache], tokens: int | list[int]) -> list[
         where = torch.tensor(list(stepped.values()), device=device)
         inside = torch.tensor(list(stepped.keys()), device=device)
         attending.append((slice(block.start, block.stop), where, inside, filled, mask))
-    layers, head = group.weights(len(caches))
-    x = model.embed.weight[torch.tensor(tokens, device=device)]
-    for index, block in enumerate(model.blocks):
-        weights = layers[index]
-        sum_k, sum_v, upd_k, upd_v, q = group.linear(block.norm_regular(x), weights["token"]).split(group.split, -1)
-        written = ((group.sum_k, group.heads(sum_k, rotation)), (group.sum_v, group.heads(sum_v)),
-                   (group.upd_k, group.heads(upd_k, rotation)), (group.upd_v, group.heads(upd_v)))  # fmt: skip
-        _write(group, index, written_at, *written)
-        queries = group.heads(q, rotation)
-        attended = torch.empty(len(caches), config.n_heads, config.head_dim, device=device, dtype=x.dtype)
+
+    def attend(index: int, queries: torch.Tensor) -> torch.Tensor:
+        attended = torch.empty(len(caches), config.n_heads, config.head_dim, device=device, dtype=queries.dtype)
         for window, where, inside, filled, mask in attending:
             query = torch.zeros(window.stop - window.start, config.n_heads, config.head_dim, device=device,
-                                dtype=x.dtype)  # fmt: skip
+                                dtype=queries.dtype)  # fmt: skip
             query[inside] = queries[where]
             out = torch.nn.functional.scaled_dot_product_attention(
                 query[:, :, None],
@@ -429,5 +435,72 @@ def step_together(caches: list[DecodingCache], tokens: int | list[int]) -> list[
                 attn_mask=mask[:, None, None],
             )
             attended[where] = out[inside, :, 0]
-        x = group.mlp(x + group.linear(attended.reshape(len(caches), -1), weights["update_out"]), block, weights)
-    return list(group.linear(model.norm_out(x), head))
+        return attended
+
+    return list(_forward(group, tokens, written_at, rotation, attend))
+
+
+def _forward(group: DecodingGroup, tokens: list[int], places: torch.Tensor, rotation: torch.Tensor,
+             attend: Callable[[int, torch.Tensor], torch.Tensor], last_only: bool = False) -> torch.Tensor:  # fmt: skip
+    """The network over N entered tokens (rows of one step, or a run of one segment): each
+    layer's keys and values go to ``places`` (`_places`), ``attend(layer, queries (N, H, E))``
+    gives each token's attention output (N, H, E). Returns the logits (N, V), or (1, V) of the
+    last token with ``last_only``."""
+    model = group.model
+    layers, head = group.weights(len(tokens))
+    x = model.embed.weight[torch.tensor(tokens, device=group.sum_k.device)]
+    for index, block in enumerate(model.blocks):
+        weights = layers[index]
+        sum_k, sum_v, upd_k, upd_v, q = group.linear(block.norm_regular(x), weights["token"]).split(group.split, -1)
+        written = ((group.sum_k, group.heads(sum_k, rotation)), (group.sum_v, group.heads(sum_v)),
+                   (group.upd_k, group.heads(upd_k, rotation)), (group.upd_v, group.heads(upd_v)))  # fmt: skip
+        _write(group, index, places, *written)
+        attended = attend(index, group.heads(q, rotation))
+        x = group.mlp(x + group.linear(attended.reshape(len(tokens), -1), weights["update_out"]), block, weights)
+    if last_only:
+        x = x[-1:]
+    return group.linear(model.norm_out(x), head)
+
+
+@torch.inference_mode()
+def feed_run(cache: DecodingCache, tokens: list[int]) -> torch.Tensor:
+    """Feed known ``tokens`` to one cache, each segment's tokens through the network together;
+    return the logits (V,) after the last one. Equal to stepping them one by one (to float
+    rounding, tests/core/test_decoding.py), at the cost of about one step per segment.
+
+    A token that opens a segment closes the one before (its summary computed first, as in
+    `step_together`), so the tokens are cut into runs at openers. Within a run every token
+    attends what the run's first token attends, and the run's tokens up to itself: the same
+    mask a step extends in place. Raises `ContextFull` before changing anything if the
+    tokens do not fit.
+    """
+    if not tokens:
+        raise ValueError("no tokens to feed")
+    if cache.length + len(tokens) > cache.capacity:
+        raise ContextFull
+    group, device, row, logits = cache.group, cache.sum_k.device, cache.row, None
+    openers = [i for i, token in enumerate(tokens) if int(cache.vocab.type_of[token]) in _OPENERS]
+    for start, stop in itertools.pairwise(sorted({0, *openers, len(tokens)})):
+        run = tokens[start:stop]
+        closing: list[_Closing] = []
+        entered = [cache._enter(token, closing) for token in run]
+        _summarise(group, closing)
+        slots = [slot for slot, _ in entered]
+        filled = cache.filled
+        # token j of the run: what the run's last token attends, without the run's later slots
+        mask = cache.mask[:filled].expand(len(run), filled).clone()
+        for j, slot in enumerate(slots[:-1]):
+            mask[j, slot + 1 : slots[-1] + 1] = False
+        rotation = group.rotation(torch.tensor([position for _, position in entered], device=device))
+
+        def attend(index: int, queries: torch.Tensor, mask: torch.Tensor = mask, filled: int = filled) -> torch.Tensor:
+            out = torch.nn.functional.scaled_dot_product_attention(
+                queries.transpose(0, 1)[None],  # (1, H, N, E)
+                group.upd_k[row, index, None, :, :filled],
+                group.upd_v[row, index, None, :, :filled],
+                attn_mask=mask[None, None],
+            )
+            return out[0].transpose(0, 1)
+
+        logits = _forward(group, run, _places(group, [row] * len(run), slots), rotation, attend, last_only=True)
+    return logits[0]

@@ -25,7 +25,7 @@ from meloformer_core.encoding.vocab import TokenType, Vocabulary
 from meloformer_core.encoding.windows import window_start
 from meloformer_core.errors import EncodingError, MeloformerError
 from meloformer_core.metrics import pitch_class_shares
-from meloformer_core.model.decoding import ContextFull, DecodingCache, DecodingGroup, step_together
+from meloformer_core.model.decoding import ContextFull, DecodingCache, DecodingGroup, feed_run, step_together
 from meloformer_core.model.sampling import SamplingConfig, choose_tokens
 from meloformer_core.model.sampling_config import AUTO_MAX_TAKES
 from meloformer_core.model.transformer import MeloFormer
@@ -166,6 +166,20 @@ class _Session:
         self.stats.tokens_fed += 1
         self.enter(token)
         _step([self], [token])
+
+    def feed_known(self, tokens: list[int]) -> None:
+        """Take known ``tokens`` (kept music) and feed them in runs (`feed_run`): about one
+        step per segment instead of one per token. Token by token when they do not fit."""
+        if any(cache.length + len(tokens) > cache.capacity for cache in self.caches):
+            for token in tokens:  # the window slides on the way
+                self.feed(token)
+            return
+        self.stats.tokens_fed += len(tokens)
+        for token in tokens:
+            self.enter(token)
+        self.logits = feed_run(self.cache, tokens)
+        if self.guide is not None:
+            self.guide_logits = feed_run(self.guide, tokens)
 
     def _slide(self) -> None:
         _slide(self.cache, self.decoder, self.bar_tokens, self.backend)
@@ -435,6 +449,7 @@ def arrange_grid(
     bar_at = np.append(np.flatnonzero(vocab.type_of[middle] == TokenType.BAR), len(middle))
     bar_tokens = [middle[bar_at[i] : bar_at[i + 1]] for i in range(gap)]
     has_kept = [bool((vocab.type_of[tokens] == TokenType.TRACK).any()) for tokens in bar_tokens]
+    playing = presence_plan(notes[in_range], onset_bar[in_range] - first_bar, targets, has_kept)
 
     session = _Session(model, vocab, prompt, sampling, should_cancel, backend, half_weights, can_slide=not infill)
     if infill:  # the whole range must fit beside the prompt: share the room left among its bars
@@ -447,6 +462,8 @@ def arrange_grid(
     not_tracks[track_offset : track_offset + vocab.count[TokenType.TRACK]] = False
     prompt_bars = first_bar - first
     closers = (int(TokenType.BAR), int(TokenType.FIM_END))
+    closer_tokens = torch.zeros(len(vocab), dtype=torch.bool)
+    closer_tokens[[vocab.bar_id, vocab.offset[TokenType.FIM_END]]] = True
     head = prompt[:header]
 
     def new_bars() -> GridSong:
@@ -457,22 +474,45 @@ def arrange_grid(
     for index, forced in enumerate(bar_tokens):
         session.start_bar()
         forced = forced.tolist()
-        session.feed(forced[0])  # BAR
-        if has_kept[index]:
-            session.feed(forced[1])  # the chord label of the kept music
-        else:
-            session.feed(session.sample(session.grammar_mask()))  # no kept music here: the model plans the chord
-        for token in forced[2:]:
-            session.feed(token)
+        if has_kept[index]:  # the bar line, the chord label of the kept music, the kept music
+            session.feed_known(forced)
+        else:  # no kept music here: the model plans the chord
+            session.feed(forced[0])
+            session.feed(session.sample(session.grammar_mask()))
+            if len(forced) > 2:
+                session.feed_known(forced[2:])
+        due = set(playing[index])  # targets that must still open their segment in this bar
         while True:  # the target tracks of this bar, sampled
-            token = session.sample(session.grammar_mask() & (not_tracks | target_tokens))
+            allowed = session.grammar_mask() & (not_tracks | target_tokens)
+            if due and len(session.bar_tokens) < session.bar_limit and (allowed & ~closer_tokens).any():
+                allowed &= ~closer_tokens
+            token = session.sample(allowed)
             if vocab.type_of[token] in closers:
                 break  # the bar is complete; the next one starts with its forced tokens
+            due.discard(token - track_offset)
             session.feed(token)
         session.bar_finished(index + 1)
         if on_bar is not None:
             on_bar(index + 1, new_bars())
     return slice_grid(new_bars(), 0, gap), session.finish(gap)
+
+
+def presence_plan(old_notes: np.ndarray, old_bars: np.ndarray, targets: set[int],
+                  has_kept: list[bool]) -> list[set[int]]:  # fmt: skip
+    """For each bar of an arranged range, the target slots that must play in it.
+
+    Tracks are asked for to be written: the model is not left to close a bar before a
+    target it may think rests (after the kept tracks it mostly closed the bar: regenerating
+    the chorale's soprano wrote nothing). A target the range held notes of plays in the bars
+    where it played before (its rests stay rests); one that held none, a new track, plays in
+    every bar where the kept music sounds. What and how much it plays is the model's choice;
+    a bar that reaches the session's length limit closes even so.
+    """
+    before = {slot: set(old_bars[old_notes[:, 0] == slot].tolist()) for slot in targets}
+    return [
+        {slot for slot in targets if (bar in before[slot] if before[slot] else kept)}
+        for bar, kept in enumerate(has_kept)
+    ]
 
 
 def _slide(cache: DecodingCache, decoder: StreamingDecoder, bar_tokens: list[int], backend: str) -> None:

@@ -107,3 +107,29 @@ def test_a_requested_track_left_empty_is_reported(service: GenerationService, mo
     result = service.arrange_song(song, [TrackRequest("Bass", 33)], (0, 2), SamplingConfig(seed=1))
     assert result.warnings == (f"track {len(song.tracks) + 1} (Bass) got no notes in bars 1-2",)
     assert result.summary()["warnings"] == list(result.warnings)
+
+
+def test_requested_tracks_play_in_every_bar_they_are_due(service: GenerationService) -> None:
+    """A new track plays in every bar where the kept music sounds, a regenerated one in every
+    bar where it played before; the untrained test model would mostly close bars at once."""
+    song = read_midi(FIXTURES / "jig_6_8.mid")
+    out = song
+    for seed in range(3):
+        result = service.arrange_song(song, [TrackRequest("Bass", 33)], (0, 4), SamplingConfig(seed=seed))
+        out = result.song
+        assert {bar_of(out, n.start) for n in out.tracks[-1].notes} == {0, 1, 2, 3}
+        assert not result.warnings
+    first = out.tracks[0]
+    played = {bar_of(out, n.start) for n in first.notes if bar_of(out, n.start) < 4}
+    result = service.infill_song(out, (0, 4), [0], SamplingConfig(seed=4))
+    assert {bar_of(out, n.start) for n in result.song.tracks[0].notes if bar_of(out, n.start) < 4} >= played
+
+
+def test_the_presence_plan_keeps_a_regenerated_track_s_rests_and_fills_new_tracks_under_kept_music() -> None:
+    import numpy as np
+
+    from meloformer_core.model.generate import presence_plan
+
+    old = np.array([[0, 0, 60, 4, 20], [0, 50, 62, 4, 20]])  # slot 0 played in bars 0 and 2
+    plan = presence_plan(old, np.array([0, 2]), {0, 3}, [True, True, False, True])
+    assert plan == [{0, 3}, {3}, {0}, {3}]  # slot 3, new, under kept music only

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from meloformer_core.encoding import DEFAULT_VOCAB, encode
 from meloformer_core.encoding.vocab import TokenType
 from meloformer_core.midi_io import read_midi
 from meloformer_core.model.config import SIZES, ConfigError, ModelConfig, named_config
-from meloformer_core.model.decoding import DecodingCache, DecodingGroup, step_together
+from meloformer_core.model.decoding import ContextFull, DecodingCache, DecodingGroup, feed_run, step_together
 from meloformer_core.model.masks import build_layout
 from meloformer_core.model.transformer import MeloFormer
 from tests.conftest import FIXTURES
@@ -136,6 +138,32 @@ def test_cached_decoding_equals_the_full_forward_pass(model: MeloFormer, split: 
     steps += [cache.step(int(token)) for token in tokens[split:]]
     difference = (torch.stack(steps) - full[split - 1 :]).abs().max()
     assert difference <= 1e-4
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.integers(0, 10_000), st.booleans())
+def test_feeding_known_tokens_in_runs_equals_the_full_pass(model: MeloFormer, seed: int, half: bool) -> None:
+    """Arrange and infill feed the kept music in runs (a segment's tokens through the network
+    together): every run's last logits and every later step are those of the full pass."""
+    rng = np.random.default_rng(seed)
+    tokens = np.concatenate(sequences(seed, 2))[:900]
+    split = int(rng.integers(1, 60))
+    cuts = np.sort(rng.choice(np.arange(split + 1, len(tokens)), size=min(8, len(tokens) - split - 1), replace=False))
+    with torch.no_grad():
+        full = model(build_layout([tokens], VOCAB), "dense")[0]
+    cache = DecodingCache(model, VOCAB, half_weights=half)
+    cache.prefill(tokens[:split])
+    bounds = [split, *cuts.tolist(), len(tokens)]
+    for index, (start, stop) in enumerate(itertools.pairwise(bounds)):
+        if index % 2:  # odd pieces stepped one by one, even ones fed as runs: the two mix freely
+            logits = [cache.step(int(token)) for token in tokens[start:stop]][-1]
+        else:
+            logits = feed_run(cache, tokens[start:stop].tolist())
+        assert (logits - full[stop - 1]).abs().max() <= (3e-2 if half else 1e-4)
+    assert cache.length == len(tokens)
+    with pytest.raises(ContextFull):
+        feed_run(cache, [int(tokens[-1])] * (cache.capacity - cache.length + 1))
+    assert cache.length == len(tokens)  # nothing fed when the run does not fit
 
 
 def test_caches_stepped_together_equal_their_full_forward_passes(model: MeloFormer) -> None:

@@ -67,3 +67,24 @@ def test_prompt_guidance_keeps_the_default_model_to_the_song_s_material() -> Non
             values.append(float(np.minimum(new, heard).sum()))
         overlap[guidance] = float(np.mean(values))
     assert overlap[0.0] < 0.5 < overlap[1.0] < overlap[2.0] - 0.03, overlap
+
+
+def test_regenerating_any_voice_of_the_chorale_with_the_default_model_writes_that_voice() -> None:
+    """Regenerate the soprano (or the alto) of bars 3-6: the model used to close every bar
+    after the kept voices and write nothing. Each voice now sings in every bar it sang, in
+    its own register."""
+    import numpy as np
+
+    song = read_midi(DEFAULT_BUNDLE.parent.parent / "examples" / "bach_chorale.mid")
+    service = GenerationService(device="cpu")
+    service.load()
+    bar = 4 * song.resolution
+    for voice in (0, 1):
+        old = song.tracks[voice].notes
+        result = service.infill_song(song, (2, 6), [voice], SamplingConfig(seed=0))
+        new = result.song.tracks[voice].notes
+        written = [n for n in new if 2 * bar <= n.start < 6 * bar]
+        assert {n.start // bar for n in written} == {2, 3, 4, 5}, result.warnings
+        assert not result.warnings
+        low, high = np.percentile(old.pitches, [0, 100])
+        assert all(low - 3 <= n.pitch <= high + 3 for n in written)
