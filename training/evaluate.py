@@ -54,7 +54,13 @@ Without ``--model`` the default bundle is evaluated.
   busiest) alone over the prompt's bars, then a drum track and a bass (the file's bass
   program, or 33) arranged under it: ``arrange_played_rate``, the share of the requested
   tracks that got notes, ``arrange_bass_below_lead_rate``, the share of basses whose median
-  pitch lies below the lead's, and ``arrange_drum_in_kit_rate``.
+  pitch lies below the lead's, and ``arrange_drum_in_kit_rate``; against the file's own
+  drums and bass in those bars, the median density ratios (``arrange_drum_density_ratio``,
+  ``arrange_bass_density_ratio``: notes written / real notes), the median register distance
+  of the bass (``arrange_bass_register_distance``, semitones, written − real) and the share
+  of basses within an octave of the real one (``arrange_bass_within_octave_rate``). Arrange
+  makes a requested track play in every bar the lead sounds, so ``arrange_played_rate``
+  only shows that; how much and where they play is in the ratios.
 
 A number that copying wins is not measuring music, so every continuation measure is also
 given for a ``copy`` baseline (``copy_`` + its name), the prompt's last ``--bars-generate`` bars
@@ -152,6 +158,8 @@ def arrange_under_lead(service, prompt: Song, sampling: SamplingConfig) -> dict 
     # every bar the lead's song has: a lead that rests at the end makes fewer than the prompt's
     result = service.arrange_song(melody, requests, None, replace(sampling, takes=1))
     lead_track, drums, bass = result.song.tracks
+    real_drums = sum(len(t.notes) for t in prompt.tracks if t.is_drum)
+    real_bass = [t for t in prompt.tracks if not t.is_drum and t.program in BASS_PROGRAMS and len(t.notes)]
     return {
         "arrange_drums_played": bool(len(drums.notes)),
         "arrange_bass_played": bool(len(bass.notes)),
@@ -159,6 +167,12 @@ def arrange_under_lead(service, prompt: Song, sampling: SamplingConfig) -> dict 
         and float(np.median(bass.notes.pitches)) < float(np.median(lead_track.notes.pitches)),
         "arrange_drum_notes": len(drums.notes),
         "arrange_drum_in_kit": int(((drums.notes.pitches >= 35) & (drums.notes.pitches <= 81)).sum()),
+        # against the file's own drums and bass in the same bars
+        "arrange_drum_density_ratio": len(drums.notes) / real_drums,
+        "arrange_bass_density_ratio": len(bass.notes) / len(real_bass[0].notes) if real_bass else None,
+        "arrange_bass_register_distance": float(np.median(bass.notes.pitches) - np.median(real_bass[0].notes.pitches))
+        if real_bass and len(bass.notes)
+        else None,
     }
 
 
@@ -412,7 +426,19 @@ def arrange_summary(rows: list[dict]) -> dict:
         "arrange_drum_in_kit_rate": rounded(sum(r["arrange_drum_in_kit"] for r in arranged) / drum_notes)
         if drum_notes
         else None,
+        "arrange_drum_density_ratio": median_of([r["arrange_drum_density_ratio"] for r in arranged]),
+        "arrange_bass_density_ratio": median_of([r["arrange_bass_density_ratio"] for r in arranged]),
+        "arrange_bass_register_distance": median_of([r["arrange_bass_register_distance"] for r in arranged]),
+        "arrange_bass_within_octave_rate": rounded(np.mean([abs(d) <= 12 for d in distances]))
+        if (distances := [d for r in arranged if (d := r["arrange_bass_register_distance"]) is not None])
+        else None,
     }
+
+
+def median_of(values: list[float | None]) -> float | None:
+    """The median of the values that are not None (None when all are)."""
+    known = [v for v in values if v is not None]
+    return rounded(np.median(known)) if known else None
 
 
 def rounded(value: float | None) -> float | None:

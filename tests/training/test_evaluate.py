@@ -134,9 +134,12 @@ def test_eval_arranges_drums_and_bass_under_the_lead_and_says_how_much_of_the_pr
     assert 0 < plain["prompt_heard_rate"] <= 1 and 1 <= plain["prompt_bars_heard_min"] <= 2
     arranged = report(capsys, *args, "--arrange")
     assert arranged["arranged_files"] == 1  # only the fixture with drums
-    assert 0 <= arranged["arrange_played_rate"] <= 1 and 0 <= arranged["arrange_bass_below_lead_rate"] <= 1
+    assert arranged["arrange_played_rate"] == 1.0  # requested tracks play wherever the lead sounds
+    assert 0 <= arranged["arrange_bass_below_lead_rate"] <= 1 and arranged["arrange_drum_density_ratio"] > 0
     records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
     (groove,) = [r for r in records if r["file"] == "drum_groove.mid"]
     assert {"arrange_drums_played", "arrange_bass_played", "arrange_bass_below_lead"} <= groove.keys()
+    has_bass = any(t.program in range(32, 40) and not t.is_drum for t in song.tracks)
+    assert (groove["arrange_bass_register_distance"] is not None) == has_bass
     # the prompt fits the context whole, or the measure says which bars were left out
     assert all(1 <= r["prompt_bars_heard"] <= 2 for r in records if r["decodable"])
