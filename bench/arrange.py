@@ -22,7 +22,7 @@ import numpy as np
 
 from meloformer_core.midi_io import read_midi
 from meloformer_core.model import generate
-from meloformer_core.model.sampling_config import RECOMMENDED
+from meloformer_core.sampling_settings import RECOMMENDED
 from meloformer_core.service import GenerationService, TrackRequest
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from meloformer_core.midi_io import read_midi
-from meloformer_core.model.sampling_config import RECOMMENDED, parse_takes
+from meloformer_core.sampling_settings import RECOMMENDED, parse_takes
 from meloformer_core.service import GenerationService
 
 ROOT = Path(__file__).resolve().parent.parent

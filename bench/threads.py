@@ -24,7 +24,7 @@ import torch
 
 from meloformer_core import threads
 from meloformer_core.midi_io import read_midi
-from meloformer_core.model.sampling_config import RECOMMENDED
+from meloformer_core.sampling_settings import RECOMMENDED
 from meloformer_core.service import GenerationService
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,8 +23,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from meloformer_core.errors import MeloformerError
-from meloformer_core.model.sampling_config import SamplingConfig
 from meloformer_core.music import Song
+from meloformer_core.sampling_settings import SamplingConfig
 from meloformer_core.service import GenerationService, TrackRequest
 
 
@@ -35,11 +35,11 @@ class GenerationRequest:
     bars: int | tuple[int, int]  # bars to add (continue) or the 0-based bar range
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     tracks: tuple[int | TrackRequest, ...] = ()
-    variations: int = 1
+    takes: int = 1
 
 
 @dataclass(frozen=True)
-class Variation:
+class Take:
     song: Song
     seed: int | None
     summary: dict
@@ -48,8 +48,8 @@ class Variation:
 class _Worker(QObject):
     loaded = Signal(dict)
     load_failed = Signal(str)
-    progress = Signal(int, int, int, object)  # variation, bars done, bars total, song so far
-    finished = Signal(list)  # [Variation]
+    progress = Signal(int, int, int, object)  # take, bars done, bars total, song so far
+    finished = Signal(list)  # [Take]
     failed = Signal(str)
     cancelled = Signal()
 
@@ -92,30 +92,30 @@ class _Worker(QObject):
         else:
             self.finished.emit(results)
 
-    def _continue(self, request: GenerationRequest) -> list[Variation]:
+    def _continue(self, request: GenerationRequest) -> list[Take]:
         """The takes are decoded together and come back the most typical first; their
         progress is reported once, as take -1 (all of them). Automatic takes (0) give only
         the most typical: they make one continuation better, not several to choose from."""
-        sampling = replace(request.sampling, takes=request.variations)
+        sampling = replace(request.sampling, takes=request.takes)
 
         def progress(done: int, total: int, song: Song) -> None:
             self.progress.emit(-1, done, total, song)
 
         result = self.service.continue_song(request.song, request.bars, sampling, progress=progress, cancel=self.cancel)
         summary = result.summary()
-        takes = [Variation(song, seed, summary) for song, seed in zip(result.takes, result.take_seeds, strict=True)]
-        return takes if request.variations else takes[:1]
+        takes = [Take(song, seed, summary) for song, seed in zip(result.takes, result.take_seeds, strict=True)]
+        return takes if request.takes else takes[:1]
 
-    def _rewrite(self, request: GenerationRequest) -> list[Variation]:
+    def _rewrite(self, request: GenerationRequest) -> list[Take]:
         """Arrange or infill: one take after the other (seeds seed, seed + 1, …)."""
         results = []
-        for variation in range(max(request.variations, 1)):  # automatic takes: one
+        for take in range(max(request.takes, 1)):  # automatic takes: one
             sampling = request.sampling
-            if sampling.seed is not None and variation:
-                sampling = replace(sampling, seed=sampling.seed + variation)
+            if sampling.seed is not None and take:
+                sampling = replace(sampling, seed=sampling.seed + take)
 
-            def progress(done: int, total: int, song: Song, variation: int = variation) -> None:
-                self.progress.emit(variation, done, total, song)
+            def progress(done: int, total: int, song: Song, take: int = take) -> None:
+                self.progress.emit(take, done, total, song)
 
             options = {"progress": progress, "cancel": self.cancel}
             if request.kind == "arrange":
@@ -126,7 +126,7 @@ class _Worker(QObject):
                 result = self.service.infill_song(request.song, request.bars, tracks, sampling, **options)
             if self.cancel.is_set():
                 break
-            results.append(Variation(result.song, sampling.seed, result.summary()))
+            results.append(Take(result.song, sampling.seed, result.summary()))
         return results
 
 

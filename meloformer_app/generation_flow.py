@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QInputDialog
 
-from meloformer_app.generation import GenerationRequest, Variation
+from meloformer_app.generation import GenerationRequest, Take
 from meloformer_core.music import Song
 
 VIEW_BARS = 16  # Regenerate without a selection rewrites at most this many bars in view
@@ -67,7 +67,7 @@ class GenerationMixin:
             return
         bars = self.panel.bars.value()
         region_start = song.bar_lines()[-1]  # the new bars start at the first bar line after the song
-        request = GenerationRequest("continue", song, bars, self._sampling(), variations=self.panel.variations.value())
+        request = GenerationRequest("continue", song, bars, self._sampling(), takes=self.panel.take_count.value())
         self._start(request, bars, (region_start, None), f"Continue {bars} bars")
 
     def _selected_bars(self) -> tuple[int, int] | None:
@@ -95,7 +95,7 @@ class GenerationMixin:
         last_onset = max((int(track.notes.starts.max()) for track in song.tracks if len(track.notes)), default=0)
         bars = self._selected_bars() or (0, len(song.bar_starts(last_onset)))
         region = self._bar_ticks(bars)
-        request = GenerationRequest("arrange", song, bars, self._sampling(), targets, self.panel.variations.value())
+        request = GenerationRequest("arrange", song, bars, self._sampling(), targets, self.panel.take_count.value())
         self._start(request, bars[1] - bars[0], region, f"Arrange bars {bars[0] + 1}–{bars[1]}")
 
     def _track_to_write(self) -> tuple[int, ...]:
@@ -143,7 +143,7 @@ class GenerationMixin:
             return
         song = self.editor.document.song
         tracks = () if self.editor.current_track is None else (self.editor.current_track,)
-        request = GenerationRequest("infill", song, bars, self._sampling(), tracks, self.panel.variations.value())
+        request = GenerationRequest("infill", song, bars, self._sampling(), tracks, self.panel.take_count.value())
         self._start(request, bars[1] - bars[0], self._bar_ticks(bars), f"Regenerate bars {bars[0] + 1}–{bars[1]}")
 
     def _bar_ticks(self, bars: tuple[int, int]) -> tuple[int, int]:
@@ -172,19 +172,19 @@ class GenerationMixin:
         self.panel.status.setText("The song changed while generating: the new bars were dropped")
         return True
 
-    def _progress(self, variation: int, done: int, total: int, song: Song) -> None:
+    def _progress(self, take: int, done: int, total: int, song: Song) -> None:
         if self._stale():
             return
         self.panel.progress.setValue(done)
-        takes = self.panel.variations.value()  # 0: automatic, one result
-        label = "" if takes <= 1 else f" ({takes} takes together)" if variation < 0 else f" (take {variation + 1})"
+        takes = self.panel.take_count.value()  # 0: automatic, one result
+        label = "" if takes <= 1 else f" ({takes} takes together)" if take < 0 else f" (take {take + 1})"
         self.panel.status.setText(f"{self._pending['text'] if self._pending else ''}: bar {done} of {total}{label}")
         region = self._region(song)
         self.editor.show_preview(song, region)
         if done == 1:
             self._show_result(region)
 
-    def _generated(self, takes: list[Variation]) -> None:
+    def _generated(self, takes: list[Take]) -> None:
         self.panel.set_running(False)
         elapsed = time.perf_counter() - (self._pending or {}).get("started", time.perf_counter())
         if not takes:

@@ -38,7 +38,7 @@ from meloformer_app.edit_dialogs import (
 )
 from meloformer_app.edit_flow import EditMixin
 from meloformer_app.editor import Editor
-from meloformer_app.generation import Generator, Variation
+from meloformer_app.generation import Generator, Take
 from meloformer_app.generation_flow import GenerationMixin
 from meloformer_app.panels import SamplingPanel, TrackList
 from meloformer_app.position import conductor_text, position_text
@@ -126,9 +126,9 @@ class MainWindow(GenerationMixin, EditMixin, QMainWindow):
         self.panel.regenerate_requested.connect(self.regenerate_bars)
         self.panel.cancel_requested.connect(self.generator_cancel)
         self.panel.model_chosen.connect(self.load_model)
-        self.panel.variation_chosen.connect(self._preview_take)
-        self.panel.keep_variation.connect(self._keep_take)
-        self._takes: list[Variation] = []
+        self.panel.take_chosen.connect(self._preview_take)
+        self.panel.keep_take.connect(self._keep_take)
+        self._takes: list[Take] = []
         self._pending: dict | None = None
         self._model_asked = True
         self._closing = False  # a close was decided: nothing may write the autosave again

@@ -30,8 +30,8 @@ from PySide6.QtWidgets import (
 
 from meloformer_app.settings import Settings
 from meloformer_core.gm import PROGRAM_NAMES
-from meloformer_core.model.sampling_config import MAX_PROMPT_GUIDANCE, RECOMMENDED, SamplingConfig
 from meloformer_core.music import Track
+from meloformer_core.sampling_settings import CONTROLS, RECOMMENDED, SamplingConfig
 
 # the Generate panel's presets: Balanced is the recommended sampling the model was measured with
 RECOMMENDED_PRESET = "Balanced"
@@ -41,7 +41,6 @@ PRESETS = {
     "Adventurous": replace(RECOMMENDED, temperature=1.0, prompt_guidance=1.0, top_p=0.98),
 }
 CUSTOM = "Custom"
-PRESET_KEYS = ("temperature", "prompt_guidance", "top_k", "top_p", "min_p", "repetition_penalty")
 
 COLUMNS = ("Gen", "", "Name", "Instrument", "Drums", "M", "S")
 DRUM_KIT = "Drum kit (GM)"  # what the instrument box says for a drum track
@@ -199,15 +198,15 @@ class TrackList(QWidget):
 
 
 class SamplingPanel(QWidget):
-    """Bars, sampling settings, seed with a dice, variations, model picker, and the buttons."""
+    """Bars, sampling settings, seed with a dice, takes, model picker, and the buttons."""
 
     continue_requested = Signal()
     arrange_requested = Signal()
     regenerate_requested = Signal()
     cancel_requested = Signal()
     model_chosen = Signal(str)  # "" = the default bundle
-    variation_chosen = Signal(int)
-    keep_variation = Signal(int)
+    take_chosen = Signal(int)
+    keep_take = Signal(int)
 
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -224,24 +223,13 @@ class SamplingPanel(QWidget):
         self.bars = self._spin(QSpinBox(), 1, 64, settings.bars, "Bars to add after the song (Continue)")
         self.preset = QComboBox(toolTip="Ready-made settings: Balanced is what the model was measured with")
         self.preset.addItems([*PRESETS, CUSTOM])
-        self.temperature = self._spin(QDoubleSpinBox(), 0.0, 3.0, settings.temperature,
-                                      "How adventurous the music is: low keeps to the model's likeliest ideas "
-                                      "(0: always the likeliest), 1 takes them as the model hears them, higher "
-                                      "is wilder", 0.05)  # fmt: skip
-        self.guidance = self._spin(QDoubleSpinBox(), 0.0, MAX_PROMPT_GUIDANCE, settings.prompt_guidance,
-                                   "How closely the new music keeps to the song's own motifs and harmony: 1 is "
-                                   "off (about 1.5× as fast, freer), higher keeps closer", 0.1)  # fmt: skip
-        self.top_k = self._spin(QSpinBox(), 0, 1000, settings.top_k,
-                                "Choose each next step among only this many of the model's likeliest ideas "
-                                "(0 = no limit)")  # fmt: skip
-        self.top_p = self._spin(QDoubleSpinBox(), 0.01, 1.0, settings.top_p,
-                                "Leave out the model's unlikeliest ideas: keep the likeliest that together make "
-                                "this share of its confidence (1 = keep all)", 0.01)  # fmt: skip
-        self.min_p = self._spin(QDoubleSpinBox(), 0.0, 0.99, settings.min_p,
-                                "Leave out ideas less likely than this share of the likeliest one (0 = off)",
-                                0.01)  # fmt: skip
-        self.repetition = self._spin(QDoubleSpinBox(), 0.5, 3.0, settings.repetition_penalty,
-                                     "Above 1 avoids the pitches just played (1 = off)", 0.05)  # fmt: skip
+        # one control per sampling setting, as `CONTROLS` describes it (range, step, help)
+        self.controls = {
+            c.name: self._spin(QSpinBox() if c.whole else QDoubleSpinBox(), c.minimum, c.maximum,
+                               getattr(settings, c.name), c.help, None if c.whole else c.step)
+            for c in CONTROLS
+        }  # fmt: skip
+        self.temperature, self.guidance = self.controls["temperature"], self.controls["prompt_guidance"]
         self.seed = self._spin(QSpinBox(), 0, 2**31 - 1, settings.seed, "Same seed, same model, same song → same music")
         self.dice = QToolButton(text="Dice", toolTip="Roll a new random seed")
         self.dice.clicked.connect(lambda: self.seed.setValue(random.randrange(2**31 - 1)))
@@ -251,30 +239,30 @@ class SamplingPanel(QWidget):
         takes_tip = ("Write several takes to choose from (Continue writes them together, the most typical "
                      "first). Auto: Continue writes as many takes as fit about the time of one take of a "
                      "4-voice chorale and keeps the most typical; Arrange and Regenerate write one")  # fmt: skip
-        self.variations = self._spin(QSpinBox(specialValueText="Auto"), 0, 8, settings.variations, takes_tip)
+        self.take_count = self._spin(QSpinBox(specialValueText="Auto"), 0, 8, settings.takes, takes_tip)
         self.reset_button = QPushButton("Reset to recommended", toolTip="Balanced settings, automatic takes")
         self.reset_button.clicked.connect(lambda: self.apply_preset(RECOMMENDED_PRESET, takes=True))
         self.advanced = QGroupBox("Advanced", checkable=True, checked=False)  # ticked: the controls show
         self.advanced.setToolTip("Fine control over how the model chooses what comes next")
         controls = QWidget(visible=False)
         advanced_form = QFormLayout(controls)
-        advanced_form.addRow("Likeliest ideas only", self.top_k)
-        advanced_form.addRow("Leave out the unlikely", self.top_p)
-        advanced_form.addRow("Leave out below", self.min_p)
-        advanced_form.addRow("Avoid recent pitches", self.repetition)
+        for control in CONTROLS:
+            if control.advanced:
+                advanced_form.addRow(control.label, self.controls[control.name])
         QVBoxLayout(self.advanced).addWidget(controls)
         self.advanced.toggled.connect(controls.setVisible)
         form.addRow("Model", self.model)
         form.addRow("", self.model_info)
         form.addRow("Bars", self.bars)
         form.addRow("Style", self.preset)
-        form.addRow("Creativity", self.temperature)
-        form.addRow("Stay close to the song", self.guidance)
+        for control in CONTROLS:
+            if not control.advanced:
+                form.addRow(control.label, self.controls[control.name])
         form.addRow("Seed", seed_row)
-        form.addRow("Takes", self.variations)
+        form.addRow("Takes", self.take_count)
         form.addRow(self.advanced)
         form.addRow(self.reset_button)
-        for box in (self.temperature, self.guidance, self.top_k, self.top_p, self.min_p, self.repetition):
+        for box in self.controls.values():
             box.valueChanged.connect(self._show_preset)
         self.preset.activated.connect(
             lambda index: index < len(PRESETS) and self.apply_preset(self.preset.currentText())
@@ -294,11 +282,11 @@ class SamplingPanel(QWidget):
         self.status.setWordWrap(True)
         self.takes = QListWidget(toolTip="Click a take to hear and see it; double-click (or Keep) to use it")
         self.takes.setVisible(False)
-        self.takes.currentRowChanged.connect(self.variation_chosen)
+        self.takes.currentRowChanged.connect(self.take_chosen)
         self.keep_button = QPushButton("Keep this take")
         self.keep_button.setVisible(False)
-        self.keep_button.clicked.connect(lambda: self.keep_variation.emit(self.takes.currentRow()))
-        self.takes.itemDoubleClicked.connect(lambda _item: self.keep_variation.emit(self.takes.currentRow()))
+        self.keep_button.clicked.connect(lambda: self.keep_take.emit(self.takes.currentRow()))
+        self.takes.itemDoubleClicked.connect(lambda _item: self.keep_take.emit(self.takes.currentRow()))
         self.continue_button.clicked.connect(self.continue_requested)
         self.arrange_button.clicked.connect(self.arrange_requested)
         self.regenerate_button.clicked.connect(self.regenerate_requested)
@@ -337,36 +325,29 @@ class SamplingPanel(QWidget):
     def apply_preset(self, name: str, takes: bool = False) -> None:
         """Put a preset's values in the controls (``takes``: automatic takes too)."""
         config = PRESETS[name]
-        for box, value in ((self.temperature, config.temperature), (self.guidance, config.prompt_guidance),
-                           (self.top_k, config.top_k), (self.top_p, config.top_p), (self.min_p, config.min_p),
-                           (self.repetition, config.repetition_penalty)):  # fmt: skip
-            box.setValue(value)
+        for name, box in self.controls.items():
+            box.setValue(getattr(config, name))
         if takes:
-            self.variations.setValue(config.takes)
+            self.take_count.setValue(config.takes)
         self._show_preset()
 
     def _show_preset(self) -> None:
         """The preset the controls hold, or Custom."""
         current = self.sampling()
         for index, config in enumerate(PRESETS.values()):
-            if all(getattr(current, key) == getattr(config, key) for key in PRESET_KEYS):
+            if all(getattr(current, name) == getattr(config, name) for name in self.controls):
                 self.preset.setCurrentIndex(index)
                 return
         self.preset.setCurrentIndex(len(PRESETS))
 
     def sampling(self) -> SamplingConfig:
-        return SamplingConfig(temperature=self.temperature.value(), top_k=self.top_k.value(),
-                              top_p=self.top_p.value(), min_p=self.min_p.value(),
-                              repetition_penalty=self.repetition.value(), prompt_guidance=self.guidance.value(),
-                              seed=self.seed.value())  # fmt: skip
+        return SamplingConfig(**{name: box.value() for name, box in self.controls.items()}, seed=self.seed.value())
 
     def store(self, settings: Settings) -> None:
-        settings.bars, settings.temperature = self.bars.value(), self.temperature.value()
-        settings.top_k = self.top_k.value()
-        settings.top_p, settings.min_p = self.top_p.value(), self.min_p.value()
-        settings.repetition_penalty, settings.seed = self.repetition.value(), self.seed.value()
-        settings.prompt_guidance = self.guidance.value()
-        settings.variations = self.variations.value()
+        for name, box in self.controls.items():
+            setattr(settings, name, box.value())
+        settings.bars, settings.seed = self.bars.value(), self.seed.value()
+        settings.takes = self.take_count.value()
         settings.model_path = self.model.currentData() if self.model.currentData() not in ("?", None) else ""
 
     def reset_result(self, status: str = "") -> None:

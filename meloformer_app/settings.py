@@ -18,10 +18,11 @@ from pathlib import Path
 from platformdirs import user_config_dir, user_data_dir
 
 from meloformer_core.atomic import write_bytes_atomically
-from meloformer_core.model.sampling_config import RECOMMENDED
+from meloformer_core.sampling_settings import CONTROLS, RECOMMENDED
 
 APP = "MeloFormer"
 MAX_RECENT = 10
+RANGES = {control.name: (control.minimum, control.maximum) for control in CONTROLS}
 
 
 def config_dir() -> Path:
@@ -38,14 +39,15 @@ class Settings:
     last_directory: str = ""
     model_path: str = ""  # "" = the default bundle
     bars: int = 4
+    # the sampling settings (`CONTROLS`: a value outside a control's range loads as its default)
     temperature: float = RECOMMENDED.temperature
-    top_k: int = 0
+    top_k: int = RECOMMENDED.top_k
     top_p: float = RECOMMENDED.top_p
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
+    min_p: float = RECOMMENDED.min_p
+    repetition_penalty: float = RECOMMENDED.repetition_penalty
     prompt_guidance: float = RECOMMENDED.prompt_guidance
     seed: int = 0
-    variations: int = RECOMMENDED.takes  # 0: automatic takes (Continue keeps the most typical)
+    takes: int = RECOMMENDED.takes  # 0: automatic takes (Continue keeps the most typical)
     midi_port: str = ""  # "" or "builtin": the built-in synth
     soundfont: str = ""  # the built-in synth's .sf2 ("" = TimGM6mb, which installs with the app)
     volume: float = 0.8  # the built-in synth's, 0 to 1
@@ -67,13 +69,17 @@ class Settings:
         known = {f.name: f for f in fields(cls)}
         values = {}
         defaults = cls()
+        if isinstance(raw, dict) and "variations" in raw:  # what settings files written by 0.1.0 call the takes
+            raw.setdefault("takes", raw.pop("variations"))
         for name, value in raw.items() if isinstance(raw, dict) else ():
             if name not in known:
                 continue
             default = getattr(defaults, name)
             if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)  # "temperature": 1 written by hand is 1.0
-            if isinstance(value, type(default)) and isinstance(value, bool) == isinstance(default, bool):
+            if not isinstance(value, type(default)) or isinstance(value, bool) != isinstance(default, bool):
+                continue
+            if name not in RANGES or RANGES[name][0] <= value <= RANGES[name][1]:
                 values[name] = value
         return cls(**values)
 

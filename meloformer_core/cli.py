@@ -16,7 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from meloformer_core.errors import MeloformerError
-from meloformer_core.model.sampling_config import AUTO_MAX_TAKES, RECOMMENDED, parse_takes
+from meloformer_core.sampling_settings import (
+    AUTO_MAX_TAKES,
+    RECOMMENDED,
+    add_sampling_options,
+    parse_takes,
+    sampling_from_options,
+)
 
 
 class UsageError(MeloformerError):
@@ -52,18 +58,7 @@ def _roundtrip(args: argparse.Namespace) -> dict:
 
 
 def _sampling(args: argparse.Namespace):
-    from meloformer_core.model.sampling_config import SamplingConfig
-
-    return SamplingConfig(
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        min_p=args.min_p,
-        repetition_penalty=args.repetition_penalty,
-        prompt_guidance=args.guidance,
-        seed=args.seed,
-        takes=parse_takes(getattr(args, "takes", 1)),  # continue only
-    )
+    return sampling_from_options(args, seed=args.seed, takes=parse_takes(getattr(args, "takes", 1)))  # takes: continue
 
 
 def parse_bars(text: str | None) -> tuple[int, int] | None:
@@ -200,18 +195,8 @@ def _sizes(args: argparse.Namespace) -> dict:
 
 
 def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("sampling")
-    group.add_argument("--temperature", type=float, default=RECOMMENDED.temperature,
-                       help=f"0 = greedy, 1 = the model as it is (default {RECOMMENDED.temperature})")  # fmt: skip
-    group.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens (0 = off)")
-    group.add_argument("--top-p", type=float, default=RECOMMENDED.top_p,
-                       help=f"nucleus mass to keep, 1 = off (default {RECOMMENDED.top_p})")  # fmt: skip
-    group.add_argument("--min-p", type=float, default=0.0, help="drop tokens below this share of the best (0 = off)")
-    group.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeated pitches")
-    group.add_argument("--guidance", type=float, default=RECOMMENDED.prompt_guidance,
-                       help="prompt guidance: > 1 keeps closer to the song's material, 1 = off, about 1.5× "
-                            f"as slow when on (default {RECOMMENDED.prompt_guidance})")  # fmt: skip
-    group.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
+    add_sampling_options(parser)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
 
 
 def _generation_command(commands, name: str, run: Callable, summary: str, description: str) -> argparse.ArgumentParser:

@@ -3,7 +3,8 @@
     meloformer-eval [--model BUNDLE] --data DIR_OF_MIDI [--train-data DATASET] [--bars-prompt 8 --bars-generate 8]
                     [--seed 0] [--limit N] [--records FILE]
     meloformer-eval [--model BUNDLE] --data DATASET [--split valid] [--arrange]
-    sampling: [--temperature T --top-p P --guidance G --takes N] (default: the recommended settings)
+    sampling: [--temperature T --guidance G --top-k K --top-p P --min-p M --repetition-penalty R --takes N]
+    (default: the recommended settings)
 
 ``--data`` is a folder of MIDI files, or a `meloformer-preprocess` folder: then the source
 files of its held-out split are evaluated and the bigram is fitted on its training split.
@@ -91,8 +92,15 @@ from meloformer_core.encoding.windows import split_into_windows, window_start
 from meloformer_core.errors import MeloformerError
 from meloformer_core.midi_io import read_midi
 from meloformer_core.model.generate import PROMPT_SHARE
-from meloformer_core.model.sampling_config import AUTO_MAX_TAKES, RECOMMENDED, SamplingConfig, parse_takes
 from meloformer_core.music import Song
+from meloformer_core.sampling_settings import (
+    AUTO_MAX_TAKES,
+    RECOMMENDED,
+    SamplingConfig,
+    add_sampling_options,
+    parse_takes,
+    sampling_from_options,
+)
 from training.continuation_metrics import (
     FEATURES,
     bar_contents,
@@ -483,9 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bars-prompt", type=int, default=8)
     parser.add_argument("--bars-generate", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--temperature", type=float, default=RECOMMENDED.temperature)
-    parser.add_argument("--top-p", type=float, default=RECOMMENDED.top_p)
-    parser.add_argument("--guidance", type=float, default=RECOMMENDED.prompt_guidance, help="prompt guidance")
+    add_sampling_options(parser)
     parser.add_argument("--takes", default=RECOMMENDED.takes_label, metavar="N|auto",
                         help="continuations sampled per prompt, or auto (as `meloformer continue`); the most typical "
                              f"is scored (default {RECOMMENDED.takes_label})")  # fmt: skip
@@ -501,8 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         report, records = evaluate(
             args.model, args.data, args.train_data, args.bars_prompt, args.bars_generate, args.seed, args.limit,
             progress=not args.quiet, split=args.split,
-            sampling=SamplingConfig(temperature=args.temperature, top_p=args.top_p, prompt_guidance=args.guidance,
-                                    takes=parse_takes(args.takes)),
+            sampling=sampling_from_options(args, takes=parse_takes(args.takes)),
             arrange=args.arrange,
         )  # fmt: skip
     except MeloformerError as error:

@@ -27,8 +27,8 @@ from meloformer_core.errors import EncodingError, MeloformerError
 from meloformer_core.metrics import pitch_class_shares
 from meloformer_core.model.decoding import ContextFull, DecodingCache, DecodingGroup, feed_run, step_together
 from meloformer_core.model.sampling import SamplingConfig, choose_tokens
-from meloformer_core.model.sampling_config import AUTO_MAX_TAKES
 from meloformer_core.model.transformer import MeloFormer
+from meloformer_core.sampling_settings import AUTO_MAX_TAKES
 
 PROMPT_SHARE = 0.75  # of the context, for the prompt; the rest is room to generate before sliding
 SLIDE_SHARE = 0.5  # of the context kept when the window slides during generation

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from meloformer_core.model.sampling_config import SamplingConfig, SamplingError  # noqa: F401 (re-exported)
+from meloformer_core.sampling_settings import SamplingConfig, SamplingError  # noqa: F401 (re-exported)
 
 
 def mask_disallowed(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:

@@ -165,6 +165,12 @@ def test_settings_survive_a_broken_file_and_round_trip(user_dirs: Path) -> None:
     by_hand = Settings.load()
     assert (by_hand.temperature, by_hand.top_p, by_hand.bars, by_hand.seed) == (1.0, Settings().top_p, 4, 3)
     assert isinstance(by_hand.temperature, float)
+    # out of a sampling control's range (the same ranges as the panel and the command line): the default
+    (user_dirs / "config" / "settings.json").write_text('{"temperature": 9.5, "top_k": -3, "min_p": 0.2}')
+    by_hand = Settings.load()
+    assert (by_hand.temperature, by_hand.top_k, by_hand.min_p) == (Settings().temperature, Settings().top_k, 0.2)
+    (user_dirs / "config" / "settings.json").write_text('{"variations": 3}')  # as 0.1.0 wrote it
+    assert Settings.load().takes == 3
     (user_dirs / "config" / "settings.json").write_text("{not json")
     assert Settings.load() == Settings()
     assert (user_dirs / "config" / "settings.json.broken").exists()

@@ -59,7 +59,7 @@ def test_same_seed_same_music(loaded, qtbot) -> None:
 
 def test_the_prompt_guidance_control_reaches_the_model_and_the_settings(loaded, qtbot) -> None:
     from meloformer_app.settings import Settings
-    from meloformer_core.model.sampling_config import RECOMMENDED
+    from meloformer_core.sampling_settings import RECOMMENDED
 
     window = loaded
     assert window.panel.guidance.value() == RECOMMENDED.prompt_guidance
@@ -89,11 +89,11 @@ def test_cancel_leaves_the_document_as_it_was(loaded, qtbot) -> None:
     assert window.panel.continue_button.isEnabled() and not window.panel.cancel_button.isEnabled()
 
 
-def test_variations_are_auditioned_then_one_is_kept(loaded, qtbot) -> None:
+def test_takes_are_auditioned_then_one_is_kept(loaded, qtbot) -> None:
     window = loaded
     before = window.editor.document.song
     window.panel.bars.setValue(2)
-    window.panel.variations.setValue(3)
+    window.panel.take_count.setValue(3)
     run(window, qtbot, "continue")
     assert window.panel.takes.count() == 3 and window.editor.undo_stack.count() == 0
     assert "most typical" in window.panel.takes.item(0).text()  # decoded together, the most typical first
@@ -107,8 +107,8 @@ def test_variations_are_auditioned_then_one_is_kept(loaded, qtbot) -> None:
 def test_automatic_takes_keep_the_most_typical_at_once(loaded, qtbot) -> None:
     window = loaded
     window.panel.bars.setValue(2)
-    window.panel.variations.setValue(0)
-    assert window.panel.variations.text() == "Auto"
+    window.panel.take_count.setValue(0)
+    assert window.panel.take_count.text() == "Auto"
     run(window, qtbot, "continue")
     assert window.panel.takes.count() == 0 and window.editor.undo_stack.count() == 1  # kept, one undo step
     assert re.search(r"the most typical of [3-8] takes", window.panel.status.text())
@@ -196,7 +196,7 @@ def test_takes_are_dropped_when_the_song_changes_before_one_is_kept(loaded, qtbo
     """Keeping a take after opening another file used to write the old song over it."""
     window = loaded
     window.panel.bars.setValue(1)
-    window.panel.variations.setValue(2)
+    window.panel.take_count.setValue(2)
     run(window, qtbot, "continue")
     assert window.panel.takes.count() == 2
     window.open_file(FIXTURES / "jig_6_8.mid", confirm=False)
@@ -462,7 +462,7 @@ def test_the_side_panels_close_and_come_back_from_the_view_menu(window, qtbot) -
 
 
 def test_the_generate_panel_speaks_music_presets_and_reset(window, qtbot) -> None:
-    from meloformer_core.model.sampling_config import RECOMMENDED
+    from meloformer_core.sampling_settings import RECOMMENDED
 
     panel = window.panel
     labels = {label.text() for label in panel.findChildren(QLabel)}
@@ -470,18 +470,18 @@ def test_the_generate_panel_speaks_music_presets_and_reset(window, qtbot) -> Non
     assert not {"Top-k", "Top-p", "Min-p", "Temperature", "Prompt guidance", "Variations"} & labels
     tips = [w.toolTip() for w in panel.findChildren(QWidget) if w.toolTip()]
     assert tips and not any("token" in tip.lower() for tip in tips)
-    assert not panel.top_p.isVisible()  # the fine controls wait under Advanced
+    assert not panel.controls["top_p"].isVisible()  # the fine controls wait under Advanced
     panel.advanced.setChecked(True)
-    qtbot.waitUntil(panel.top_p.isVisible)
+    qtbot.waitUntil(panel.controls["top_p"].isVisible)
     assert panel.preset.currentText() == "Balanced"
     panel.preset.setCurrentText("Adventurous")
     panel.preset.activated.emit(panel.preset.currentIndex())
     assert panel.temperature.value() == 1.0 and panel.guidance.value() == 1.0
     panel.temperature.setValue(0.66)
     assert panel.preset.currentText() == "Custom"
-    panel.variations.setValue(4)
+    panel.take_count.setValue(4)
     panel.reset_button.click()
     sampling = panel.sampling()
     assert (sampling.temperature, sampling.top_p, sampling.prompt_guidance) == (
         RECOMMENDED.temperature, RECOMMENDED.top_p, RECOMMENDED.prompt_guidance)  # fmt: skip
-    assert panel.variations.value() == RECOMMENDED.takes and panel.preset.currentText() == "Balanced"
+    assert panel.take_count.value() == RECOMMENDED.takes and panel.preset.currentText() == "Balanced"

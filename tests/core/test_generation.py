@@ -373,7 +373,8 @@ def test_continue_command_writes_prompt_plus_bars_and_reports_json(bundle_dir: P
     ("args", "message"),
     [
         (["--model", "/nonexistent/bundle"], "no such model bundle"),
-        (["--temperature", "-2"], "temperature"),
+        (["--temperature", "-2"], "--temperature: from 0 to 3, got -2"),
+        (["--top-k", "5000"], "--top-k: from 0 to 1000, got 5000"),
         (["--takes", "0"], "takes must be in 1-16 or 'auto'"),
         (["--takes", "many"], "expected a number of takes or 'auto'"),
         (["-o", "/nonexistent/folder/out.mid"], "cannot write there"),
@@ -386,6 +387,21 @@ def test_continue_command_failures_are_one_line(
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+
+
+def test_every_sampling_setting_is_one_option_of_every_generating_command_and_of_eval() -> None:
+    """The settings are described once (`CONTROLS`): each command offers all of them, with the
+    recommended default and the range the Generate panel and the settings file use."""
+    from meloformer_core.sampling_settings import CONTROLS, RECOMMENDED
+
+    for command in (["continue"], ["arrange"], ["infill"]):
+        text = " ".join(run(*command, "--help").stdout.split())
+        for control in CONTROLS:
+            assert control.flag in text and control.range_text in text, (command, control.flag)
+    evaluation = subprocess.run([sys.executable, "-m", "training.evaluate", "--help"], capture_output=True,
+                                text=True)  # fmt: skip
+    assert all(control.flag in evaluation.stdout for control in CONTROLS)
+    assert f"(default {RECOMMENDED.temperature:g})" in " ".join(run("continue", "--help").stdout.split())
 
 
 def test_init_model_prints_the_true_parameter_count(tmp_path: Path) -> None:
