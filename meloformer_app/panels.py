@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -22,6 +22,9 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
+    QStyle,
+    QStyleOptionComboBox,
+    QStylePainter,
     QTableWidget,
     QToolButton,
     QVBoxLayout,
@@ -42,14 +45,31 @@ PRESETS = {
 }
 CUSTOM = "Custom"
 
-COLUMNS = ("Gen", "", "Name", "Instrument", "Drums", "M", "S")
-DRUM_KIT = "Drum kit (GM)"  # what the instrument box says for a drum track
+COLUMNS = ("Gen", "", "Name", "Instrument", "M", "S")
+COMBO_PADDING_PX = 40  # an instrument box's frame and drop-down arrow beside its text
+INSTRUMENT_MAX_PX = 160  # the Instrument column's widest: the track list keeps room for names on a laptop
+DRUM_KIT = "Drum kit (GM)"  # the instrument box's last entry: a drum track (MIDI channel 10)
 COLUMN_TIPS = {
     0: "Arrange writes the ticked tracks under the others (a track you add starts ticked)",
-    4: "Drum track (MIDI channel 10)",
-    5: "Mute",
-    6: "Solo",
+    3: f"General MIDI instrument; “{DRUM_KIT}” makes a drum track (MIDI channel 10)",
+    4: "Mute",
+    5: "Solo",
 }
+
+
+class ElidedComboBox(QComboBox):
+    """A combo box whose text ends in "…" when it does not fit, instead of being cut."""
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        painter = QStylePainter(self)
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        field = self.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option,
+                                            QStyle.SubControl.SC_ComboBoxEditField, self)  # fmt: skip
+        option.currentText = self.fontMetrics().elidedText(option.currentText, Qt.TextElideMode.ElideRight,
+                                                           field.width())  # fmt: skip
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
 
 
 class TrackList(QWidget):
@@ -68,6 +88,7 @@ class TrackList(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Interactive)  # fitted to the names (`_fit_instruments`)
         self.table.itemSelectionChanged.connect(self._current_changed)
         buttons = QHBoxLayout()
         for text, tip, slot in (
@@ -109,8 +130,19 @@ class TrackList(QWidget):
             self._build_row(row)
         for row, (track, view) in enumerate(zip(song.tracks, views, strict=True)):
             self._show_row(row, track, view)
+        self._fit_instruments()
         self._select_current()
         self._filling = False
+
+    def _fit_instruments(self) -> None:
+        """Make the Instrument column as wide as the longest instrument shown (at least
+        "128 Gunshot", at most `INSTRUMENT_MAX_PX`: a longer name ends in "…", whole in the
+        tooltip); the Name column takes what is left."""
+        boxes = [self.table.cellWidget(row, 3) for row in range(self.table.rowCount())]
+        metrics = self.table.fontMetrics()
+        texts = [box.currentText() for box in boxes] + ["128 Gunshot"]
+        width = max(metrics.horizontalAdvance(text) for text in texts) + COMBO_PADDING_PX
+        self.table.setColumnWidth(3, min(width, INSTRUMENT_MAX_PX))
 
     def _build_row(self, row: int) -> None:
         self._checkbox(row, 0, "Write this track when arranging", lambda on: self.editor.set_view(row, generate=on))
@@ -122,28 +154,35 @@ class TrackList(QWidget):
         name.setFrame(False)
         name.editingFinished.connect(lambda: self._rename(row, name.text()))
         self.table.setCellWidget(row, 2, name)
-        program = QComboBox(toolTip="General MIDI instrument")
+        program = ElidedComboBox(toolTip="General MIDI instrument")
         program.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)  # "128 Gunshot" is never cut
         program.addItems([f"{i + 1} {n}" for i, n in enumerate(PROGRAM_NAMES)] + [DRUM_KIT])
-        program.currentIndexChanged.connect(lambda value: value < 128 and self.editor.update_track(row, program=value))
+        program.currentIndexChanged.connect(lambda value: self._choose_instrument(row, value))
         self.table.setCellWidget(row, 3, program)
-        self._checkbox(row, 4, "Drum track (MIDI channel 10)", lambda on: self.editor.update_track(row, is_drum=on))
-        self._checkbox(row, 5, "Mute", lambda on: self.editor.set_view(row, muted=on))
-        self._checkbox(row, 6, "Solo", lambda on: self.editor.set_view(row, solo=on))
+        self._checkbox(row, 4, "Mute", lambda on: self.editor.set_view(row, muted=on))
+        self._checkbox(row, 5, "Solo", lambda on: self.editor.set_view(row, solo=on))
+
+    def _choose_instrument(self, row: int, index: int) -> None:
+        """A GM program (a melodic track) or the drum kit (a drum track), as one undo step."""
+        if index == len(PROGRAM_NAMES):
+            self.editor.update_track(row, is_drum=True)
+        elif self.editor.document.song.tracks[row].is_drum:
+            self.editor.update_track(row, program=index, is_drum=False)
+        else:
+            self.editor.update_track(row, program=index)
 
     def _show_row(self, row: int, track: Track, view) -> None:
         """Put the row's values in its widgets without their signals (no edit comes back)."""
         swatch, name, program = (self.table.cellWidget(row, column) for column in (1, 2, 3))
         swatch.setStyleSheet(f"background:{view.colour}; border:1px solid #222;")
-        boxes = {self.checkbox(row, c): on for c, on in ((0, view.generate), (4, track.is_drum), (5, view.muted),
-                                                          (6, view.solo))}  # fmt: skip
+        boxes = {self.checkbox(row, c): on for c, on in ((0, view.generate), (4, view.muted), (5, view.solo))}
         widgets = [name, program, *boxes]
         for widget in widgets:
             widget.blockSignals(True)
         if name.text() != track.name:
             name.setText(track.name)
         program.setCurrentIndex(128 if track.is_drum else track.program)  # a drum track shows the kit
-        program.setEnabled(not track.is_drum)
+        program.setToolTip(f"{program.currentText()}: choose a General MIDI instrument, or the drum kit")
         for box, checked in boxes.items():
             box.setChecked(checked)
         for widget in widgets:

@@ -39,7 +39,7 @@ def test_add_drums_and_bass_under_a_melody(window, qtbot, tmp_path: Path) -> Non
     plus = next(b for b in window.tracks.findChildren(QToolButton) if b.text() == "+")
     plus.click()
     plus.click()
-    window.tracks.checkbox(1, 4).setChecked(True)  # track 2: drums
+    window.tracks.table.cellWidget(1, 3).setCurrentIndex(128)  # track 2: the drum kit
     window.tracks.table.cellWidget(2, 3).setCurrentIndex(BASS)  # track 3: a bass
     for row, on in enumerate((False, True, True)):
         window.tracks.checkbox(row, 0).setChecked(on)

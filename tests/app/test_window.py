@@ -176,18 +176,24 @@ def test_track_list_edits_are_undoable(window) -> None:
     count = len(song_of(window).tracks)
     editor.add_track(song_of(window).tracks[1].__class__("Strings", 48))
     assert tracks.table.rowCount() == count + 1
-    tracks.checkbox(count, 5).setChecked(True)  # mute the new track
+    tracks.checkbox(count, 4).setChecked(True)  # mute the new track
     assert editor.document.views[count].muted and editor.document.audible_tracks() == list(range(count))
     editor.set_current_track(count)
     tracks._move(-1)
     assert song_of(window).tracks[count - 1].name == "Strings" and editor.document.views[count - 1].muted
     # the rows show the moved tracks: name, instrument and mute follow the track, not the row
-    assert tracks.table.cellWidget(count - 1, 2).text() == "Strings" and tracks.checkbox(count - 1, 5).isChecked()
-    assert tracks.table.cellWidget(count - 1, 3).currentIndex() == 48 and not tracks.checkbox(count, 5).isChecked()
+    assert tracks.table.cellWidget(count - 1, 2).text() == "Strings" and tracks.checkbox(count - 1, 4).isChecked()
+    assert tracks.table.cellWidget(count - 1, 3).currentIndex() == 48 and not tracks.checkbox(count, 4).isChecked()
     row_widget = tracks.table.cellWidget(0, 3)
     tracks.table.cellWidget(count - 1, 3).setCurrentIndex(40)  # choose an instrument in the list
     assert song_of(window).tracks[count - 1].program == 40
     assert tracks.table.cellWidget(0, 3) is row_widget  # updated in place, not rebuilt
+    tracks.table.cellWidget(count - 1, 3).setCurrentIndex(128)  # the drum kit: a drum track
+    assert song_of(window).tracks[count - 1].is_drum
+    tracks.table.cellWidget(count - 1, 3).setCurrentIndex(33)  # an instrument again: melodic, one undo step
+    assert (song_of(window).tracks[count - 1].is_drum, song_of(window).tracks[count - 1].program) == (False, 33)
+    editor.undo_stack.undo()
+    assert song_of(window).tracks[count - 1].is_drum and tracks.table.cellWidget(count - 1, 3).currentIndex() == 128
     while editor.undo_stack.canUndo():
         editor.undo_stack.undo()
     assert len(song_of(window).tracks) == count and tracks.table.rowCount() == count
@@ -195,7 +201,7 @@ def test_track_list_edits_are_undoable(window) -> None:
         128 if track.is_drum else track.program  # a drum track shows the kit
         for track in song_of(window).tracks
     ]
-    assert not any(tracks.checkbox(row, 5).isChecked() for row in range(count))
+    assert not any(tracks.checkbox(row, 4).isChecked() for row in range(count))
 
 
 def test_save_and_export_read_back(window, tmp_path: Path) -> None:
@@ -739,12 +745,17 @@ def test_track_colours_are_told_apart_and_instrument_names_fit(window) -> None:
     assert min(lab_distance(a, b) for a, b in itertools.combinations(band, 2)) >= 35
     assert min(lab_distance(PALETTE[i], PALETTE[i - 1]) for i in range(len(PALETTE))) >= 35  # neighbours
     assert min(lab_distance(a, b) for a, b in itertools.combinations(PALETTE, 2)) >= 25
+    from meloformer_app.panels import COMBO_PADDING_PX, ElidedComboBox
+
     window.open_file(ROOT / "resources" / "examples" / "band_song.mid")
-    for row in range(window.tracks.table.rowCount()):
-        box = window.tracks.table.cellWidget(row, 3)
-        box.setCurrentIndex(127)  # the longest GM names, "128 Gunshot" among them
-        assert box.sizeHint().width() >= box.fontMetrics().horizontalAdvance("128 Gunshot")
-        assert box.maximumWidth() > box.fontMetrics().horizontalAdvance("128 Gunshot")  # never capped below it
+    table = window.tracks.table
+    metrics = table.fontMetrics()
+    assert table.columnWidth(3) >= metrics.horizontalAdvance("128 Gunshot") + COMBO_PADDING_PX
+    for row in range(table.rowCount()):  # a name fits, or ends in "…" and is whole in the tooltip
+        box = table.cellWidget(row, 3)
+        assert isinstance(box, ElidedComboBox) and box.currentText() in box.toolTip()
+    window.tracks.resize(window.tracks.minimumWidth(), 300)
+    assert table.columnWidth(2) >= 60  # the names keep room at the narrowest
 
 
 @pytest.mark.parametrize("theme", ["dark", "light"])
