@@ -14,7 +14,8 @@ activations). The back end and precision are what `meloformer-train` uses on the
 (`auto`): the dense reference attention on a CPU (FlexAttention has no CPU backward),
 FlexAttention on a GPU; bf16 autocast where the device computes it natively. Prints a
 table (size, layers, tokens a step, tokens/s and peak GB without and with, the memory
-saved) and a JSON line. The CPU default (`default` at 2 × 1,024 tokens, 3 steps) takes
+saved, a plain causal GPT of the same widths without checkpointing and the ratio to it) and
+a JSON line. The CPU default (`default` at 2 × 1,024 tokens, 3 steps) takes
 well under a minute.
 """
 
@@ -40,8 +41,52 @@ def _rss_gb() -> float:
     return 0.0
 
 
+def plain_gpt(config):
+    """A plain causal GPT of ``config``'s widths (the floor the summary design is measured
+    against): the project's RMSNorm, rotary embedding and SwiGLU, one attention per block
+    (fused q, k, v), causal `scaled_dot_product_attention` without a mask, tied head."""
+    from torch import nn
+    from torch.nn import functional as F
+
+    from meloformer_core.model.transformer import RMSNorm, Rotary, SwiGLU
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm, self.norm_mlp = RMSNorm(config.d_model), RMSNorm(config.d_model)
+            self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
+            self.out = nn.Linear(config.d_model, config.d_model, bias=False)
+            self.mlp = SwiGLU(config)
+
+        def forward(self, x: torch.Tensor, rotary: Rotary, positions: torch.Tensor) -> torch.Tensor:
+            batch, length, _ = x.shape
+            q, k, v = self.qkv(self.norm(x)).view(batch, length, 3, config.n_heads, -1).permute(2, 0, 3, 1, 4)
+            attended = F.scaled_dot_product_attention(rotary(q, positions), rotary(k, positions), v, is_causal=True)
+            x = x + self.out(attended.transpose(1, 2).reshape(batch, length, -1))
+            return x + self.mlp(self.norm_mlp(x))
+
+    class PlainGPT(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(config.vocab_size, config.d_model)
+            self.rotary = Rotary(config.d_model // config.n_heads, config.max_seq_len, config.rope_base)
+            self.blocks = nn.ModuleList(Block() for _ in range(config.n_layers))
+            self.norm_out = RMSNorm(config.d_model)
+
+        def forward(self, layout, backend: str = "dense") -> torch.Tensor:
+            x = self.embed(layout.tokens)
+            for block in self.blocks:
+                x = block(x, self.rotary, layout.positions)
+            return F.linear(self.norm_out(x), self.embed.weight)
+
+        def parameter_count(self) -> int:
+            return sum(p.numel() for p in self.parameters())
+
+    return PlainGPT()
+
+
 def measure(size: str, seq_len: int, rows: int, steps: int, backend: str, device: str, compile_model: bool,
-            bf16: bool, checkpointing: bool) -> dict:  # fmt: skip
+            bf16: bool, checkpointing: bool, gpt: bool = False) -> dict:  # fmt: skip
     from generate import long_sequence  # bench/ is on sys.path when run as a script
 
     from meloformer_core.encoding import DEFAULT_VOCAB
@@ -55,7 +100,7 @@ def measure(size: str, seq_len: int, rows: int, steps: int, backend: str, device
     layout = batch_layout([tokens[i * seq_len : (i + 1) * seq_len] for i in range(rows)], seq_len, static).to(device)
     before = _rss_gb()
     config = named_config(size, len(DEFAULT_VOCAB), max_seq_len=seq_len, gradient_checkpointing=checkpointing)
-    model = MeloFormer(config).to(device).train()
+    model = (plain_gpt(config) if gpt else MeloFormer(config)).to(device).train()
     step_model = torch.compile(model) if compile_model else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda")
     autocast = torch.autocast(device, dtype=torch.bfloat16) if bf16 else nullcontext()
@@ -82,7 +127,8 @@ def measure(size: str, seq_len: int, rows: int, steps: int, backend: str, device
         peak = torch.cuda.max_memory_allocated() / 2**30
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20 - before
-    return {"size": size, "layers": config.n_layers, "parameters": model.parameter_count(), "backend": backend,
+    return {"size": size, "model": "plain GPT" if gpt else "MeloFormer", "layers": config.n_layers,
+            "parameters": model.parameter_count(), "backend": backend,
             "device": device, "dtype": "bf16" if bf16 else "float32", "compile": compile_model,
             "gradient_checkpointing": checkpointing, "seq_len": seq_len, "rows": rows, "step_s": round(seconds, 4),
             "tokens_per_s": round(seq_len * rows / seconds, 1), "peak_memory_gb": round(peak, 3)}  # fmt: skip
@@ -126,11 +172,17 @@ def main() -> None:
                                    "bf16": bf16, "checkpointing": checkpointing})
                     for checkpointing in (False, True)]  # fmt: skip
             without, with_ = pair
+            gpt = measure_apart({"size": size, "seq_len": seq_len, "rows": args.rows, "steps": args.steps,
+                                 "backend": backend, "device": device, "compile_model": args.compile, "bf16": bf16,
+                                 "checkpointing": False, "gpt": True})  # fmt: skip
             saving = None
             if "error" not in without and "error" not in with_ and without["peak_memory_gb"] > 0:
                 saving = round(1 - with_["peak_memory_gb"] / without["peak_memory_gb"], 3)
+            to_gpt = None
+            if "error" not in without and "error" not in gpt:
+                to_gpt = round(without["tokens_per_s"] / gpt["tokens_per_s"], 2)
             results.append({"size": size, "seq_len": seq_len, "rows": args.rows, "without": without, "with": with_,
-                            "memory_saving": saving})  # fmt: skip
+                            "memory_saving": saving, "plain_gpt": gpt, "to_plain_gpt": to_gpt})  # fmt: skip
 
     def cell(run: dict, key: str) -> str:
         return str(run[key]) if key in run else run.get("error", "?")[:10]
@@ -138,15 +190,17 @@ def main() -> None:
     dtype = "bf16" if bf16 else "float32"
     memory = "allocated by torch" if device == "cuda" else "resident, above the process before the model"
     print(f"device {device}, attention {backend}, {dtype}{', compiled' if args.compile else ''}; peak memory: {memory}")
-    columns = ("size", "layers", "tokens", "tok/s without", "tok/s with", "GB without", "GB with", "saving")
-    widths = (8, 6, 7, 13, 11, 10, 8, 7)
+    columns = ("size", "layers", "tokens", "tok/s without", "tok/s with", "GB without", "GB with", "saving",
+               "plain GPT tok/s", "× GPT")  # fmt: skip
+    widths = (8, 6, 7, 13, 11, 10, 8, 7, 15, 6)
     print(" ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
     for r in results:
         layers = r["without"].get("layers", r["with"].get("layers", "?"))
         saving = f"{r['memory_saving']:.0%}" if r["memory_saving"] is not None else "-"
         values = (r["size"], layers, r["seq_len"] * r["rows"], cell(r["without"], "tokens_per_s"),
                   cell(r["with"], "tokens_per_s"), cell(r["without"], "peak_memory_gb"),
-                  cell(r["with"], "peak_memory_gb"), saving)  # fmt: skip
+                  cell(r["with"], "peak_memory_gb"), saving, cell(r["plain_gpt"], "tokens_per_s"),
+                  r["to_plain_gpt"] if r["to_plain_gpt"] is not None else "-")  # fmt: skip
         print(" ".join(f"{v:>{w}}" for v, w in zip(values, widths, strict=True)))
     print(json.dumps({"benchmark": "train", "device": device, "backend": backend, "dtype": dtype,
                       "compile": args.compile, "results": results}))  # fmt: skip
