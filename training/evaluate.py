@@ -247,11 +247,9 @@ def evaluation_files(data: Path, split: str = "valid") -> tuple[list[Path], Path
 def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_prompt: int, bars_generate: int,
              seed: int, limit: int | None, progress: bool = False, split: str = "valid",
              sampling: SamplingConfig | None = None, arrange: bool = False) -> tuple[dict, list[dict]]:  # fmt: skip
-    import torch
-
-    from meloformer_core.model.masks import build_layout
+    """The report (one dict) and each file's record: likelihood against a bigram, then 8-bar
+    continuations (and ``arrange``) scored beside a copy of the prompt and the real bars."""
     from meloformer_core.service import GenerationService
-    from training.train import document_loss
 
     sampling = sampling or RECOMMENDED
     if bars_prompt < 1 or bars_generate < 1:
@@ -274,8 +272,33 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         grid = to_grid(song, vocab)
         pieces.append((path, grid))
         windows += split_into_windows(grid, vocab, model.config.max_seq_len)[0]
+    total, count, statements = likelihood(model, vocab, windows, pieces, progress)
+    bigram_nll = bigram_likelihood(vocab, windows, train_data)
+    rows, scores, features = continuations(service, pieces, bars_prompt, bars_generate, sampling, seed, arrange,
+                                           progress)  # fmt: skip
+    return {
+        "model": info["name"],
+        "files": len(pieces),
+        "tokens": count,
+        "nll_per_token": round(total / max(count, 1), 4),
+        "bigram_nll_per_token": round(bigram_nll, 4),
+        "bigram_fitted_on": "training split" if train_data is not None else "evaluation files",
+        "phrase_nll_per_token": [round(float(nll / max(n, 1)), 4) for nll, n in statements],
+        **continuation_report(rows, scores, features, sampling, bars_prompt, seed),
+        **(arrange_summary([r for r in rows if r["decodable"]]) if arrange else {}),
+        "seed": seed,
+    }, rows
 
+
+def likelihood(model, vocab, windows: list[np.ndarray], pieces: list[tuple[Path, GridSong]],
+               progress: bool) -> tuple[float, int, np.ndarray]:  # fmt: skip
+    """(NLL summed over the windows' tokens, their count, NLL and tokens of each statement of
+    the recall probe: each file's first phrase played three times, `phrase_thrice`)."""
+    import torch
     from tqdm import tqdm
+
+    from meloformer_core.model.masks import build_layout
+    from training.train import document_loss
 
     total, count = 0.0, 0
     with torch.no_grad():
@@ -297,6 +320,12 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
             bounds = [*bars[::RECALL_PHRASE_BARS][:3], len(tokens)]  # statements start at bars 0, 4, 8
             for k in range(3):
                 statements[k] += float(nll[bounds[k] : bounds[k + 1] - 1].sum()), bounds[k + 1] - 1 - bounds[k]
+    return total, count, statements
+
+
+def bigram_likelihood(vocab, windows: list[np.ndarray], train_data: Path | None) -> float:
+    """The NLL per token of a bigram fitted on ``train_data``'s training split (the windows
+    themselves without one) over the windows."""
     bigram = Bigram(len(vocab))
     if train_data is not None:
         from training.data import TokenDataset
@@ -309,7 +338,17 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
             bigram.fit(window)
     bigram_total = sum(bigram.nll(w)[0] for w in windows)
     bigram_count = sum(bigram.nll(w)[1] for w in windows)
+    return bigram_total / max(bigram_count, 1)
 
+
+def continuations(service, pieces: list[tuple[Path, GridSong]], bars_prompt: int, bars_generate: int,
+                  sampling: SamplingConfig, seed: int, arrange: bool,
+                  progress: bool) -> tuple[list[dict], dict, dict]:  # fmt: skip
+    """Each file long enough continued from its first ``bars_prompt`` bars: (a record per
+    file, the scores of model, copy and real per decodable file, their bar features pooled)."""
+    from tqdm import tqdm
+
+    vocab, model = service.bundle.vocab, service.bundle.model
     rows = []  # one record per file long enough
     scores: dict[str, list[dict]] = {"model": [], "copy": [], "real": []}  # of the decodable continuations
     features = {variant: {name: [] for name in FEATURES} for variant in scores}  # of every bar, pooled
@@ -355,6 +394,12 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         if arrange:
             arranged = arrange_under_lead(service, prompt, replace(sampling, seed=seed + index))
             rows[-1].update(arranged or {})
+    return rows, scores, features
+
+
+def continuation_report(rows: list[dict], scores: dict, features: dict, sampling: SamplingConfig,
+                        bars_prompt: int, seed: int) -> dict:  # fmt: skip
+    """The continuation measures over the files: medians or means, model beside copy and real."""
     scored = [r for r in rows if r["decodable"]]
 
     def median(key: str) -> float:
@@ -378,13 +423,6 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
 
     copy_baseline = {f"copy_{key}": median(f"copy_{key}") for key in FILE_MEDIANS}
     return {
-        "model": info["name"],
-        "files": len(pieces),
-        "tokens": count,
-        "nll_per_token": round(total / max(count, 1), 4),
-        "bigram_nll_per_token": round(bigram_total / max(bigram_count, 1), 4),
-        "bigram_fitted_on": "training split" if train_data is not None else "evaluation files",
-        "phrase_nll_per_token": [round(float(nll / max(n, 1)), 4) for nll, n in statements],
         "continuations": len(rows),
         "decodable_rate": round(len(scored) / len(rows), 4) if rows else 0.0,
         "pitch_class_overlap": median("pitch_class_overlap"),
@@ -415,9 +453,7 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         if scored
         else 0.0,
         "prompt_bars_heard_min": min((r["prompt_bars_heard"] for r in scored), default=0),
-        **(arrange_summary(scored) if arrange else {}),
-        "seed": seed,
-    }, rows
+    }
 
 
 def arrange_summary(rows: list[dict]) -> dict:
