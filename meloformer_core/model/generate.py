@@ -383,39 +383,25 @@ def typicality_order(takes: list[GridSong]) -> list[int]:
     return sorted(range(len(takes)), key=lambda k: -score[k])
 
 
-def arrange_grid(
-    model: MeloFormer,
-    vocab: Vocabulary,
-    grid: GridSong,
-    targets: set[int],
-    first_bar: int,
-    stop_bar: int,
-    sampling: SamplingConfig,
-    *,
-    suffix_bars: int = 0,
-    on_bar: Callable[[int, GridSong], None] | None = None,
-    should_cancel: Callable[[], bool] | None = None,
-    backend: str = "dense",
-    half_weights: bool = False,
-) -> tuple[GridSong, GenerationStats]:
-    """Write the ``targets`` track slots in bars ``[first_bar, stop_bar)`` of ``grid``.
+@dataclass
+class ArrangeLayout:
+    """What arranging feeds: the prompt, then per bar of the range its known tokens."""
 
-    The target slots' notes in the range are ignored; everything else is kept and fed to
-    the model bar by bar (conductor, then the kept tracks), and only the target tracks
-    are sampled after them. With ``suffix_bars`` > 0 this is *infilling*: up to that many
-    bars after the range are put ahead of it (FIM_GAP … FIM_MIDDLE), so the new music
-    leads into what follows. A bar with no kept notes gets its chord label sampled.
-    Returns (bars ``[first_bar, stop_bar)``, as a grid slice starting at step 0; statistics).
-    """
-    if not 0 <= first_bar < stop_bar <= grid.bar_count:
-        raise MeloformerError(f"bar range {first_bar + 1}-{stop_bar} is outside the song (1-{grid.bar_count})")
-    if not targets or not all(0 <= slot < len(grid.instruments) for slot in targets):
-        raise MeloformerError("choose at least one existing track to write")
+    prompt: np.ndarray  # the bars before the range (infilling: then FIM_GAP, the bars after, FIM_MIDDLE)
+    header: int  # tokens of the header at the prompt's start
+    first: int  # the song's first bar in the prompt
+    bar_tokens: list[np.ndarray]  # each bar of the range: BAR, chord, conductor, the kept tracks
+    has_kept: list[bool]  # whether the bar holds kept music
+    playing: list[set[int]]  # the targets due in the bar (`presence_plan`)
+
+
+def arrange_layout(grid: GridSong, vocab: Vocabulary, targets: set[int], first_bar: int, stop_bar: int,
+                   capacity: int, suffix_bars: int) -> ArrangeLayout:  # fmt: skip
+    """The tokens `arrange_grid` feeds: the target slots' notes in the range left out, the
+    bars before it that fit the prompt's share of ``capacity`` (infilling: the bars after
+    it that fit theirs, ahead of it), then the range bar by bar."""
     gap = stop_bar - first_bar
     infill = suffix_bars > 0 and stop_bar < grid.bar_count
-    if infill and gap > vocab.config.max_gap_bars:
-        raise MeloformerError(f"infill at most {vocab.config.max_gap_bars} bars at a time (asked for {gap})")
-    capacity = model.config.max_seq_len
     notes = grid.notes
     onset_bar = np.searchsorted(grid.bar_starts, notes[:, 1], side="right") - 1
     in_range = (onset_bar >= first_bar) & (onset_bar < stop_bar)
@@ -450,7 +436,45 @@ def arrange_grid(
     bar_tokens = [middle[bar_at[i] : bar_at[i + 1]] for i in range(gap)]
     has_kept = [bool((vocab.type_of[tokens] == TokenType.TRACK).any()) for tokens in bar_tokens]
     playing = presence_plan(notes[in_range], onset_bar[in_range] - first_bar, targets, has_kept)
+    return ArrangeLayout(prompt, header, first, bar_tokens, has_kept, playing)
 
+
+def arrange_grid(
+    model: MeloFormer,
+    vocab: Vocabulary,
+    grid: GridSong,
+    targets: set[int],
+    first_bar: int,
+    stop_bar: int,
+    sampling: SamplingConfig,
+    *,
+    suffix_bars: int = 0,
+    on_bar: Callable[[int, GridSong], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    backend: str = "dense",
+    half_weights: bool = False,
+) -> tuple[GridSong, GenerationStats]:
+    """Write the ``targets`` track slots in bars ``[first_bar, stop_bar)`` of ``grid``.
+
+    The target slots' notes in the range are ignored; everything else is kept and fed to
+    the model bar by bar (conductor, then the kept tracks), and only the target tracks
+    are sampled after them. With ``suffix_bars`` > 0 this is *infilling*: up to that many
+    bars after the range are put ahead of it (FIM_GAP … FIM_MIDDLE), so the new music
+    leads into what follows. A bar with no kept notes gets its chord label sampled.
+    Returns (bars ``[first_bar, stop_bar)``, as a grid slice starting at step 0; statistics).
+    """
+    if not 0 <= first_bar < stop_bar <= grid.bar_count:
+        raise MeloformerError(f"bar range {first_bar + 1}-{stop_bar} is outside the song (1-{grid.bar_count})")
+    if not targets or not all(0 <= slot < len(grid.instruments) for slot in targets):
+        raise MeloformerError("choose at least one existing track to write")
+    gap = stop_bar - first_bar
+    infill = suffix_bars > 0 and stop_bar < grid.bar_count
+    if infill and gap > vocab.config.max_gap_bars:
+        raise MeloformerError(f"infill at most {vocab.config.max_gap_bars} bars at a time (asked for {gap})")
+    layout = arrange_layout(grid, vocab, targets, first_bar, stop_bar, model.config.max_seq_len, suffix_bars)
+    prompt, header, first = layout.prompt, layout.header, layout.first
+    capacity = model.config.max_seq_len
+    bar_tokens, has_kept, playing = layout.bar_tokens, layout.has_kept, layout.playing
     session = _Session(model, vocab, prompt, sampling, should_cancel, backend, half_weights, can_slide=not infill)
     if infill:  # the whole range must fit beside the prompt: share the room left among its bars
         session.bar_limit = max(32, (capacity - len(prompt) - 8) // gap)
