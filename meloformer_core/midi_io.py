@@ -6,9 +6,10 @@ when preprocessing hundreds of thousands of files. A pure-Python mido reader wit
 same semantics is kept as a cross-check in the tests and as a benchmark candidate.
 
 Semantics of reading (both readers):
-- tracks are split by (file track, channel, program): a program change in the middle of
-  a track starts a new `Track`, and two tracks with the same program stay two tracks;
-  a track without notes is not read;
+- tracks are split by (file track, program, drums): a file track playing one program on
+  several channels (a piano's two hands) is one `Track`, a program change in the middle
+  of a track starts a new `Track`, and two file tracks with the same program stay two
+  tracks; a track without notes is not read;
 - channel 10 is drums;
 - note-on with velocity 0 is a note-off; overlapping notes of one pitch and channel are
   paired first-in first-out; a note-on that is never switched off is dropped;
@@ -134,7 +135,8 @@ def _read_with_symusic(data: bytes, label: str) -> Song:
         except Exception:
             raise MidiReadError(f"{label}: corrupt MIDI data ({_first_line(error)})") from None
     tracks = []
-    for track in score.tracks:
+    chunks = _chunk_of_tracks(parsed, score)
+    for track, chunk in zip(score.tracks, chunks, strict=True):
         if not len(track.notes):  # symusic keeps a file track that has lyrics or controls but no notes
             continue
         columns = track.notes.numpy()
@@ -145,7 +147,8 @@ def _read_with_symusic(data: bytes, label: str) -> Song:
             start, columns["pitch"], columns["duration"], columns["velocity"].astype(np.int64) & 0x7F
         )
         name = true_names.get(track.name, track.name)
-        tracks.append(_track(name, int(track.program), bool(track.is_drum), notes))
+        tracks.append((chunk, _track(name, int(track.program), bool(track.is_drum), notes)))
+    tracks = _merge_channels(tracks)
     return Song(
         resolution=int(score.ticks_per_quarter),
         tempos=tuple(TempoChange(int(t.time), int(t.mspq)) for t in score.tempos),
@@ -156,6 +159,52 @@ def _read_with_symusic(data: bytes, label: str) -> Song:
         tracks=tuple(tracks),
         texts=tuple(texts),
     )
+
+
+def _chunk_of_tracks(data: bytes, score) -> list[int]:
+    """The file track (MTrk chunk) each of ``score``'s tracks comes from.
+
+    symusic splits a file track by channel and program and does not say which file track a
+    track came from. Only when two tracks could merge (the same program and drum flag) is
+    it asked again, on a copy of the file whose every chunk ends with a track name of its
+    own (a name event before the end of track: symusic names a track by the last one); the
+    split is the same, so the names give the chunks. Otherwise every track is its own.
+    """
+    kinds = [(int(t.program), bool(t.is_drum)) for t in score.tracks if len(t.notes)]
+    if len(set(kinds)) == len(kinds):
+        return list(range(len(score.tracks)))
+    import symusic
+
+    pieces, copied = [], 0
+    for index, (start, end, length) in enumerate(_track_chunks(data)):
+        end_of_track = end - 3 if data[end - 4 : end] == b"\x00\xff\x2f\x00" else _walk_chunk(data, start, end)[2]
+        if end_of_track is None:
+            continue  # no end of track: this chunk's tracks stay apart
+        tag = f"\x00meloformer chunk {index}\x00".encode("ascii")
+        event = b"\xff\x03" + _variable_int_bytes(len(tag)) + tag + b"\x00"  # then the delta-0 FF 2F 00
+        pieces += [data[copied : start - 4], struct.pack(">I", length + len(event)), data[start:end_of_track], event]
+        copied = end_of_track
+    tagged = symusic.Score.from_midi(b"".join([*pieces, data[copied:]]), sanitize_data=True)
+    names = [track.name for track in tagged.tracks]
+    if len(names) != len(score.tracks):  # cannot happen with the same events; never merge on a guess
+        return list(range(len(score.tracks)))
+    fallback = iter(range(-1, -len(names) - 1, -1))  # a track of an untagged chunk: apart from every other
+    return [int(name.split()[-1].strip("\x00")) if name.startswith("\x00meloformer chunk ") else next(fallback)
+            for name in names]  # fmt: skip
+
+
+def _merge_channels(tracks: list[tuple[int, Track]]) -> list[Track]:
+    """One `Track` per (file track, program, drums), in the order each first appears: the
+    channels of a file track that play one program are one part (see the module's semantics)."""
+    merged: dict[tuple[int, int, bool], Track] = {}
+    for chunk, track in tracks:
+        key = (chunk, track.program, track.is_drum)
+        if key in merged:
+            both = np.concatenate([merged[key].notes.array, track.notes.array])
+            merged[key] = merged[key].with_notes(NoteArray(both))
+        else:
+            merged[key] = track
+    return list(merged.values())
 
 
 def _track(name: str, program: int, is_drum: bool, notes: NoteArray) -> Track:
@@ -351,8 +400,8 @@ def _read_with_mido(data: bytes, label: str) -> Song:
     except Exception as error:
         raise MidiReadError(f"{label}: corrupt MIDI data ({_first_line(error)})") from None
     tempos, signatures, keys, texts = [], [], [], []
-    tracks: list[Track] = []
-    for mtrk in midi.tracks:
+    tracks: list[tuple[int, Track]] = []
+    for chunk, mtrk in enumerate(midi.tracks):
         tick = 0
         name = ""
         program = [0] * 16
@@ -385,7 +434,8 @@ def _read_with_mido(data: bytes, label: str) -> Song:
                 texts += _text_event(tick, _MIDO_TEXT_KINDS[kind], _mido_text(text))
         for (channel, prog), rows in sorted(notes.items(), key=lambda item: (item[0][0] == DRUM_CHANNEL, item[0])):
             is_drum = channel == DRUM_CHANNEL
-            tracks.append(_track(name, prog, is_drum, NoteArray(rows)))
+            tracks.append((chunk, _track(name, prog, is_drum, NoteArray(rows))))
+    tracks = _merge_channels(tracks)
     return Song(midi.ticks_per_beat, tuple(tempos), tuple(signatures), tuple(keys), tuple(tracks), tuple(texts))
 
 

@@ -181,7 +181,24 @@ def test_a_long_file_reads(tmp_path: Path) -> None:
     for i in range(20_000):
         messages += [on(36 + i % 60, 12, channel=i % 16), off(36 + i % 60, 24, channel=i % 16)]
     song = read_midi(_file([messages]))
-    assert song.note_count == 20_000 and len(song.tracks) == 16
+    assert song.note_count == 20_000 and len(song.tracks) == 2  # one program on 15 channels, and the drums
+
+
+@pytest.mark.parametrize(("backend", "end_delta"), [("symusic", 0), ("symusic", 50), ("mido", 0)])
+def test_a_file_track_playing_one_program_on_two_channels_is_one_track(backend: str, end_delta: int) -> None:
+    """A piano whose hands are on channels 1 and 2 of one file track is one part; another
+    program on a third channel is a part of its own; another file track stays apart."""
+    program = [mido.Message("program_change", program=p, channel=c, time=0) for c, p in ((0, 0), (1, 0), (2, 40))]
+    hands = [on(60, 0), on(48, 0, 1), off(60, 96), off(48, 0, 1), on(72, 0, 2), off(72, 96, 2), on(62, 0), off(62, 96)]
+    other = [mido.Message("program_change", program=0, channel=3, time=0), on(55, 0, 3), off(55, 96, 3)]
+    name = [mido.MetaMessage("track_name", name="Piano", time=0)]
+    end = [mido.MetaMessage("end_of_track", time=end_delta)]  # a late end of track is found by walking the chunk
+    song = read_midi(_file([name + program + hands + end, other]), backend=backend)
+    assert [(t.name, t.program, [tuple(n)[:2] for n in t.notes]) for t in song.tracks] == [
+        ("Piano", 0, [(0, 48), (0, 60), (192, 62)]),  # both hands, in time order
+        ("Piano", 40, [(96, 72)]),
+        ("Acoustic Grand Piano", 0, [(0, 55)]),  # the other file track: unnamed, its instrument's name
+    ]
 
 
 def test_song_is_immutable_and_compares_by_value() -> None:
