@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
@@ -25,7 +24,6 @@ from meloformer_core.model import generate
 from meloformer_core.sampling_settings import RECOMMENDED
 from meloformer_core.service import GenerationService, TrackRequest
 
-ROOT = Path(__file__).resolve().parent.parent
 TASKS = ("arrange, runs", "arrange, token by token", "infill, runs", "infill, token by token", "continue")
 
 
@@ -53,10 +51,10 @@ def run(service: GenerationService, song, bars: int, task: str, seed: int) -> tu
 
 
 def main() -> None:
+    from generate import song_options  # bench/ is on sys.path when run as a script
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--bars", type=int, default=8)
-    parser.add_argument("--input", type=Path, default=ROOT / "resources" / "examples" / "bach_chorale.mid")
+    song_options(parser)
     args = parser.parse_args()
     service = GenerationService(device="cpu")
     info = service.load()

@@ -41,6 +41,14 @@ ROOT = Path(__file__).resolve().parent.parent
 VOCAB = DEFAULT_VOCAB
 
 
+def song_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the benchmarks that generate from one song with the default model:
+    ``--seeds``, ``--bars`` and ``--input`` (the bundled chorale by default)."""
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--bars", type=int, default=8)
+    parser.add_argument("--input", type=Path, default=ROOT / "resources" / "examples" / "bach_chorale.mid")
+
+
 def long_sequence(length: int) -> np.ndarray:
     """Real tokens: the fixtures' music repeated until long enough (bars and tracks vary)."""
     pieces = [encode(read_midi(path)) for path in sorted((ROOT / "tests" / "fixtures").glob("*.mid"))]

@@ -26,15 +26,13 @@ from meloformer_core.midi_io import read_midi
 from meloformer_core.sampling_settings import RECOMMENDED, parse_takes
 from meloformer_core.service import GenerationService
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def main() -> None:
+    from generate import song_options  # bench/ is on sys.path when run as a script
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--takes", nargs="+", default=["1", "2", "4", "8", "auto"], help="numbers or auto")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--bars", type=int, default=8)
-    parser.add_argument("--input", type=Path, default=ROOT / "resources" / "examples" / "bach_chorale.mid")
+    song_options(parser)
     parser.add_argument("--against", type=Path, default=None, metavar="BUNDLE", help="another bundle, run alternately")
     args = parser.parse_args()
     service = GenerationService()

@@ -17,7 +17,6 @@ import multiprocessing
 import os
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +26,6 @@ from meloformer_core.midi_io import read_midi
 from meloformer_core.sampling_settings import RECOMMENDED
 from meloformer_core.service import GenerationService
 
-ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = ("1 thread", "2 threads", "adaptive")
 
 
@@ -51,10 +49,10 @@ def measure(service: GenerationService, song, bars: int, seeds: int) -> dict[str
 
 
 def main() -> None:
+    from generate import song_options  # bench/ is on sys.path when run as a script
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--bars", type=int, default=8)
-    parser.add_argument("--input", type=Path, default=ROOT / "resources" / "examples" / "bach_chorale.mid")
+    song_options(parser)
     args = parser.parse_args()
     os.environ.pop("OMP_NUM_THREADS", None)  # adaptive only adapts when the user has not fixed the count
     torch.set_num_threads(2)
