@@ -82,3 +82,30 @@ def instrument_name(program: int, is_drum: bool) -> str:
 def pitch_name(pitch: int) -> str:
     """Scientific pitch name, middle C (60) is C4."""
     return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+# Where each General MIDI instrument plays (MIDI pitches, inclusive): what arranging and
+# continuing let a track of that program write. One range per family of eight programs,
+# wide enough for the instrument's usual parts, with the orchestral instruments whose
+# ranges differ most given their own. Pitches outside it are not what a GM synth plays as
+# that instrument (a bass at G5 is a keyboard part).
+FAMILY_RANGES = (
+    (21, 108), (36, 108), (24, 96), (40, 88),  # piano, chromatic percussion, organ, guitar
+    (23, 67), (28, 103), (28, 103), (28, 84),  # bass (a 5-string's low B to a solo's G4), strings, ensemble, brass
+    (34, 94), (55, 108), (21, 108), (21, 108),  # reed, pipe, synth lead, synth pad
+    (21, 108), (36, 96), (36, 96), (0, 127),  # synth effects, ethnic, percussive, sound effects
+)
+PROGRAM_RANGES = {
+    40: (55, 103), 41: (48, 91), 42: (36, 76), 43: (28, 67),  # violin, viola, cello, contrabass
+    46: (23, 103), 47: (38, 57),  # harp, timpani
+    56: (52, 86), 57: (40, 77), 58: (26, 58), 59: (52, 86), 60: (34, 77),  # trumpet, trombone, tuba, muted, horn
+    72: (74, 108), 73: (59, 98),  # piccolo, flute
+}
+DRUM_KIT_RANGE = (35, 81)  # the General MIDI percussion keys
+
+
+def playable_range(program: int, is_drum: bool) -> tuple[int, int]:
+    """The pitches (or drum keys) a track of this instrument plays, inclusive."""
+    if is_drum:
+        return DRUM_KIT_RANGE
+    return PROGRAM_RANGES.get(program, FAMILY_RANGES[program // 8])

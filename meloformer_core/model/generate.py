@@ -24,6 +24,7 @@ from meloformer_core.encoding.quantize import GridSong
 from meloformer_core.encoding.vocab import TokenType, Vocabulary
 from meloformer_core.encoding.windows import window_start
 from meloformer_core.errors import EncodingError, MeloformerError
+from meloformer_core.gm import playable_range
 from meloformer_core.metrics import pitch_class_shares
 from meloformer_core.model.decoding import ContextFull, DecodingCache, DecodingGroup, feed_run, step_together
 from meloformer_core.model.sampling import SamplingConfig, choose_tokens
@@ -136,6 +137,7 @@ class _Session:
         self._pitches = (pitch, pitch + vocab.count[TokenType.PITCH])
         self._fim_end = vocab.offset[TokenType.FIM_END]
         self._fim_start = slice(vocab.offset[TokenType.FIM_GAP], vocab.offset[TokenType.FIM_END])  # GAP and MIDDLE
+        self._playable_masks: dict[int, torch.Tensor] = {}
 
     @property
     def caches(self) -> list[DecodingCache]:
@@ -205,6 +207,11 @@ class _Session:
         vocab = self.vocab
         allowed[vocab.eos_id] = False  # the user asked for bars: the song does not end here
         allowed[self._fim_start] = False  # infilling layouts are built by the caller, never sampled
+        slot = self.decoder.state.meta.slot - 1  # the track being written (-1: the conductor)
+        if slot >= 0:  # its instrument's pitches only (`gm.playable_range`), unless that leaves nothing
+            in_range = allowed & self._playable(slot)
+            if in_range.any():
+                allowed = in_range
         if len(self.bar_tokens) >= self.bar_limit:  # this bar is long enough: close it at the next boundary
             closers = torch.zeros_like(allowed)
             closers[vocab.bar_id] = allowed[vocab.bar_id]
@@ -222,6 +229,18 @@ class _Session:
         if self.guide is not None:
             logits = self.guide_logits + self.sampling.prompt_guidance * (logits - self.guide_logits)
         return logits, allowed, recent
+
+    def _playable(self, slot: int) -> torch.Tensor:
+        """Every token but the pitches (or drum keys) that the slot's instrument does not play."""
+        if slot not in self._playable_masks:
+            program, is_drum = self.decoder.state.instruments[slot]
+            low, high = playable_range(program, is_drum)
+            mask = torch.ones(len(self.vocab), dtype=torch.bool)
+            first = self.vocab.offset[TokenType.DRUM if is_drum else TokenType.PITCH]
+            mask[first : first + low] = False
+            mask[first + high + 1 : first + 128] = False
+            self._playable_masks[slot] = mask
+        return self._playable_masks[slot]
 
     def grammar_mask(self) -> torch.Tensor:
         return torch.from_numpy(self.decoder.state.allowed())

@@ -133,3 +133,31 @@ def test_the_presence_plan_keeps_a_regenerated_track_s_rests_and_fills_new_track
     old = np.array([[0, 0, 60, 4, 20], [0, 50, 62, 4, 20]])  # slot 0 played in bars 0 and 2
     plan = presence_plan(old, np.array([0, 2]), {0, 3}, [True, True, False, True])
     assert plan == [{0, 3}, {3}, {0}, {3}]  # slot 3, new, under kept music only
+
+
+def test_written_notes_stay_in_their_instrument_s_range(service: GenerationService) -> None:
+    """A bass writes bass notes and drums hit General MIDI kit keys, whatever the model
+    would rather (the untrained test model spreads its pitches over all 128)."""
+    from meloformer_core.gm import playable_range
+
+    song = read_midi(FIXTURES / "jig_6_8.mid")
+    requests = [TrackRequest("Bass", 33), TrackRequest("Kit", is_drum=True), TrackRequest("Flute", 73)]
+    for seed in range(3):
+        out = service.arrange_song(song, requests, (0, 4), SamplingConfig(seed=seed)).song
+        for track in out.tracks[-3:]:
+            low, high = playable_range(track.program, track.is_drum)
+            assert len(track.notes) and all(low <= n.pitch <= high for n in track.notes), (track.name, seed)
+    continued = service.continue_song(out, 2, SamplingConfig(seed=5)).song
+    for track, before in zip(continued.tracks, out.tracks, strict=True):
+        low, high = playable_range(track.program, track.is_drum)
+        assert all(low <= n.pitch <= high for n in track.notes[len(before.notes) :])
+
+
+def test_playable_ranges_hold_what_each_instrument_plays() -> None:
+    from meloformer_core.gm import playable_range
+
+    assert playable_range(33, False) == (23, 67)  # a bass: low B of a 5-string to G4
+    assert playable_range(0, True) == (35, 81)  # the GM kit, whatever the program
+    assert playable_range(0, False) == (21, 108)  # a piano's 88 keys
+    assert playable_range(40, False)[0] == 55 and playable_range(42, False)[0] == 36  # violin G3, cello C2
+    assert all(0 <= low < high <= 127 for low, high in (playable_range(p, False) for p in range(128)))
