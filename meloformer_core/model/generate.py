@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from meloformer_core.encoding.codec import StreamingDecoder, decode_grid, encode_grid, slice_grid
+from meloformer_core.encoding.grammar import Expect, token_metadata
 from meloformer_core.encoding.quantize import GridSong
 from meloformer_core.encoding.vocab import TokenType, Vocabulary
 from meloformer_core.encoding.windows import window_start
@@ -138,6 +139,7 @@ class _Session:
         self._fim_end = vocab.offset[TokenType.FIM_END]
         self._fim_start = slice(vocab.offset[TokenType.FIM_GAP], vocab.offset[TokenType.FIM_END])  # GAP and MIDDLE
         self._playable_masks: dict[int, torch.Tensor] = {}
+        self._heard_pitches = _pitch_reach(prompt, vocab)
 
     @property
     def caches(self) -> list[DecodingCache]:
@@ -231,10 +233,14 @@ class _Session:
         return logits, allowed, recent
 
     def _playable(self, slot: int) -> torch.Tensor:
-        """Every token but the pitches (or drum keys) that the slot's instrument does not play."""
+        """Every token but the pitches (or drum keys) that the slot's instrument does not play
+        and that the slot has not played in the prompt."""
         if slot not in self._playable_masks:
             program, is_drum = self.decoder.state.instruments[slot]
             low, high = playable_range(program, is_drum)
+            heard = self._heard_pitches.get(slot)
+            if heard is not None:  # a part the song already plays outside the range keeps its reach
+                low, high = min(low, heard[0]), max(high, heard[1])
             mask = torch.ones(len(self.vocab), dtype=torch.bool)
             first = self.vocab.offset[TokenType.DRUM if is_drum else TokenType.PITCH]
             mask[first : first + low] = False
@@ -255,6 +261,15 @@ class _Session:
         self.stats.bars_generated = done
         self.stats.total_s = time.perf_counter() - self.started
         return self.stats
+
+
+def _pitch_reach(tokens: np.ndarray, vocab: Vocabulary) -> dict[int, tuple[int, int]]:
+    """The lowest and highest pitch (or drum key) each track slot plays in ``tokens``."""
+    kinds = vocab.type_of[tokens]
+    notes = (kinds == TokenType.PITCH) | (kinds == TokenType.DRUM)
+    slots = token_metadata(tokens, vocab)["slot"][notes] - 1
+    pitches = vocab.value_index[tokens[notes]]
+    return {int(s): (int(pitches[slots == s].min()), int(pitches[slots == s].max())) for s in np.unique(slots)}
 
 
 def _guided(sampling: SamplingConfig, prompt: np.ndarray, vocab: Vocabulary) -> bool:
@@ -497,16 +512,8 @@ def arrange_grid(
     session = _Session(model, vocab, prompt, sampling, should_cancel, backend, half_weights, can_slide=not infill)
     if infill:  # the whole range must fit beside the prompt: share the room left among its bars
         session.bar_limit = max(32, (capacity - len(prompt) - 8) // gap)
-    track_offset = vocab.offset[TokenType.TRACK]
-    target_tokens = torch.zeros(len(vocab), dtype=torch.bool)
-    for slot in targets:
-        target_tokens[track_offset + slot] = True
-    not_tracks = torch.ones(len(vocab), dtype=torch.bool)
-    not_tracks[track_offset : track_offset + vocab.count[TokenType.TRACK]] = False
     prompt_bars = first_bar - first
-    closers = (int(TokenType.BAR), int(TokenType.FIM_END))
-    closer_tokens = torch.zeros(len(vocab), dtype=torch.bool)
-    closer_tokens[[vocab.bar_id, vocab.offset[TokenType.FIM_END]]] = True
+    rules = _TargetRules(vocab, targets)
     head = prompt[:header]
 
     def new_bars() -> GridSong:
@@ -526,18 +533,47 @@ def arrange_grid(
                 session.feed_known(forced[2:])
         due = set(playing[index])  # targets that must still open their segment in this bar
         while True:  # the target tracks of this bar, sampled
-            allowed = session.grammar_mask() & (not_tracks | target_tokens)
-            if due and len(session.bar_tokens) < session.bar_limit and (allowed & ~closer_tokens).any():
-                allowed &= ~closer_tokens
-            token = session.sample(allowed)
-            if vocab.type_of[token] in closers:
+            token = session.sample(rules.allowed(session, due))
+            if vocab.type_of[token] in rules.closers:
                 break  # the bar is complete; the next one starts with its forced tokens
-            due.discard(token - track_offset)
+            due.discard(token - rules.track_offset)
             session.feed(token)
         session.bar_finished(index + 1)
         if on_bar is not None:
             on_bar(index + 1, new_bars())
     return slice_grid(new_bars(), 0, gap), session.finish(gap)
+
+
+class _TargetRules:
+    """What arranging may sample after a bar's kept music: the target tracks' segments and
+    the bar's end, never another track, and never the song's metre, key or tempo (a time
+    signature sampled in the middle of a song would move every bar after it)."""
+
+    closers = (int(TokenType.BAR), int(TokenType.FIM_END))
+
+    def __init__(self, vocab: Vocabulary, targets: set[int]) -> None:
+        def of(*kinds: TokenType) -> torch.Tensor:
+            mask = torch.zeros(len(vocab), dtype=torch.bool)
+            for kind in kinds:
+                mask[vocab.offset[kind] : vocab.offset[kind] + vocab.count[kind]] = True
+            return mask
+
+        self.track_offset = vocab.offset[TokenType.TRACK]
+        self.sampled = ~of(TokenType.TRACK, TokenType.TIME_SIG, TokenType.KEY, TokenType.TEMPO, TokenType.TEMPO_FINE)
+        self.sampled[[self.track_offset + slot for slot in targets]] = True
+        self.positions = of(TokenType.POSITION)
+        self.closing = torch.zeros(len(vocab), dtype=torch.bool)
+        self.closing[[vocab.bar_id, vocab.offset[TokenType.FIM_END]]] = True
+
+    def allowed(self, session: _Session, due: set[int]) -> torch.Tensor:
+        """The tokens the session may sample next; while ``due`` targets have not opened their
+        segment (`presence_plan`), not the bar's end, unless the bar has grown too long."""
+        allowed = session.grammar_mask() & self.sampled
+        if session.decoder.state.expect == Expect.CONDUCTOR:  # a POSITION here would open a tempo change
+            allowed &= ~self.positions
+        if due and len(session.bar_tokens) < session.bar_limit and (allowed & ~self.closing).any():
+            allowed &= ~self.closing
+        return allowed
 
 
 def presence_plan(old_notes: np.ndarray, old_bars: np.ndarray, targets: set[int],

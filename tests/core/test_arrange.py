@@ -150,7 +150,15 @@ def test_written_notes_stay_in_their_instrument_s_range(service: GenerationServi
     continued = service.continue_song(out, 2, SamplingConfig(seed=5)).song
     for track, before in zip(continued.tracks, out.tracks, strict=True):
         low, high = playable_range(track.program, track.is_drum)
+        low, high = min([low, *before.notes.pitches]), max([high, *before.notes.pitches])  # and its own reach
         assert all(low <= n.pitch <= high for n in track.notes[len(before.notes) :])
+    # a part the song plays beyond its instrument's range (a "bass" up at C6) keeps its reach
+    high_bass = out.tracks[-3].with_notes(out.tracks[-3].notes.array + [0, 84 - 67, 0, 0])
+    song = out.replace(tracks=[*out.tracks[:-3], high_bass])
+    assert max(high_bass.notes.pitches) > 67
+    for seed in range(3):
+        bass = service.continue_song(song, 2, SamplingConfig(seed=seed)).song.tracks[-1]
+        assert all(23 <= n.pitch <= max(high_bass.notes.pitches) for n in bass.notes)
 
 
 def test_playable_ranges_hold_what_each_instrument_plays() -> None:

@@ -38,6 +38,9 @@ def test_infilled_bars_change_only_the_range_and_join_the_bars_after(
     out = result.song
     range_end = song.bar_starts(until_tick=10**9)[5]
     assert result.bars_generated == 3 and result.bars_added == 0
+    # the song's metre, key and tempo are never rewritten (a sampled 20/8 bar used to move every bar after it)
+    assert (out.time_signatures, out.key_signatures, out.tempos) == (
+        song.time_signatures, song.key_signatures, song.tempos)  # fmt: skip
     for before, after in zip(song.tracks, out.tracks, strict=True):
         outside_before = {n for n in before.notes if bar_of(song, n.start) not in (2, 3, 4)}
         outside_after = {n for n in after.notes if bar_of(song, n.start) not in (2, 3, 4)}
