@@ -90,16 +90,37 @@ def pitch_name(pitch: int) -> str:
 # ranges differ most given their own. Pitches outside it are not what a GM synth plays as
 # that instrument (a bass at G5 is a keyboard part).
 FAMILY_RANGES = (
-    (21, 108), (36, 108), (24, 96), (40, 88),  # piano, chromatic percussion, organ, guitar
-    (23, 67), (28, 103), (28, 103), (28, 84),  # bass (a 5-string's low B to a solo's G4), strings, ensemble, brass
-    (34, 94), (55, 108), (21, 108), (21, 108),  # reed, pipe, synth lead, synth pad
-    (21, 108), (36, 96), (36, 96), (0, 127),  # synth effects, ethnic, percussive, sound effects
+    (21, 108),
+    (36, 108),
+    (24, 96),
+    (40, 88),  # piano, chromatic percussion, organ, guitar
+    (23, 67),
+    (28, 103),
+    (28, 103),
+    (28, 84),  # bass (a 5-string's low B to a solo's G4), strings, ensemble, brass
+    (34, 94),
+    (55, 108),
+    (21, 108),
+    (21, 108),  # reed, pipe, synth lead, synth pad
+    (21, 108),
+    (36, 96),
+    (36, 96),
+    (0, 127),  # synth effects, ethnic, percussive, sound effects
 )
 PROGRAM_RANGES = {
-    40: (55, 103), 41: (48, 91), 42: (36, 76), 43: (28, 67),  # violin, viola, cello, contrabass
-    46: (23, 103), 47: (38, 57),  # harp, timpani
-    56: (52, 86), 57: (40, 77), 58: (26, 58), 59: (52, 86), 60: (34, 77),  # trumpet, trombone, tuba, muted, horn
-    72: (74, 108), 73: (59, 98),  # piccolo, flute
+    40: (55, 103),
+    41: (48, 91),
+    42: (36, 76),
+    43: (28, 67),  # violin, viola, cello, contrabass
+    46: (23, 103),
+    47: (38, 57),  # harp, timpani
+    56: (52, 86),
+    57: (40, 77),
+    58: (26, 58),
+    59: (52, 86),
+    60: (34, 77),  # trumpet, trombone, tuba, muted, horn
+    72: (74, 108),
+    73: (59, 98),  # piccolo, flute
 }
 DRUM_KIT_RANGE = (35, 81)  # the General MIDI percussion keys
 

@@ -167,10 +167,13 @@ class GenerationService:
         progress: Progress | None = None,
         cancel: CancelFlag = None,
         suffix_bars: int = 0,
+        presence: bool = True,
     ) -> GenerationResult:
         """Write the chosen tracks (existing ones by index, or new ones) in ``bars`` (0-based,
         end exclusive; the whole song when None); every other track is kept exactly.
-        ``suffix_bars`` > 0 lets the model see that many bars after the range (infilling)."""
+        ``suffix_bars`` > 0 lets the model see that many bars after the range (infilling).
+        ``presence`` False leaves the model free to leave a track out of a bar where it is
+        due (`presence_plan`): how evaluation measures the model's own choice."""
         from meloformer_core.model.generate import arrange_grid
 
         song, targets = add_tracks(song, tracks)
@@ -187,7 +190,7 @@ class GenerationService:
         model, vocab = self.bundle.model, self.bundle.vocab
         with self._threads():
             new_bars, stats = arrange_grid(model, vocab, grid, targets, first, stop, sampling, on_bar=on_bar,
-                                           suffix_bars=suffix_bars, **options)  # fmt: skip
+                                           suffix_bars=suffix_bars, presence=presence, **options)  # fmt: skip
         placed = place_bars(song, grid, new_bars, first, replace=targets)
         warnings = empty_track_warnings(placed, targets, new_bars, first, stop)
         return GenerationResult.of((placed,), (sampling.seed,), stats, warnings, added=False)

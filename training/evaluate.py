@@ -2,7 +2,7 @@
 
     meloformer-eval [--model BUNDLE] --data DIR_OF_MIDI [--train-data DATASET] [--bars-prompt 8 --bars-generate 8]
                     [--seed 0] [--limit N] [--records FILE]
-    meloformer-eval [--model BUNDLE] --data DATASET [--split valid] [--arrange]
+    meloformer-eval [--model BUNDLE] --data DATASET [--split valid] [--arrange | --arrange-free]
     sampling: [--temperature T --guidance G --top-k K --top-p P --min-p M --repetition-penalty R --takes N]
     (default: the recommended settings)
 
@@ -61,7 +61,9 @@ Without ``--model`` the default bundle is evaluated.
   of the bass (``arrange_bass_register_distance``, semitones, written − real) and the share
   of basses within an octave of the real one (``arrange_bass_within_octave_rate``). Arrange
   makes a requested track play in every bar the lead sounds, so ``arrange_played_rate``
-  only shows that; how much and where they play is in the ratios.
+  only shows that; how much and where they play is in the ratios. ``--arrange-free``
+  arranges without that presence plan: then ``arrange_played_rate`` is the model's own
+  choice to write each requested track.
 
 A number that copying wins is not measuring music, so every continuation measure is also
 given for a ``copy`` baseline (``copy_`` + its name), the prompt's last ``--bars-generate`` bars
@@ -152,7 +154,7 @@ def lead_of(song: Song) -> int | None:
     return max(playing, key=lambda k: float(np.median(song.tracks[k].notes.pitches)))
 
 
-def arrange_under_lead(service, prompt: Song, sampling: SamplingConfig) -> dict | None:
+def arrange_under_lead(service, prompt: Song, sampling: SamplingConfig, presence: bool = True) -> dict | None:
     """A drum track and a bass arranged under the prompt's lead alone (see the module's
     ``--arrange``); None for a file without drums or a lead."""
     from meloformer_core.service import TrackRequest
@@ -164,7 +166,7 @@ def arrange_under_lead(service, prompt: Song, sampling: SamplingConfig) -> dict 
     melody = prompt.replace(tracks=[prompt.tracks[lead]])
     requests = [TrackRequest("Drums", 0, True), TrackRequest("Bass", basses[0] if basses else DEFAULT_BASS)]
     # every bar the lead's song has: a lead that rests at the end makes fewer than the prompt's
-    result = service.arrange_song(melody, requests, None, replace(sampling, takes=1))
+    result = service.arrange_song(melody, requests, None, replace(sampling, takes=1), presence=presence)
     lead_track, drums, bass = result.song.tracks
     real_drums = sum(len(t.notes) for t in prompt.tracks if t.is_drum)
     real_bass = [t for t in prompt.tracks if not t.is_drum and t.program in BASS_PROGRAMS and len(t.notes)]
@@ -246,7 +248,8 @@ def evaluation_files(data: Path, split: str = "valid") -> tuple[list[Path], Path
 
 def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_prompt: int, bars_generate: int,
              seed: int, limit: int | None, progress: bool = False, split: str = "valid",
-             sampling: SamplingConfig | None = None, arrange: bool = False) -> tuple[dict, list[dict]]:  # fmt: skip
+             sampling: SamplingConfig | None = None, arrange: bool = False,
+             presence: bool = True) -> tuple[dict, list[dict]]:  # fmt: skip
     """The report (one dict) and each file's record: likelihood against a bigram, then 8-bar
     continuations (and ``arrange``) scored beside a copy of the prompt and the real bars."""
     from meloformer_core.service import GenerationService
@@ -274,8 +277,8 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         windows += split_into_windows(grid, vocab, model.config.max_seq_len)[0]
     total, count, statements = likelihood(model, vocab, windows, pieces, progress)
     bigram_nll = bigram_likelihood(vocab, windows, train_data)
-    rows, scores, features = continuations(service, pieces, bars_prompt, bars_generate, sampling, seed, arrange,
-                                           progress)  # fmt: skip
+    rows, scores, features = continuations(service, pieces, bars_prompt, bars_generate, sampling, seed,
+                                           arrange and presence, arrange and not presence, progress)  # fmt: skip
     return {
         "model": info["name"],
         "files": len(pieces),
@@ -342,7 +345,7 @@ def bigram_likelihood(vocab, windows: list[np.ndarray], train_data: Path | None)
 
 
 def continuations(service, pieces: list[tuple[Path, GridSong]], bars_prompt: int, bars_generate: int,
-                  sampling: SamplingConfig, seed: int, arrange: bool,
+                  sampling: SamplingConfig, seed: int, arrange: bool, arrange_free: bool,
                   progress: bool) -> tuple[list[dict], dict, dict]:  # fmt: skip
     """Each file long enough continued from its first ``bars_prompt`` bars: (a record per
     file, the scores of model, copy and real per decodable file, their bar features pooled)."""
@@ -391,8 +394,8 @@ def continuations(service, pieces: list[tuple[Path, GridSong]], bars_prompt: int
             **{f"real_{key}": file_scores["real"][key] for key in ("in_scale_rate", "empty", "drum_in_kit_rate")},
             "tokens_per_s": result.tokens_per_s, "takes": len(result.takes), "prompt_bars_heard": heard,
         })  # fmt: skip
-        if arrange:
-            arranged = arrange_under_lead(service, prompt, replace(sampling, seed=seed + index))
+        if arrange or arrange_free:
+            arranged = arrange_under_lead(service, prompt, replace(sampling, seed=seed + index), presence=arrange)
             rows[-1].update(arranged or {})
     return rows, scores, features
 
@@ -536,6 +539,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--arrange", action="store_true", help="also arrange drums and a bass under each file's lead (files with drums)"
     )
+    parser.add_argument("--arrange-free", action="store_true",
+                        help="as --arrange, without the presence plan: whether the model itself writes each requested "
+                             "track")  # fmt: skip
     parser.add_argument("--records", type=Path, default=None, metavar="FILE",
                         help="also write each file's measures there, one JSON object a line")  # fmt: skip
     args = parser.parse_args(argv)
@@ -544,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model, args.data, args.train_data, args.bars_prompt, args.bars_generate, args.seed, args.limit,
             progress=not args.quiet, split=args.split,
             sampling=sampling_from_options(args, takes=parse_takes(args.takes)),
-            arrange=args.arrange,
+            arrange=args.arrange or args.arrange_free, presence=not args.arrange_free,
         )  # fmt: skip
     except MeloformerError as error:
         print(f"meloformer-eval: error: {error}", file=sys.stderr)

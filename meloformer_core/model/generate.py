@@ -487,6 +487,7 @@ def arrange_grid(
     should_cancel: Callable[[], bool] | None = None,
     backend: str = "dense",
     half_weights: bool = False,
+    presence: bool = True,
 ) -> tuple[GridSong, GenerationStats]:
     """Write the ``targets`` track slots in bars ``[first_bar, stop_bar)`` of ``grid``.
 
@@ -531,7 +532,7 @@ def arrange_grid(
             session.feed(session.sample(session.grammar_mask()))
             if len(forced) > 2:
                 session.feed_known(forced[2:])
-        due = set(playing[index])  # targets that must still open their segment in this bar
+        due = set(playing[index]) if presence else set()  # targets that must still open their segment
         while True:  # the target tracks of this bar, sampled
             token = session.sample(rules.allowed(session, due))
             if vocab.type_of[token] in rules.closers:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from meloformer_core.encoding import encode
@@ -153,7 +154,7 @@ def test_written_notes_stay_in_their_instrument_s_range(service: GenerationServi
         low, high = min([low, *before.notes.pitches]), max([high, *before.notes.pitches])  # and its own reach
         assert all(low <= n.pitch <= high for n in track.notes[len(before.notes) :])
     # a part the song plays beyond its instrument's range (a "bass" up at C6) keeps its reach
-    high_bass = out.tracks[-3].with_notes(out.tracks[-3].notes.array + [0, 84 - 67, 0, 0])
+    high_bass = out.tracks[-3].with_notes(out.tracks[-3].notes.array + np.array([0, 84 - 67, 0, 0]))
     song = out.replace(tracks=[*out.tracks[:-3], high_bass])
     assert max(high_bass.notes.pitches) > 67
     for seed in range(3):
