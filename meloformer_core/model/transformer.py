@@ -35,13 +35,6 @@ from meloformer_core.model.masks import Layout, block_mask, dense_mask, summaris
 BACKENDS = ("dense", "flex")
 
 
-def additive(mask: torch.Tensor) -> torch.Tensor:
-    """A boolean attention mask as the float one SDPA adds to the scores: 0 where allowed, −∞
-    elsewhere. Built once per forward pass, it saves SDPA the conversion in every layer and
-    both attentions (fewer passes over a (B, 1, Q, K) tensor: bench/train.py)."""
-    return torch.zeros(mask.shape, device=mask.device).masked_fill_(~mask, float("-inf"))
-
-
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -234,10 +227,10 @@ class MeloFormer(nn.Module):
         summarise = summarise_mask_mod(layout)
         update = update_mask_mod(layout, self.config.related_bar_offsets)
         device = layout.tokens.device
-        if backend == "dense":  # additive: SDPA would turn a boolean mask into one in every layer
+        if backend == "dense":
             return (
-                additive(dense_mask(summarise, batch, summaries, keys, device)),
-                additive(dense_mask(update, batch, length, keys, device)),
+                dense_mask(summarise, batch, summaries, keys, device),
+                dense_mask(update, batch, length, keys, device),
             )
         if backend == "flex":
             return (

@@ -80,7 +80,7 @@ def test_reference_gradients_match_a_plain_softmax_implementation(model: MeloFor
 
     def plain(q, k, v, attn_mask, dropout_p=0.0):
         scores = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5
-        return torch.softmax(scores + attn_mask, dim=-1) @ v  # the dense path's masks are additive
+        return torch.softmax(scores.masked_fill(~attn_mask, float("-inf")), dim=-1) @ v
 
     torch.nn.functional.scaled_dot_product_attention = plain
     try:
