@@ -62,6 +62,8 @@ ACTIONS = (
     ActionSpec("zoom_out", "Zoom &Out", ("Ctrl+-",), "Zoom out (Ctrl+wheel)"),
     ActionSpec("zoom_fit", "&Fit Song", ("Ctrl+0",), "Show the whole song"),
     ActionSpec("dark_theme", "&Dark Theme", (), "Dark or light colours (remembered)", checkable=True),
+    ActionSpec("used_kit_only", "Used &Kit Pieces Only", ("Shift+K",),
+               "With a drum track selected, a row for each kit piece it plays and no others", checkable=True),
     ActionSpec("continue", "&Continue", ("Ctrl+Return",), "Add new bars after the song"),
     ActionSpec("shortcuts", "&Keyboard Shortcuts", ("F1",), "Every action and its keys"),
     ActionSpec("preferences", "Pr&eferences…", ("Ctrl+,",), "Theme, output, SoundFont, volume and keys"),

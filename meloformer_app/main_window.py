@@ -158,7 +158,7 @@ class MainWindow(GenerationMixin, EditMixin, QMainWindow):
             "&Edit": ["undo", "redo", None, "cut", "copy", "paste", "delete", "duplicate", "select_all", None,
                       "quantize", "transpose", "humanize", "transpose_up", "transpose_down", "octave_up",
                       "octave_down", None, "preferences"],
-            "&View": ["zoom_in", "zoom_out", "zoom_fit", None, "dark_theme"],
+            "&View": ["zoom_in", "zoom_out", "zoom_fit", "used_kit_only", None, "dark_theme"],
             "&Tools": ["tool_select", "tool_draw", "tool_erase", None, "snap", "triplets"],
             "&Generate": ["continue", "arrange", "regenerate", "cancel"],
             "&Play": ["play", "play_start", "loop", "metronome", None, "refresh_ports", None, "choose_soundfont",
@@ -212,6 +212,7 @@ class MainWindow(GenerationMixin, EditMixin, QMainWindow):
         a["snap"].setChecked(True)
         a["snap"].toggled.connect(lambda on: setattr(self.roll.state, "snap", on))
         a["triplets"].toggled.connect(self._set_triplets)
+        a["used_kit_only"].toggled.connect(self._set_used_kit_only)
         a["loop"].toggled.connect(self._set_loop)
         a["dark_theme"].setChecked(self.settings.theme == "dark")
         a["dark_theme"].toggled.connect(self.set_theme)
@@ -269,6 +270,11 @@ class MainWindow(GenerationMixin, EditMixin, QMainWindow):
 
     def _set_grid(self, text: str) -> None:
         self.roll.state.viewport.grid_choice = text
+        self.roll.refresh()
+
+    def _set_used_kit_only(self, on: bool) -> None:
+        self.roll.state.used_kit_only = on
+        self.roll.state.song()  # the rows follow at once
         self.roll.refresh()
 
     def _set_triplets(self, on: bool) -> None:

@@ -8,8 +8,10 @@ wide, straight or triplet, unless the user fixes one.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
+
+import numpy as np
 
 MIN_CELL_PX = 10.0
 # note values as fractions of a quarter note (1 = quarter, 1/4 = sixteenth)
@@ -30,6 +32,11 @@ class Viewport:
     top_pitch: float = 96.0  # vertical scroll: the pitch at the top edge (fractional)
     grid_choice: str = "Auto"
     triplets: bool = False
+    # Only these pitches, one row each, ascending (a drum track's used kit pieces), or every
+    # pitch (None). With rows, ``top_pitch`` counts rows, not semitones.
+    rows: tuple[int, ...] | None = None
+    _row_of: np.ndarray = field(default_factory=lambda: np.arange(128, dtype=float), repr=False, compare=False)
+    _linear_top: float = field(default=96.0, repr=False, compare=False)
 
     # --- mapping ----------------------------------------------------------------------
     def x(self, tick: float) -> float:
@@ -38,12 +45,48 @@ class Viewport:
     def tick_at(self, x: float) -> float:
         return self.left_tick + x / self.px_per_tick
 
-    def y(self, pitch: float) -> float:
-        """Top edge of the row of ``pitch``; the row is ``key_height`` tall."""
-        return (self.top_pitch - pitch) * self.key_height
+    def y(self, pitch):
+        """Top edge of the row of ``pitch`` (a number or an array); the row is ``key_height``
+        tall. A pitch without a row (rows shown) is NaN."""
+        if self.rows is None:
+            return (self.top_pitch - pitch) * self.key_height
+        row = self._row_of[np.clip(np.asarray(pitch, dtype=np.int64), 0, 127)]
+        return (self.top_pitch - row) * self.key_height
 
     def pitch_at(self, y: float) -> int:
-        return math.ceil(self.top_pitch - y / self.key_height)  # the row of p spans [y(p), y(p) + key_height)
+        row = math.ceil(self.top_pitch - y / self.key_height)  # the row of p spans [y(p), y(p) + key_height)
+        if self.rows is None:
+            return row
+        return self.rows[min(max(row, 0), len(self.rows) - 1)]
+
+    @property
+    def span(self) -> int:
+        """How many rows there are: 128 pitches, or the rows shown."""
+        return 128 if self.rows is None else len(self.rows)
+
+    def pitches_between(self, top_y: float, bottom_y: float) -> list[int]:
+        """The pitches with a row between ``top_y`` and ``bottom_y``, low to high."""
+        low, high = self.pitch_at(bottom_y), self.pitch_at(top_y)
+        if self.rows is None:
+            return list(range(max(0, low), min(127, high) + 1))
+        return [pitch for pitch in self.rows if low <= pitch <= high]
+
+    def show_rows(self, rows: tuple[int, ...] | None) -> None:
+        """Show only ``rows`` (ascending pitches) from the top, or every pitch again where the
+        view was before."""
+        rows = tuple(rows) if rows else None
+        if rows == self.rows:
+            return
+        if self.rows is None:
+            self._linear_top = self.top_pitch
+        self.rows = rows
+        if rows is None:
+            self._row_of = np.arange(128, dtype=float)
+            self.top_pitch = self._linear_top
+            return
+        self._row_of = np.full(128, np.nan)
+        self._row_of[list(rows)] = np.arange(len(rows))
+        self.top_pitch = float(len(rows) - 1)  # the highest row at the top edge
 
     # --- grid -------------------------------------------------------------------------
     def grid_ticks(self) -> int:

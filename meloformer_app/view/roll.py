@@ -66,6 +66,8 @@ class RollState:
         self.playhead: int | None = None
         self.loop: tuple[int, int] | None = None  # a loop region dragged in the ruler (ticks, whole bars)
         self.colours = DARK_ROLL  # the main window sets the theme's
+        self.used_kit_only = False  # with a drum track selected: rows for the kit pieces it plays only
+        self._rows_key: tuple | None = None
         self._selected_key: tuple | None = None
         self._selected_mask = np.zeros(0, dtype=bool)
 
@@ -76,7 +78,20 @@ class RollState:
             self.table = NoteTable.of(song)
             self.bars = BarMap(song)
             self.viewport.resolution = song.resolution
+        key = (self.table, self.editor.current_track, self.used_kit_only)
+        if self._rows_key is None or key[0] is not self._rows_key[0] or key[1:] != self._rows_key[1:]:
+            self._rows_key = key
+            self.viewport.show_rows(self.kit_rows(song))
         return song
+
+    def kit_rows(self, song: Song) -> tuple[int, ...] | None:
+        """The rows to show: with "used kit pieces only" and a drum track selected, the keys
+        it plays (the whole GM kit while it plays none); otherwise every pitch (None)."""
+        current = self.editor.current_track
+        if not self.used_kit_only or current is None or current >= len(song.tracks) or not song.tracks[current].is_drum:
+            return None
+        played = np.unique(self.table.data[self.table.track == current, 1]).tolist()
+        return tuple(played) if played else tuple(sorted(DRUM_KEY_NAMES))
 
     def selected(self) -> np.ndarray:
         """Which notes of the table are selected; kept until the song or the selection changes
@@ -119,7 +134,7 @@ class RollCanvas(QWidget):
         painter.fillRect(area, QColor(colours.background))
         low, high = vp.pitch_at(area.bottom() + 1), vp.pitch_at(area.top())
         drums = self.state.drums_selected()
-        for pitch in range(max(0, low), min(127, high) + 1):
+        for pitch in vp.pitches_between(area.top(), area.bottom() + 1):
             dark = pitch not in DRUM_KEY_NAMES if drums else pitch % 12 in BLACK_KEYS  # kit pieces' rows stand out
             painter.fillRect(QRectF(area.left(), vp.y(pitch), area.width(), vp.key_height),
                              QColor(colours.row_dark if dark else colours.row_light))  # fmt: skip
@@ -137,6 +152,8 @@ class RollCanvas(QWidget):
             rows = visible[table.track[visible] == track]
             colour = QColor(views[track].colour if track < len(views) else "#888888")
             ghost = editable is not None and track not in editable
+            if ghost and vp.rows is not None:
+                continue  # kit rows: another track's pitches are not these kit pieces
             muted = track < len(views) and views[track].muted
             if ghost or muted:
                 colour.setAlpha(70)
@@ -181,7 +198,9 @@ class RollCanvas(QWidget):
         dt, dp, dd = offset
         xs = (data[:, 0] + dt - vp.left_tick) * vp.px_per_tick
         ws = np.maximum((data[:, 2] + dd).clip(min=1) * vp.px_per_tick, 2.0)
-        ys = (vp.top_pitch - (data[:, 1] + dp)) * vp.key_height
+        ys = vp.y(data[:, 1] + dp)
+        shown = np.isfinite(ys)  # a pitch without a row (used kit pieces only) is not drawn
+        xs, ws, ys = xs[shown], ws[shown], ys[shown]
         h = max(vp.key_height - 1, 1.0)
         if len(rows) > DENSE:
             lefts, rights = xs.clip(-2, self.width() + 2), (xs + ws).clip(-2, self.width() + 2)
@@ -196,7 +215,8 @@ class RollCanvas(QWidget):
                     offset: tuple[int, int, int]) -> None:  # fmt: skip
         vp, data = self.state.viewport, self.state.table.data[rows]
         xs = (data[:, 0] + offset[0] - vp.left_tick) * vp.px_per_tick
-        ys = (vp.top_pitch - (data[:, 1] + offset[1])) * vp.key_height
+        ys = vp.y(data[:, 1] + offset[1])
+        xs, ys = xs[np.isfinite(ys)], ys[np.isfinite(ys)]
         half = max(vp.key_height - 1, 2.0) / 2
         if len(rows) > DENSE:
             keep = _one_per_pixel(self.width(), xs.clip(-2, self.width() + 2), xs.clip(-2, self.width() + 2), ys)
@@ -337,7 +357,7 @@ class RollCanvas(QWidget):
         elif mods & Qt.KeyboardModifier.ShiftModifier or delta.x():
             vp.left_tick = max(0.0, vp.left_tick - steps * 80 / vp.px_per_tick)
         else:
-            vp.top_pitch = min(128.0, max(vp.top_pitch + steps * 3, self.height() / vp.key_height))
+            vp.top_pitch = min(float(vp.span), max(vp.top_pitch + steps * 3, self.height() / vp.key_height))
         self.changed_view.emit()
 
     def keyPressEvent(self, event) -> None:  # noqa: N802
@@ -375,7 +395,7 @@ class Keyboard(QWidget):
         if drums:
             self._paint_kit(painter)
             return
-        for pitch in range(max(0, vp.pitch_at(self.height())), min(127, vp.pitch_at(0)) + 1):
+        for pitch in vp.pitches_between(0, self.height()):
             rect = QRectF(0, vp.y(pitch), self.width(), vp.key_height)
             black = pitch % 12 in BLACK_KEYS
             painter.fillRect(rect.adjusted(0, 0, -18 if black else 0, 0), QColor("#202020" if black else "#f4f4f4"))
@@ -393,7 +413,7 @@ class Keyboard(QWidget):
         font = painter.font()
         font.setPixelSize(max(6, min(12, int(vp.key_height) - 1)))
         painter.setFont(font)
-        for pitch in range(max(0, vp.pitch_at(self.height())), min(127, vp.pitch_at(0)) + 1):
+        for pitch in vp.pitches_between(0, self.height()):
             rect = QRectF(0, vp.y(pitch), self.width(), vp.key_height)
             painter.fillRect(rect, QColor("#f4f4f4" if pitch in DRUM_KEY_NAMES else "#c8c8c8"))
             painter.setPen(QColor("#b0b0b0"))
@@ -680,9 +700,9 @@ class PianoRoll(QWidget):
         self.hbar.setSingleStep(min(MAX_SCROLL, max(1, int(visible_ticks / 20))))
         self.hbar.setValue(min(MAX_SCROLL, int(vp.left_tick)))
         rows = self.canvas.height() / vp.key_height
-        self.vbar.setRange(0, max(0, int((128 - rows) * 10)))
+        self.vbar.setRange(0, max(0, int((vp.span - rows) * 10)))
         self.vbar.setPageStep(int(rows * 10))
-        self.vbar.setValue(int((128 - vp.top_pitch) * 10))
+        self.vbar.setValue(int((vp.span - vp.top_pitch) * 10))
         self._syncing = False
         for part in (self.canvas, self.keyboard, self.ruler, self.velocity):
             part.update()
@@ -694,7 +714,7 @@ class PianoRoll(QWidget):
 
     def _scrolled_y(self, value: int) -> None:
         if not self._syncing:
-            self.state.viewport.top_pitch = 128 - value / 10
+            self.state.viewport.top_pitch = self.state.viewport.span - value / 10
             self.refresh()
 
     def resizeEvent(self, event) -> None:  # noqa: N802
@@ -709,7 +729,9 @@ class PianoRoll(QWidget):
         vp.left_tick = 0.0
         vp.px_per_tick = min(0.5, max(width / min(span * 1.05, song.resolution * 4 * 32), 0.002))
         table = self.state.table
-        if len(table):
+        if vp.rows is not None:  # the kit pieces played: from the top
+            vp.top_pitch = float(vp.span - 1)
+        elif len(table):
             low, high = int(table.data[:, 1].min()), int(table.data[:, 1].max())
             rows = max(self.canvas.height(), 300) / vp.key_height
             vp.top_pitch = min(128.0, (low + high) / 2 + rows / 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 import sys
@@ -633,6 +634,45 @@ def test_a_drum_track_shows_its_kit_and_hits(window, tmp_path) -> None:
     assert window.tracks.table.cellWidget(1, 3).currentText() == "17 Drawbar Organ"
     window.editor.set_current_track(1)
     assert keyboard.label(60) == "C4"
+
+
+def test_used_kit_pieces_only_shows_a_row_for_each_piece_the_drum_track_plays(window, qtbot) -> None:
+    """A drum track's 47 kit rows shrink to the pieces it plays (View ▸ Used Kit Pieces Only):
+    each a row of its own, named, drawn at, clicked at; other tracks and the option off show
+    every pitch again where the view was."""
+    from meloformer_core.gm import DRUM_KEY_NAMES
+
+    window.open_file(FIXTURES / "drum_groove.mid")
+    song = song_of(window)
+    drums = next(i for i, t in enumerate(song.tracks) if t.is_drum)
+    played = sorted(set(song.tracks[drums].notes.pitches.tolist()))
+    state, vp = window.roll.state, window.roll.state.viewport
+    window.editor.set_current_track(drums)
+    before = vp.top_pitch
+    window.actions["used_kit_only"].setChecked(True)
+    assert vp.rows == tuple(played) and vp.span == len(played)
+    keyboard = window.roll.keyboard
+    ys = [vp.y(pitch) for pitch in played]
+    assert [a - b for a, b in itertools.pairwise(ys)] == [vp.key_height] * (len(ys) - 1)  # adjacent rows, high on top
+    assert all(vp.pitch_at(y + vp.key_height / 2) == pitch for y, pitch in zip(ys, played, strict=True))
+    assert [keyboard.label(p) for p in played] == [DRUM_KEY_NAMES[p] for p in played]
+    image = window.roll.canvas.grab().toImage()  # paints with the rows (hidden pitches are skipped)
+    assert not image.isNull()
+    window.actions["tool_draw"].trigger()
+    top = played[-1]
+    window.roll.refresh()
+    x = round(vp.x(song.resolution * 4 + song.resolution // 2))
+    QTest.mouseClick(window.roll.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     QPoint(x, round(vp.y(top) + vp.key_height / 2)))  # fmt: skip
+    assert len(song_of(window).tracks[drums].notes) == len(song.tracks[drums].notes) + 1
+    assert {n.pitch for n in song_of(window).tracks[drums].notes} == set(played)  # drawn on the row clicked
+    other = next(i for i, t in enumerate(song.tracks) if not t.is_drum)
+    window.editor.set_current_track(other)
+    state.song()
+    assert vp.rows is None and vp.top_pitch == before  # a melodic track: every pitch, where it was
+    window.editor.set_current_track(drums)
+    window.actions["used_kit_only"].setChecked(False)
+    assert vp.rows is None
 
 
 @pytest.mark.parametrize("size", [(1600, 1000), (1280, 720)])
