@@ -357,7 +357,8 @@ class RollCanvas(QWidget):
         elif mods & Qt.KeyboardModifier.ShiftModifier or delta.x():
             vp.left_tick = max(0.0, vp.left_tick - steps * 80 / vp.px_per_tick)
         else:
-            vp.top_pitch = min(float(vp.span), max(vp.top_pitch + steps * 3, self.height() / vp.key_height))
+            highest = float(vp.span if vp.rows is None else vp.span - 1)  # kit rows: the top one at the edge
+            vp.top_pitch = min(highest, max(vp.top_pitch + steps * 3, self.height() / vp.key_height))
         self.changed_view.emit()
 
     def keyPressEvent(self, event) -> None:  # noqa: N802
