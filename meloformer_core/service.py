@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from meloformer_core.encoding.quantize import GridSong, to_grid, us_per_quarter, velocity_value
+from meloformer_core.encoding.grid import GridSong, in_force
+from meloformer_core.encoding.quantize import to_grid, us_per_quarter, velocity_value
 from meloformer_core.encoding.vocab import STEPS_PER_QUARTER
 from meloformer_core.errors import MeloformerError
 from meloformer_core.music import KeySignature, Note, NoteArray, Song, TempoChange, TimeSignature, Track
@@ -288,20 +289,20 @@ def place_bars(song: Song, grid: GridSong, new: GridSong, first_bar: int, replac
             for _, onset, pitch, duration, vel in rows.tolist()
         ]  # fmt: skip
         tracks[slot] = track.with_notes(old.concatenate(NoteArray(added)))
-    tempo_in_force = [t for t in grid.tempos if t[0] <= origin][-1][1]
+    tempo_in_force = in_force(grid.tempos, origin)[1]
     tempos = list(song.tempos)
     for step, tenths in new.tempos:
         if (step == 0 and tenths == tempo_in_force) or any(t[0] == origin + step for t in grid.tempos):
             continue  # restated by the window, or already the song's
         tempos.append(TempoChange(tick(step), us_per_quarter(tenths)))
-    metre_in_force = [ts for ts in grid.time_signatures if ts[0] <= first_bar][-1][1:]
+    metre_in_force = in_force(grid.time_signatures, first_bar)[1:]
     signatures = list(song.time_signatures)
     for bar, numerator, denominator in new.time_signatures:
         if (bar == 0 and (numerator, denominator) == metre_in_force) or first_bar + bar < grid.bar_count:
             continue
         signatures.append(TimeSignature(tick(int(new.bar_starts[bar])), numerator, denominator))
-    keys_in_force = [k for k in grid.keys if k[0] <= first_bar]
-    key_in_force = keys_in_force[-1][1:] if keys_in_force else None
+    key = in_force(grid.keys, first_bar)
+    key_in_force = key[1:] if key else None
     keys = list(song.key_signatures)
     for bar, sharps, minor in new.keys:
         if (bar == 0 and (sharps, minor) == key_in_force) or first_bar + bar < grid.bar_count:

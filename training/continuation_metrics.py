@@ -29,7 +29,7 @@ from itertools import pairwise
 import numpy as np
 
 from meloformer_core.encoding.codec import slice_grid
-from meloformer_core.encoding.quantize import GridSong
+from meloformer_core.encoding.grid import GridSong, in_force
 from meloformer_core.metrics import histogram_overlap, pitch_class_shares
 from meloformer_core.music import Song, Track
 
@@ -168,7 +168,7 @@ def copy_continuation(grid: GridSong, bars_prompt: int, bars_generate: int) -> G
         inside = prompt.notes[(onset >= prompt.bar_starts[source]) & (onset < prompt.bar_starts[source + 1])].copy()
         inside[:, 1] += starts[bars_prompt + k] - prompt.bar_starts[source]
         notes.append(inside)
-        metre = [sig for sig in prompt.time_signatures if sig[0] <= source][-1][1:]
+        metre = in_force(prompt.time_signatures, source)[1:]
         if metres[-1][1:] != metre:
             metres.append((bars_prompt + k, *metre))
     merged = np.concatenate(notes)

@@ -88,7 +88,8 @@ import numpy as np
 
 from meloformer_core.encoding import encode
 from meloformer_core.encoding.codec import slice_grid
-from meloformer_core.encoding.quantize import GridSong, from_grid, to_grid
+from meloformer_core.encoding.grid import GridSong
+from meloformer_core.encoding.quantize import from_grid, to_grid
 from meloformer_core.encoding.vocab import TokenType
 from meloformer_core.encoding.windows import split_into_windows, window_start
 from meloformer_core.errors import MeloformerError

@@ -21,7 +21,8 @@ import numpy as np
 
 from meloformer_core.encoding.chords import bar_chords
 from meloformer_core.encoding.grammar import _T, GrammarState
-from meloformer_core.encoding.quantize import GridSong, from_grid, to_grid
+from meloformer_core.encoding.grid import GridSong, in_force
+from meloformer_core.encoding.quantize import from_grid, to_grid
 from meloformer_core.encoding.vocab import DEFAULT_VOCAB, TokenType, Vocabulary
 from meloformer_core.errors import EncodingError
 from meloformer_core.music import Song
@@ -210,14 +211,14 @@ def slice_grid(grid: GridSong, first_bar: int, stop_bar: int | None = None) -> G
         raise EncodingError(f"empty bar range [{first_bar}, {stop_bar})")
     origin = int(grid.bar_starts[first_bar])
     end = int(grid.bar_starts[stop_bar])
-    signatures = [sig for sig in grid.time_signatures if sig[0] <= first_bar][-1:]
-    signatures = [(0, *signatures[0][1:])] + [
+    signatures = [(0, *in_force(grid.time_signatures, first_bar)[1:])] + [
         (b - first_bar, n, d) for b, n, d in grid.time_signatures if first_bar < b < stop_bar
     ]
-    tempos_before = [t for t in grid.tempos if t[0] <= origin][-1:]
-    tempos = [(0, tempos_before[0][1])] + [(step - origin, bpm) for step, bpm in grid.tempos if origin < step < end]
-    keys_before = [k for k in grid.keys if k[0] <= first_bar][-1:]
-    keys = [(0, *keys_before[0][1:])] if keys_before else []
+    tempos = [(0, in_force(grid.tempos, origin)[1])] + [
+        (step - origin, bpm) for step, bpm in grid.tempos if origin < step < end
+    ]
+    key = in_force(grid.keys, first_bar)
+    keys = [(0, *key[1:])] if key else []
     keys += [(b - first_bar, s, m) for b, s, m in grid.keys if first_bar < b < stop_bar]
     onset = grid.notes[:, 1]
     notes = grid.notes[(onset >= origin) & (onset < end)].copy()

@@ -27,10 +27,9 @@ What ``q`` does, in order:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from meloformer_core.encoding.grid import GridSong
 from meloformer_core.encoding.vocab import (
     CANONICAL_RESOLUTION,
     DEFAULT_VOCAB,
@@ -43,24 +42,6 @@ from meloformer_core.gm import instrument_name
 from meloformer_core.music import KeySignature, NoteArray, Song, TempoChange, TimeSignature, Track
 
 DEFAULT_TENTHS_BPM = 1200
-
-
-@dataclass(frozen=True)
-class GridSong:
-    """A song on the grid: what the tokens say, before ticks are put back."""
-
-    bar_starts: np.ndarray  # (bars + 1,) int64 steps; the last entry is the end of the last bar
-    time_signatures: list[tuple[int, int, int]]  # (bar, numerator, denominator)
-    tempos: list[tuple[int, int]]  # (step, tenths of a quarter note per minute)
-    keys: list[tuple[int, int, bool]]  # (bar, sharps, minor)
-    instruments: list[tuple[int, bool]]  # (program, is_drum) of each track slot
-    # (n, 5) int64: slot, onset step, pitch, duration steps, velocity bin;
-    # sorted by (slot, onset, pitch), which is unique
-    notes: np.ndarray
-
-    @property
-    def bar_count(self) -> int:
-        return len(self.bar_starts) - 1
 
 
 def velocity_bin(velocity: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ import numpy as np
 
 from meloformer_core.encoding.codec import encode_grid, slice_grid
 from meloformer_core.encoding.grammar import token_metadata
-from meloformer_core.encoding.quantize import GridSong
+from meloformer_core.encoding.grid import GridSong, in_force
 from meloformer_core.encoding.vocab import TokenType, Vocabulary
 
 RESTATED = 8  # at most: metre, key and a two-token tempo with its position, opening a window
@@ -90,13 +90,14 @@ def _restated_conductor(grid: GridSong, vocab: Vocabulary, bar: int, chord_token
     """The conductor segment of ``bar`` as the first bar of a window: metre, key and tempo in force."""
     origin = int(grid.bar_starts[bar])
     end = int(grid.bar_starts[bar + 1])
-    numerator, denominator = [sig for sig in grid.time_signatures if sig[0] <= bar][-1][1:]
+    numerator, denominator = in_force(grid.time_signatures, bar)[1:]
     tokens = [vocab.bar_id, chord_token, vocab.time_signature(numerator, denominator)]
-    keys = [key for key in grid.keys if key[0] <= bar]
-    if keys:
-        tokens.append(vocab.key(*keys[-1][1:]))
-    in_force = [tempo for tempo in grid.tempos if tempo[0] <= origin][-1]
-    tempos = [(0, in_force[1])] + [(step - origin, tenths) for step, tenths in grid.tempos if origin < step < end]
+    key = in_force(grid.keys, bar)
+    if key:
+        tokens.append(vocab.key(*key[1:]))
+    tempos = [(0, in_force(grid.tempos, origin)[1])] + [
+        (step - origin, tenths) for step, tenths in grid.tempos if origin < step < end
+    ]
     position = vocab.offset[TokenType.POSITION]
     for offset, tenths in tempos:
         tokens += [position + offset, *vocab.tempo(tenths)]

@@ -21,7 +21,7 @@ import torch
 
 from meloformer_core.encoding.codec import StreamingDecoder, decode_grid, encode_grid, slice_grid
 from meloformer_core.encoding.grammar import Expect, token_metadata
-from meloformer_core.encoding.quantize import GridSong
+from meloformer_core.encoding.grid import GridSong
 from meloformer_core.encoding.vocab import TokenType, Vocabulary
 from meloformer_core.encoding.windows import window_start
 from meloformer_core.errors import EncodingError, MeloformerError

@@ -169,7 +169,7 @@ def test_takes_are_decoded_together_and_the_most_typical_comes_first(bundle_dir:
 
 
 def test_typicality_prefers_the_take_most_like_the_others() -> None:
-    from meloformer_core.encoding.quantize import GridSong
+    from meloformer_core.encoding.grid import GridSong
 
     def take(pitches: list[int], drums: list[int] = ()) -> GridSong:
         notes = [(0, 4 * i, p, 4, 20) for i, p in enumerate(pitches)] + [(1, 0, d, 1, 20) for d in drums]
