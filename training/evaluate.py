@@ -63,7 +63,8 @@ Without ``--model`` the default bundle is evaluated.
   makes a requested track play in every bar the lead sounds, so ``arrange_played_rate``
   only shows that; how much and where they play is in the ratios. ``--arrange-free``
   arranges without that presence plan: then ``arrange_played_rate`` is the model's own
-  choice to write each requested track.
+  choice to write each requested track. ``--arrange-bass-first`` requests the bass before
+  the drums (the order of the new tracks is the order the model writes them in).
 
 A number that copying wins is not measuring music, so every continuation measure is also
 given for a ``copy`` baseline (``copy_`` + its name), the prompt's last ``--bars-generate`` bars
@@ -155,9 +156,11 @@ def lead_of(song: Song) -> int | None:
     return max(playing, key=lambda k: float(np.median(song.tracks[k].notes.pitches)))
 
 
-def arrange_under_lead(service, prompt: Song, sampling: SamplingConfig, presence: bool = True) -> dict | None:
+def arrange_under_lead(service, prompt: Song, sampling: SamplingConfig, presence: bool = True,
+                       bass_first: bool = False) -> dict | None:  # fmt: skip
     """A drum track and a bass arranged under the prompt's lead alone (see the module's
-    ``--arrange``); None for a file without drums or a lead."""
+    ``--arrange``; ``bass_first``: the bass requested before the drums, its slot first);
+    None for a file without drums or a lead."""
     from meloformer_core.service import TrackRequest
 
     lead = lead_of(prompt)
@@ -167,8 +170,9 @@ def arrange_under_lead(service, prompt: Song, sampling: SamplingConfig, presence
     melody = prompt.replace(tracks=[prompt.tracks[lead]])
     requests = [TrackRequest("Drums", 0, True), TrackRequest("Bass", basses[0] if basses else DEFAULT_BASS)]
     # every bar the lead's song has: a lead that rests at the end makes fewer than the prompt's
-    result = service.arrange_song(melody, requests, None, replace(sampling, takes=1), presence=presence)
-    lead_track, drums, bass = result.song.tracks
+    result = service.arrange_song(melody, requests[::-1] if bass_first else requests, None,
+                                  replace(sampling, takes=1), presence=presence)  # fmt: skip
+    lead_track, drums, bass = (result.song.tracks[i] for i in ((0, 2, 1) if bass_first else (0, 1, 2)))
     real_drums = sum(len(t.notes) for t in prompt.tracks if t.is_drum)
     real_bass = [t for t in prompt.tracks if not t.is_drum and t.program in BASS_PROGRAMS and len(t.notes)]
     return {
@@ -249,8 +253,8 @@ def evaluation_files(data: Path, split: str = "valid") -> tuple[list[Path], Path
 
 def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_prompt: int, bars_generate: int,
              seed: int, limit: int | None, progress: bool = False, split: str = "valid",
-             sampling: SamplingConfig | None = None, arrange: bool = False,
-             presence: bool = True) -> tuple[dict, list[dict]]:  # fmt: skip
+             sampling: SamplingConfig | None = None,
+             arrange: dict | None = None) -> tuple[dict, list[dict]]:  # fmt: skip
     """The report (one dict) and each file's record: likelihood against a bigram, then 8-bar
     continuations (and ``arrange``) scored beside a copy of the prompt and the real bars."""
     from meloformer_core.service import GenerationService
@@ -278,8 +282,8 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         windows += split_into_windows(grid, vocab, model.config.max_seq_len)[0]
     total, count, statements = likelihood(model, vocab, windows, pieces, progress)
     bigram_nll = bigram_likelihood(vocab, windows, train_data)
-    rows, scores, features = continuations(service, pieces, bars_prompt, bars_generate, sampling, seed,
-                                           arrange and presence, arrange and not presence, progress)  # fmt: skip
+    rows, scores, features = continuations(service, pieces, bars_prompt, bars_generate, sampling, seed, arrange,
+                                           progress)  # fmt: skip
     return {
         "model": info["name"],
         "files": len(pieces),
@@ -289,7 +293,7 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         "bigram_fitted_on": "training split" if train_data is not None else "evaluation files",
         "phrase_nll_per_token": [round(float(nll / max(n, 1)), 4) for nll, n in statements],
         **continuation_report(rows, scores, features, sampling, bars_prompt, seed),
-        **(arrange_summary([r for r in rows if r["decodable"]]) if arrange else {}),
+        **(arrange_summary([r for r in rows if r["decodable"]]) if arrange is not None else {}),
         "seed": seed,
     }, rows
 
@@ -346,10 +350,11 @@ def bigram_likelihood(vocab, windows: list[np.ndarray], train_data: Path | None)
 
 
 def continuations(service, pieces: list[tuple[Path, GridSong]], bars_prompt: int, bars_generate: int,
-                  sampling: SamplingConfig, seed: int, arrange: bool, arrange_free: bool,
+                  sampling: SamplingConfig, seed: int, arrange: dict | None,
                   progress: bool) -> tuple[list[dict], dict, dict]:  # fmt: skip
     """Each file long enough continued from its first ``bars_prompt`` bars: (a record per
-    file, the scores of model, copy and real per decodable file, their bar features pooled)."""
+    file, the scores of model, copy and real per decodable file, their bar features pooled).
+    ``arrange``: also `arrange_under_lead` each file, with these options."""
     from tqdm import tqdm
 
     vocab, model = service.bundle.vocab, service.bundle.model
@@ -395,8 +400,8 @@ def continuations(service, pieces: list[tuple[Path, GridSong]], bars_prompt: int
             **{f"real_{key}": file_scores["real"][key] for key in ("in_scale_rate", "empty", "drum_in_kit_rate")},
             "tokens_per_s": result.tokens_per_s, "takes": len(result.takes), "prompt_bars_heard": heard,
         })  # fmt: skip
-        if arrange or arrange_free:
-            arranged = arrange_under_lead(service, prompt, replace(sampling, seed=seed + index), presence=arrange)
+        if arrange is not None:
+            arranged = arrange_under_lead(service, prompt, replace(sampling, seed=seed + index), **arrange)
             rows[-1].update(arranged or {})
     return rows, scores, features
 
@@ -543,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arrange-free", action="store_true",
                         help="as --arrange, without the presence plan: whether the model itself writes each requested "
                              "track")  # fmt: skip
+    parser.add_argument("--arrange-bass-first", action="store_true",
+                        help="with --arrange or --arrange-free: request the bass before the drums")  # fmt: skip
     parser.add_argument("--records", type=Path, default=None, metavar="FILE",
                         help="also write each file's measures there, one JSON object a line")  # fmt: skip
     args = parser.parse_args(argv)
@@ -551,7 +558,9 @@ def main(argv: list[str] | None = None) -> int:
             args.model, args.data, args.train_data, args.bars_prompt, args.bars_generate, args.seed, args.limit,
             progress=not args.quiet, split=args.split,
             sampling=sampling_from_options(args, takes=parse_takes(args.takes)),
-            arrange=args.arrange or args.arrange_free, presence=not args.arrange_free,
+            arrange={"presence": not args.arrange_free, "bass_first": args.arrange_bass_first}
+            if args.arrange or args.arrange_free
+            else None,
         )  # fmt: skip
     except MeloformerError as error:
         print(f"meloformer-eval: error: {error}", file=sys.stderr)

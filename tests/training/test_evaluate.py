@@ -138,6 +138,8 @@ def test_eval_arranges_drums_and_bass_under_the_lead_and_says_how_much_of_the_pr
     assert 0 <= arranged["arrange_bass_below_lead_rate"] <= 1 and arranged["arrange_drum_density_ratio"] > 0
     free = report(capsys, *args, "--arrange-free")  # the untrained model, left to itself, leaves bars out
     assert free["arranged_files"] == 1 and free["arrange_played_rate"] <= 1.0
+    bass_first = report(capsys, *args, "--arrange", "--arrange-bass-first")  # the drums and bass keep their roles
+    assert bass_first["arrange_played_rate"] == 1.0 and bass_first["arrange_drum_in_kit_rate"] == 1.0
     records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
     (groove,) = [r for r in records if r["file"] == "drum_groove.mid"]
     assert {"arrange_drums_played", "arrange_bass_played", "arrange_bass_below_lead"} <= groove.keys()
