@@ -184,7 +184,10 @@ def _chunk_of_tracks(data: bytes, score) -> list[int]:
         event = b"\xff\x03" + _variable_int_bytes(len(tag)) + tag + b"\x00"  # then the delta-0 FF 2F 00
         pieces += [data[copied : start - 4], struct.pack(">I", length + len(event)), data[start:end_of_track], event]
         copied = end_of_track
-    tagged = symusic.Score.from_midi(b"".join([*pieces, data[copied:]]), sanitize_data=True)
+    try:
+        tagged = symusic.Score.from_midi(b"".join([*pieces, data[copied:]]), sanitize_data=True)
+    except Exception:  # the file read once already; if the copy does not, nothing merges
+        return list(range(len(score.tracks)))
     names = [track.name for track in tagged.tracks]
     if len(names) != len(score.tracks):  # cannot happen with the same events; never merge on a guess
         return list(range(len(score.tracks)))
