@@ -44,8 +44,6 @@ class SamplingConfig:
                 raise SamplingError(f"{control.flag}: {control.range_text}, got {value}")
         if self.repetition_window < 0:
             raise SamplingError("repetition window must be ≥ 0")
-        if not 0 <= self.prompt_guidance <= MAX_PROMPT_GUIDANCE:
-            raise SamplingError(f"prompt guidance must be in [0, {MAX_PROMPT_GUIDANCE:g}], got {self.prompt_guidance}")
         if not 0 <= self.takes <= MAX_TAKES:
             raise SamplingError(f"takes must be in 1-{MAX_TAKES} (0: automatic), got {self.takes}")
 

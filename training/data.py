@@ -281,10 +281,21 @@ KEEP_DRUMS_OR_BASS = 0.75  # `lead_and_some`: the chance that a window's drums (
 KEEP_OTHERS_AT_MOST = 0.5  # and the most each other track's chance can be (drawn per window)
 
 
+def pick_lead(pitches: dict[int, np.ndarray]) -> int | None:
+    """The lead among melodic, non-bass tracks (their pitches by track): of those playing at
+    least a quarter as many notes as the busiest, the highest by median pitch (None without any)."""
+    playing = {track: notes for track, notes in pitches.items() if len(notes)}
+    if not playing:
+        return None
+    busiest = max(len(notes) for notes in playing.values())
+    busy = [track for track, notes in playing.items() if len(notes) * 4 >= busiest]
+    return max(busy, key=lambda track: float(np.median(playing[track])))
+
+
 def lead_and_some(tokens: np.ndarray, vocab: Vocabulary, rng: np.random.Generator) -> np.ndarray:
     """The window cut down to its lead and some of its other sounding tracks, the lead in slot 0.
 
-    The lead is chosen as `training.evaluate.lead_of` chooses it: of the melodic, non-bass
+    The lead is chosen as evaluation chooses it (`pick_lead`): of the melodic, non-bass
     tracks playing at least a quarter as many notes as the busiest, the highest by median
     pitch. Drums and bass stay with chance `KEEP_DRUMS_OR_BASS` each, every other track
     with one chance drawn per window up to `KEEP_OTHERS_AT_MOST`; at least one track stays
@@ -298,16 +309,13 @@ def lead_and_some(tokens: np.ndarray, vocab: Vocabulary, rng: np.random.Generato
     if (kinds == TokenType.FIM_GAP).any():
         return tokens
     grid = decode_grid(tokens, vocab)
-    slots, counts = np.unique(grid.notes[:, 0], return_counts=True)
+    slots = np.unique(grid.notes[:, 0])
     if len(slots) < 2:
         return tokens
     families = track_families(tokens, vocab)
-    melodic = [(int(s), int(c)) for s, c in zip(slots, counts, strict=True) if families[s] == "other"]
-    busy = [s for s, c in melodic if c * 4 >= max((c for _, c in melodic), default=0)]
-    if not busy:
+    lead = pick_lead({int(s): grid.notes[grid.notes[:, 0] == s, 2] for s in slots if families[s] == "other"})
+    if lead is None:
         return tokens
-    pitch = {s: float(np.median(grid.notes[grid.notes[:, 0] == s, 2])) for s in busy}
-    lead = max(busy, key=lambda s: pitch[s])
     others_chance = rng.uniform(0, KEEP_OTHERS_AT_MOST)
     rest = [int(s) for s in slots if s != lead]
     kept = [s for s in rest if rng.random() < (KEEP_DRUMS_OR_BASS if families[s] != "other" else others_chance)]

@@ -147,13 +147,10 @@ DEFAULT_BASS = 33  # Electric Bass (finger), when the file's bass is not a bass 
 def lead_of(song: Song) -> int | None:
     """The lead: of the melodic, non-bass tracks that play at least a quarter as many notes
     as the busiest of them, the one with the highest median pitch (None without any)."""
-    tracks = song.tracks
-    melodic = [k for k, t in enumerate(tracks) if not t.is_drum and t.program not in BASS_PROGRAMS and len(t.notes)]
-    if not melodic:
-        return None
-    busiest = max(len(song.tracks[k].notes) for k in melodic)
-    playing = [k for k in melodic if len(song.tracks[k].notes) * 4 >= busiest]
-    return max(playing, key=lambda k: float(np.median(song.tracks[k].notes.pitches)))
+    from training.data import pick_lead
+
+    return pick_lead({k: t.notes.pitches for k, t in enumerate(song.tracks)
+                      if not t.is_drum and t.program not in BASS_PROGRAMS})  # fmt: skip
 
 
 def arrange_under_lead(service, prompt: Song, sampling: SamplingConfig, presence: bool = True,

@@ -466,7 +466,7 @@ def _forward(group: DecodingGroup, tokens: list[int], places: torch.Tensor, rota
 def feed_run(cache: DecodingCache, tokens: list[int]) -> torch.Tensor:
     """Feed known ``tokens`` to one cache, each segment's tokens through the network together;
     return the logits (V,) after the last one. Equal to stepping them one by one (to float
-    rounding, tests/core/test_decoding.py), at the cost of about one step per segment.
+    rounding, tests/core/test_model.py), at the cost of about one step per segment.
 
     A token that opens a segment closes the one before (its summary computed first, as in
     `step_together`), so the tokens are cut into runs at openers. Within a run every token
@@ -488,9 +488,9 @@ def feed_run(cache: DecodingCache, tokens: list[int]) -> torch.Tensor:
         slots = [slot for slot, _ in entered]
         filled = cache.filled
         # token j of the run: what the run's last token attends, without the run's later slots
+        # (a run's slots are consecutive: only its opener may close a segment, before it enters)
         mask = cache.mask[:filled].expand(len(run), filled).clone()
-        for j, slot in enumerate(slots[:-1]):
-            mask[j, slot + 1 : slots[-1] + 1] = False
+        mask[:, slots[0] : slots[-1] + 1] = torch.ones(len(run), len(run), dtype=torch.bool, device=device).tril()
         rotation = group.rotation(torch.tensor([position for _, position in entered], device=device))
 
         def attend(index: int, queries: torch.Tensor, mask: torch.Tensor = mask, filled: int = filled) -> torch.Tensor:

@@ -139,7 +139,7 @@ class _Session:
         self._fim_end = vocab.offset[TokenType.FIM_END]
         self._fim_start = slice(vocab.offset[TokenType.FIM_GAP], vocab.offset[TokenType.FIM_END])  # GAP and MIDDLE
         self._playable_masks: dict[int, torch.Tensor] = {}
-        self._heard_pitches = _pitch_reach(prompt, vocab)
+        self._heard_pitches = like._heard_pitches if like is not None else _pitch_reach(prompt, vocab)
 
     @property
     def caches(self) -> list[DecodingCache]:
@@ -209,8 +209,10 @@ class _Session:
         vocab = self.vocab
         allowed[vocab.eos_id] = False  # the user asked for bars: the song does not end here
         allowed[self._fim_start] = False  # infilling layouts are built by the caller, never sampled
-        slot = self.decoder.state.meta.slot - 1  # the track being written (-1: the conductor)
-        if slot >= 0:  # its instrument's pitches only (`gm.playable_range`), unless that leaves nothing
+        state = self.decoder.state
+        slot = state.meta.slot - 1  # the track being written (-1: the conductor)
+        if slot >= 0 and state.expect in _PITCH_NEXT:  # its instrument's pitches only (`gm.playable_range`),
+            # unless that leaves nothing
             in_range = allowed & self._playable(slot)
             if in_range.any():
                 allowed = in_range
@@ -261,6 +263,9 @@ class _Session:
         self.stats.bars_generated = done
         self.stats.total_s = time.perf_counter() - self.started
         return self.stats
+
+
+_PITCH_NEXT = (Expect.PITCH, Expect.AFTER_NOTE)  # the grammar states in which a pitch may come
 
 
 def _pitch_reach(tokens: np.ndarray, vocab: Vocabulary) -> dict[int, tuple[int, int]]:
@@ -563,8 +568,7 @@ class _TargetRules:
         self.sampled = ~of(TokenType.TRACK, TokenType.TIME_SIG, TokenType.KEY, TokenType.TEMPO, TokenType.TEMPO_FINE)
         self.sampled[[self.track_offset + slot for slot in targets]] = True
         self.positions = of(TokenType.POSITION)
-        self.closing = torch.zeros(len(vocab), dtype=torch.bool)
-        self.closing[[vocab.bar_id, vocab.offset[TokenType.FIM_END]]] = True
+        self.closing = of(TokenType.BAR, TokenType.FIM_END)
 
     def allowed(self, session: _Session, due: set[int]) -> torch.Tensor:
         """The tokens the session may sample next; while ``due`` targets have not opened their
