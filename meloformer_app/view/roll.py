@@ -1,4 +1,5 @@
-"""The piano roll: keyboard, bar ruler, note canvas and velocity lane around one `Viewport`.
+"""The piano roll: keyboard, bar ruler (`ruler.py`), note canvas and velocity lane
+(`velocity.py`) around one `Viewport`.
 
 The widgets paint; they never change the song themselves. Every gesture ends in one call
 to an `Editor` (see `meloformer_app.editor`), which turns it into an undoable command.
@@ -15,11 +16,12 @@ from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPen, QPolygonF, QWheelEvent
 from PySide6.QtWidgets import QGridLayout, QScrollBar, QWidget
 
-from meloformer_app.position import MAJOR_KEYS, MINOR_KEYS
 from meloformer_app.theme import DARK_ROLL
 from meloformer_app.view.bars import BarMap
 from meloformer_app.view.geometry import Viewport
-from meloformer_app.view.notes import NoteTable
+from meloformer_app.view.notes import DENSE, NoteTable, one_per_pixel
+from meloformer_app.view.ruler import Ruler
+from meloformer_app.view.velocity import VelocityLane
 from meloformer_core.gm import DRUM_KEY_NAMES, pitch_name
 from meloformer_core.music import Note, Song
 
@@ -27,23 +29,7 @@ BLACK_KEYS = {1, 3, 6, 8, 10}
 EDGE_PX = 6  # grab the right edge of a note within this many pixels to resize it
 GENERATED = QColor(255, 220, 90, 38)
 MAX_SCROLL = 2**31 - 1  # a QScrollBar holds a C int; a song may end at the 32-bit tick limit
-DENSE = 4000  # more shapes than this in view are merged per pixel (see `_one_per_pixel`)
 KEYBOARD_PX, DRUM_KEYBOARD_PX = 56, 132  # the keyboard's width; with a drum track selected it names the kit
-
-
-def _one_per_pixel(width: int, *columns: np.ndarray) -> np.ndarray:
-    """Indices of the shapes to draw when many land on the same pixels: one per distinct set
-    of ``columns`` (pixel coordinates; the first two are x, clipped to the widget's ``width``).
-
-    A bar of 100,000 notes made a repaint build and draw 100,000 shapes (a quarter of a
-    second); rounded to the pixels the painter fills anyway, they are a few thousand.
-    """
-    key = np.zeros(len(columns[0]), dtype=np.int64)
-    for index, column in enumerate(columns):
-        values = np.round(column).astype(np.int64)
-        values = np.clip(values, -2, width + 2) + 2 if index < 2 else values - values.min()
-        key = key * (int(values.max()) + 1) + values
-    return np.unique(key, return_index=True)[1]
 
 
 class Tool(Enum):
@@ -204,7 +190,7 @@ class RollCanvas(QWidget):
         h = max(vp.key_height - 1, 1.0)
         if len(rows) > DENSE:
             lefts, rights = xs.clip(-2, self.width() + 2), (xs + ws).clip(-2, self.width() + 2)
-            keep = _one_per_pixel(self.width(), lefts, rights, ys)
+            keep = one_per_pixel(self.width(), lefts, rights, ys)
             xs, ws, ys = lefts[keep], np.maximum(rights[keep] - lefts[keep], 2.0), ys[keep]
         rects = [QRectF(x, y, w, h) for x, y, w in zip(xs.tolist(), ys.tolist(), ws.tolist(), strict=True)]
         painter.setPen(QPen(edge, 1) if vp.key_height >= 5 else Qt.PenStyle.NoPen)
@@ -219,7 +205,7 @@ class RollCanvas(QWidget):
         xs, ys = xs[np.isfinite(ys)], ys[np.isfinite(ys)]
         half = max(vp.key_height - 1, 2.0) / 2
         if len(rows) > DENSE:
-            keep = _one_per_pixel(self.width(), xs.clip(-2, self.width() + 2), xs.clip(-2, self.width() + 2), ys)
+            keep = one_per_pixel(self.width(), xs.clip(-2, self.width() + 2), xs.clip(-2, self.width() + 2), ys)
             xs, ys = xs[keep], ys[keep]
         painter.setPen(QPen(edge, 1) if vp.key_height >= 5 else Qt.PenStyle.NoPen)
         painter.setBrush(fill)
@@ -424,244 +410,6 @@ class Keyboard(QWidget):
                 painter.drawText(rect.adjusted(4, 0, -2, 0), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                                  self.label(pitch))  # fmt: skip
         painter.end()
-
-
-class Ruler(QWidget):
-    """Bar numbers, beats, and the tempo, metre and key changes; a click moves the playhead, a
-    drag across bars sets a loop region over them (``loop_dragged``), a double-click on a bar
-    asks for its tempo, metre and key (``edit_bar``: the bar's start)."""
-
-    seek = Signal(int)
-    edit_bar = Signal(int)
-    loop_dragged = Signal(int, int)  # a loop region, whole bars: its start and end ticks
-
-    def __init__(self, state: RollState, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.state = state
-        self.setFixedHeight(26)
-        self._pressed: float | None = None  # where a drag began (x)
-
-    def paintEvent(self, event) -> None:  # noqa: N802
-        song, vp, painter = self.state.song(), self.state.viewport, QPainter(self)
-        colours = self.state.colours
-        painter.fillRect(self.rect(), QColor(colours.ruler))
-        first, last = vp.tick_at(0), vp.tick_at(self.width())
-        generated = self.state.editor.generated_range()
-        if generated is not None:
-            painter.fillRect(QRectF(vp.x(generated[0]), 0, vp.x(generated[1]) - vp.x(generated[0]), self.height()),
-                             QColor(255, 220, 90, 110))  # fmt: skip
-        if self.state.loop is not None:
-            start, end = self.state.loop
-            painter.fillRect(QRectF(vp.x(start), 0, vp.x(end) - vp.x(start), self.height()), QColor(80, 200, 120, 90))
-        changes = conductor_labels(song)
-        # labels start a little left of the view so a long one scrolling in is not cut;
-        # they are 40 px apart at least, lines 3 px (bar numbers count from 1)
-        labelled = dict(self.state.bars.between(first - song.resolution * 16, last, 40 / vp.px_per_tick))
-        free = -1e9  # labels never run into each other: each starts past the end of the one before
-        metrics = painter.fontMetrics()
-        for number, bar in self.state.bars.between(first - song.resolution * 16, last, 3 / vp.px_per_tick):
-            x = vp.x(bar)
-            painter.setPen(QColor(colours.ruler_text))
-            painter.drawLine(QPointF(x, 12), QPointF(x, self.height()))
-            text = f"{number + 1 if number in labelled else ''} {changes.get(bar, '')}".strip()
-            if text and x + 3 >= free:
-                painter.drawText(QPointF(x + 3, 11), text)
-                free = x + 3 + metrics.horizontalAdvance(text) + 6
-        if song.resolution * vp.px_per_tick >= 6:
-            painter.setPen(QColor(colours.ruler_beat))
-            tick = int(first // song.resolution) * song.resolution
-            while tick <= last:
-                painter.drawLine(QPointF(vp.x(tick), 20), QPointF(vp.x(tick), self.height()))
-                tick += song.resolution
-        if self.state.playhead is not None:
-            painter.setPen(QPen(QColor(colours.playhead), 2))
-            painter.drawLine(QPointF(vp.x(self.state.playhead), 0), QPointF(vp.x(self.state.playhead), self.height()))
-        painter.end()
-
-    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        tick = max(0, round(self.state.viewport.tick_at(event.position().x())))
-        self._pressed = event.position().x()
-        self.seek.emit(tick)
-
-    def _bars_between(self, x0: float, x1: float) -> tuple[int, int]:
-        """The whole bars from the one at ``x0`` to the one at ``x1``, as ticks."""
-        self.state.song()
-        bars, vp = self.state.bars, self.state.viewport
-        low, high = sorted(max(0, round(vp.tick_at(x))) for x in (x0, x1))
-        last = bars.bar_at(high)[1]
-        return bars.bar_at(low)[1], bars.bar_at(last + bars.bar_ticks_at(last))[1]
-
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        if self._pressed is not None and abs(event.position().x() - self._pressed) > 6:
-            self.state.loop = self._bars_between(self._pressed, event.position().x())
-            self.update()
-
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        if self._pressed is not None and abs(event.position().x() - self._pressed) > 6:
-            self.state.loop = self._bars_between(self._pressed, event.position().x())
-            self.loop_dragged.emit(*self.state.loop)
-        self._pressed = None
-
-    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        tick = max(0, round(self.state.viewport.tick_at(event.position().x())))
-        self.state.song()
-        self.edit_bar.emit(self.state.bars.bar_at(tick)[1])
-
-
-def conductor_labels(song: Song) -> dict[int, str]:
-    """Tick → what changes there: the metre ("3/4"), the tempo ("♩=96") and the key ("G")."""
-    labels: dict[int, list[str]] = {}
-    for ts in song.time_signatures:
-        labels.setdefault(ts.tick, []).append(f"{ts.numerator}/{ts.denominator}")
-    for tempo in song.tempos:
-        labels.setdefault(tempo.tick, []).append(f"♩={round(tempo.qpm, 1):g}")
-    for key in song.key_signatures:
-        names = MINOR_KEYS if key.minor else MAJOR_KEYS
-        labels.setdefault(key.tick, []).append(f"{names[key.sharps + 7]}{'m' if key.minor else ''}")
-    return {tick: " ".join(parts) for tick, parts in labels.items()}
-
-
-class VelocityLane(QWidget):
-    """One stem per visible note, and the velocity edits:
-
-    - drag a stem: that note to the velocity dragged to, the rest of the selection scaled
-      by the same ratio (their contrasts kept);
-    - Shift+drag, or drag where there is no stem: a ramp, a line from the press to the
-      release that sets the notes between them (the selected ones, or with none selected
-      every note in view of the tracks edited);
-
-    the value is shown while dragging (``readout``), and the edit is one undo step.
-    """
-
-    def __init__(self, state: RollState, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.state = state
-        self.setFixedHeight(72)
-        self._drag: dict | None = None
-        self.readout = ""
-
-    def _rows(self) -> np.ndarray:
-        vp, table = self.state.viewport, self.state.table
-        rows = table.visible(vp.tick_at(0), vp.tick_at(self.width()), 0, 127)
-        editable = self.state.editable_tracks()
-        if editable is not None:
-            rows = rows[np.isin(table.track[rows], list(editable))]
-        return rows
-
-    def _preview(self) -> dict[int, int]:
-        """Table row → the velocity the drag in progress gives it."""
-        drag, table = self._drag, self.state.table
-        if drag is None:
-            return {}
-        if drag["kind"] == "scale":
-            factor = drag["velocity"] / max(drag["grabbed"], 1)
-            return {row: int(np.clip(round(table.data[row, 3] * factor), 1, 127)) for row in drag["rows"]}
-        (x0, v0), (x1, v1) = drag["start"], drag["end"]
-        low, high = min(x0, x1), max(x0, x1)
-        xs = (table.data[drag["rows"], 0] - self.state.viewport.left_tick) * self.state.viewport.px_per_tick
-        result = {}
-        for row, x in zip(drag["rows"], xs.tolist(), strict=True):
-            if low <= x <= high:
-                share = 0.0 if high == low else (x - x0) / (x1 - x0)
-                result[row] = int(np.clip(round(v0 + share * (v1 - v0)), 1, 127))
-        return result
-
-    def paintEvent(self, event) -> None:  # noqa: N802
-        self.state.song()
-        vp, table, painter = self.state.viewport, self.state.table, QPainter(self)
-        colours = self.state.colours
-        painter.fillRect(self.rect(), QColor(colours.lane))
-        rows = self._rows()
-        selected = self.state.selected()
-        views = self.state.editor.track_views()
-        usable, bottom = self.height() - 4, self.height()
-        velocities = table.data[:, 3].astype(float)
-        for row, velocity in self._preview().items():
-            velocities[row] = velocity
-        xs = (table.data[rows, 0] - vp.left_tick) * vp.px_per_tick
-        tops = bottom - usable * velocities[rows] / 127
-        dots = len(rows) <= 3000  # stems only when they are too dense to tell apart
-        for track in np.unique(table.track[rows]).tolist():
-            colour = QColor(views[track].colour if track < len(views) else "#888888")
-            for chosen, shade in ((False, colour), (True, colour.lighter(150))):
-                mask = (table.track[rows] == track) & (selected[rows] == chosen)
-                if not mask.any():
-                    continue
-                painter.setPen(QPen(shade, 2))
-                stem_xs, stem_tops = xs[mask], tops[mask]
-                if len(stem_xs) > DENSE:
-                    keep = _one_per_pixel(self.width(), stem_xs, stem_xs, stem_tops)
-                    stem_xs, stem_tops = stem_xs[keep], stem_tops[keep]
-                stems = list(zip(stem_xs.tolist(), stem_tops.tolist(), strict=True))
-                painter.drawLines([QLineF(x, bottom, x, top) for x, top in stems])
-                if dots:
-                    painter.setBrush(shade)
-                    painter.drawRects([QRectF(x - 2, top - 2, 4, 4) for x, top in stems])
-        if self._drag is not None and self._drag["kind"] == "ramp":
-            (x0, v0), (x1, v1) = self._drag["start"], self._drag["end"]
-            painter.setPen(QPen(QColor(colours.band), 1, Qt.PenStyle.DashLine))
-            painter.drawLine(QPointF(x0, bottom - usable * v0 / 127), QPointF(x1, bottom - usable * v1 / 127))
-        if self.readout:
-            painter.setPen(QColor(colours.ruler_text))
-            painter.drawText(QPointF(6, 14), self.readout)
-        painter.end()
-
-    def _velocity_at(self, y: float) -> int:
-        return int(np.clip(round((self.height() - y) / (self.height() - 4) * 127), 1, 127))
-
-    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        vp, table, editor = self.state.viewport, self.state.table, self.state.editor
-        rows = self._rows()
-        if not len(rows):
-            return
-        x, velocity = event.position().x(), self._velocity_at(event.position().y())
-        xs = (table.data[rows, 0] - vp.left_tick) * vp.px_per_tick
-        nearest = int(rows[np.argmin(np.abs(xs - x))])
-        on_stem = abs(vp.x(table.data[nearest, 0]) - x) <= 8
-        shift = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
-        if on_stem and not shift:
-            ref = table.ref(nearest)
-            if ref not in editor.selection():
-                editor.select({ref})
-            chosen = self.state.selected()
-            self._drag = {"kind": "scale", "rows": np.flatnonzero(chosen).tolist(),
-                          "grabbed": int(table.data[nearest, 3]), "velocity": velocity}  # fmt: skip
-        else:
-            chosen = self.state.selected()
-            scope = [row for row in rows.tolist() if chosen[row]] or rows.tolist()
-            self._drag = {"kind": "ramp", "rows": scope, "start": (x, velocity), "end": (x, velocity)}
-        self._show_readout()
-
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        if self._drag is None:
-            return
-        velocity = self._velocity_at(event.position().y())
-        if self._drag["kind"] == "scale":
-            self._drag["velocity"] = velocity
-        else:
-            self._drag["end"] = (event.position().x(), velocity)
-        self._show_readout()
-
-    def _show_readout(self) -> None:
-        drag = self._drag
-        if drag["kind"] == "scale":
-            ratio = drag["velocity"] / max(drag["grabbed"], 1)
-            self.readout = f"velocity {drag['velocity']}" + (f"  (×{ratio:.2f})" if len(drag["rows"]) > 1 else "")
-        else:
-            self.readout = f"ramp {drag['start'][1]} → {drag['end'][1]}"
-        self.update()
-
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        if self._drag is None:
-            return
-        self.mouseMoveEvent(event)
-        changes, text = self._preview(), self.readout
-        self._drag, self.readout = None, ""
-        table = self.state.table
-        velocities = {table.ref(row): velocity for row, velocity in changes.items()}
-        if velocities:
-            self.state.editor.set_velocities(velocities, text[0].upper() + text[1:])
-        self.update()
 
 
 class PianoRoll(QWidget):

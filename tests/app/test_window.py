@@ -860,7 +860,7 @@ def test_the_velocity_lane_scales_a_selection_draws_ramps_and_shows_the_value(wi
 
 def test_tempo_metre_and_key_show_in_the_ruler_and_change_by_double_click(window, monkeypatch, tmp_path) -> None:
     from meloformer_app.edit_dialogs import ConductorDialog, ConductorSettings
-    from meloformer_app.view.roll import conductor_labels
+    from meloformer_app.view.ruler import conductor_labels
 
     window.open_file(ROOT / "resources" / "examples" / "band_song.mid")
     song = song_of(window)
