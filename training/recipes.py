@@ -58,6 +58,9 @@ class TrainConfig:
     # Arranging under a bare melody: a share of the windows keep only the lead and some of
     # the other tracks, the lead first (training.data.lead_and_some).
     thin_rate: float = 0.0
+    # Bars of as many tracks as real songs have: a share of the other windows play up to
+    # three chordal tracks on two tracks each, split by register (training.data.split_by_register).
+    split_rate: float = 0.0
     gradient_checkpointing: bool = False
     fsdp: bool = False  # shard parameters, gradients and optimizer state (large sizes)
     compile: bool = False  # torch.compile the model (GPU)
@@ -79,7 +82,8 @@ class TrainConfig:
             raise RecipeError("attention must be auto, flex or dense")
         if not 0 < self.lr < 1:
             raise RecipeError(f"lr must be in (0, 1), got {self.lr}")
-        for name in ("velocity_relevel", "track_shuffle_rate", "fim_rate", "repeat_rate", "arrange_rate", "thin_rate"):
+        for name in ("velocity_relevel", "track_shuffle_rate", "fim_rate", "repeat_rate", "arrange_rate", "thin_rate",
+                     "split_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise RecipeError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.velocity_track_spread < 0:
@@ -118,11 +122,12 @@ class TrainConfig:
 RECIPES: dict[str, TrainConfig] = {
     "debug": TrainConfig(),
     # 3,072 tokens: the prompt (three quarters of it) holds 8 bars of a 7-track band; three
-    # windows in ten thinned to a lead and some tracks (arranging under a bare melody)
+    # windows in ten thinned to a lead and some tracks (arranging under a bare melody), and
+    # half of the others with chordal tracks split in two (bars of 8-16 tracks)
     "default": TrainConfig(
         size="default", max_seq_len=3072, rows_per_batch=2, max_steps=20_000, lr=1e-3, warmup_steps=300,
         eval_every=500, eval_batches=20, checkpoint_every=500, log_every=10, dropout=0.1,
-        track_shuffle_rate=0.25, arrange_rate=0.25, repeat_rate=0.1, thin_rate=0.3,
+        track_shuffle_rate=0.25, arrange_rate=0.25, repeat_rate=0.1, thin_rate=0.3, split_rate=0.5,
     ),
     "small": TrainConfig(
         size="small", max_seq_len=8192, rows_per_batch=6, max_steps=100_000, lr=6e-4, warmup_steps=2000,

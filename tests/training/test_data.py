@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from meloformer_core.encoding import DEFAULT_VOCAB, decode, encode, validate
 from meloformer_core.encoding.vocab import TokenType
 from meloformer_core.midi_io import read_midi
 from meloformer_core.model.masks import build_layout
-from meloformer_core.music import TempoChange
+from meloformer_core.music import Song, TempoChange, Track
 from tests.conftest import FIXTURES
 from training.data import (
     Augmentation,
@@ -27,6 +28,7 @@ from training.data import (
     TokenDataset,
     lead_and_some,
     repeat_phrase,
+    split_by_register,
     target_last,
     transpose_key,
 )
@@ -283,6 +285,44 @@ def test_thinning_keeps_the_lead_first_and_some_tracks_with_their_own_notes_and_
     assert kept_counts["lead"] == 200
     alone = Song(tracks=(band.tracks[1],))
     assert (lead_and_some(encode(alone), DEFAULT_VOCAB, np.random.default_rng(0)) == encode(alone)).all()
+
+
+def _chordal_band(bars: int = 4) -> Song:
+    """`_band` with the piano playing triads and a strummed guitar (both chordal)."""
+    band = decode(_band(bars))
+    beat = 480
+    triads = [(bar * 4 * beat + b * beat, 48 + b + step, beat, 70) for bar in range(bars) for b in range(4)
+              for step in (0, 4, 7, 12)]  # fmt: skip
+    strums = [(bar * 4 * beat, 52 + step, 4 * beat, 60) for bar in range(bars) for step in (0, 3, 7, 10)]
+    piano, drums, bass, lead = band.tracks
+    guitar = Track("guitar", 25, False, strums)
+    return decode(encode(band.replace(tracks=(piano.with_notes(triads), drums, bass, guitar, lead))))
+
+
+def test_splitting_by_register_plays_the_same_notes_on_more_tracks_of_the_same_instruments() -> None:
+    band = _chordal_band(bars=8)
+    tokens = encode(band)
+    splits = Counter()
+    for seed in range(60):
+        result = split_by_register(tokens, DEFAULT_VOCAB, np.random.default_rng(seed))
+        validate(result)
+        assert len(result) <= len(tokens) and result[-1] != DEFAULT_VOCAB.eos_id  # cut by whole bars to fit
+        song = decode(result)
+        assert (result == encode(song)[:-1]).all()
+        assert 6 <= len(song.tracks) <= 7
+        bars = int((DEFAULT_VOCAB.type_of[result] == TokenType.BAR).sum())
+        assert bars >= 6
+        for original in band.tracks:
+            parts = [t for t in song.tracks if (t.program, t.is_drum) == (original.program, original.is_drum)]
+            together = sorted(note for part in parts for note in part.notes)
+            assert together == sorted(note for note in original.notes if note.start < bars * 4 * 480)  # every note, once
+            if len(parts) == 2:  # the upper part stays, the lower comes right after it
+                assert original.program in (0, 25) and song.tracks.index(parts[1]) == song.tracks.index(parts[0]) + 1
+                assert parts[0].notes.pitches.min() > parts[1].notes.pitches.max()
+                splits[original.program] += 1
+    assert splits[0] >= 15 and splits[25] >= 15  # one or both chordal tracks; never the bass, drums or lead
+    lone_melody = encode(Song(tracks=(band.tracks[-1],)))
+    assert (split_by_register(lone_melody, DEFAULT_VOCAB, np.random.default_rng(0)) == lone_melody).all()
 
 
 def test_a_mix_draws_each_dataset_at_its_rate_every_epoch(dataset_dir: Path) -> None:
