@@ -54,6 +54,7 @@ from meloformer_core.playback.audio import audio_device_problem
 from meloformer_core.playback.ports import VIRTUAL, list_output_ports, virtual_possible
 
 MIDI_FILTER = "MIDI files (*.mid *.midi);;All files (*)"
+DOCK_WIDTHS_PX = (330, 260)  # Tracks, Generate when the window opens
 
 
 class MainWindow(GenerationMixin, EditMixin, QMainWindow):
@@ -82,6 +83,8 @@ class MainWindow(GenerationMixin, EditMixin, QMainWindow):
             dock.setFeatures(features.DockWidgetMovable | features.DockWidgetClosable | features.DockWidgetFloatable)
             self.addDockWidget(area, dock)
             self.docks[title] = dock
+        # the side panels open at their narrowest useful width: the roll gets most of a laptop's screen
+        self.resizeDocks(list(self.docks.values()), list(DOCK_WIDTHS_PX), Qt.Orientation.Horizontal)
         self.actions = build_actions(self, self.roll, self.settings.shortcuts)
         self._build_menus()
         self._build_toolbar()

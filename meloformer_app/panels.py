@@ -47,7 +47,8 @@ CUSTOM = "Custom"
 
 COLUMNS = ("Gen", "", "Name", "Instrument", "M", "S")
 COMBO_PADDING_PX = 40  # an instrument box's frame and drop-down arrow beside its text
-INSTRUMENT_MAX_PX = 160  # the Instrument column's widest: the track list keeps room for names on a laptop
+INSTRUMENT_MAX_PX = 140  # the Instrument column's widest: the track list keeps room for names on a laptop
+TRACKS_MIN_PX = 330  # the track list's narrowest: the roll gets most of a 1280-pixel screen
 DRUM_KIT = "Drum kit (GM)"  # the instrument box's last entry: a drum track (MIDI channel 10)
 COLUMN_TIPS = {
     0: "Arrange writes the ticked tracks under the others (a track you add starts ticked)",
@@ -102,7 +103,7 @@ class TrackList(QWidget):
             button.clicked.connect(slot)
             buttons.addWidget(button)
         buttons.addStretch()
-        self.setMinimumWidth(380)
+        self.setMinimumWidth(TRACKS_MIN_PX)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.table)
@@ -250,7 +251,10 @@ class SamplingPanel(QWidget):
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         form = QFormLayout()
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)  # a narrow panel puts labels above
         self.model = QComboBox(toolTip="The model bundle that writes the music")
+        self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model.setMinimumContentsLength(12)
         self.model.addItem("Default model", "")
         if settings.model_path:
             self.model.addItem(settings.model_path, settings.model_path)
@@ -272,6 +276,7 @@ class SamplingPanel(QWidget):
         self.seed = self._spin(QSpinBox(), 0, 2**31 - 1, settings.seed, "Same seed, same model, same song → same music")
         self.dice = QToolButton(text="Dice", toolTip="Roll a new random seed")
         self.dice.clicked.connect(lambda: self.seed.setValue(random.randrange(2**31 - 1)))
+        self.seed.setMinimumWidth(50)  # not as wide as its largest value: the row fits a narrow panel
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 1)
         seed_row.addWidget(self.dice)
@@ -291,7 +296,7 @@ class SamplingPanel(QWidget):
         QVBoxLayout(self.advanced).addWidget(controls)
         self.advanced.toggled.connect(controls.setVisible)
         form.addRow("Model", self.model)
-        form.addRow("", self.model_info)
+        form.addRow(self.model_info)
         form.addRow("Bars", self.bars)
         form.addRow("Style", self.preset)
         for control in CONTROLS:

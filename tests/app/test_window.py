@@ -696,6 +696,22 @@ def test_the_transport_shows_output_position_tempo_and_metre_at_every_width(wind
     assert not window.actions["play"].icon().isNull()  # the transport has icons; its text shows on hover
 
 
+def test_the_roll_gets_most_of_a_laptop_screen_and_the_track_names_stay_whole(window, qtbot) -> None:
+    window.resize(1280, 720)
+    window.open_file(FIXTURES / "bach_chorale.mid")
+    qtbot.waitUntil(lambda: window.width() == 1280)
+    qtbot.waitUntil(lambda: window.roll.width() > window.width() / 2)  # both side panels open beside it
+    assert all(dock.isVisible() for dock in window.docks.values())
+    table = window.tracks.table
+    names = [table.cellWidget(row, 2).text() for row in range(table.rowCount())]
+    assert names == ["Soprano", "Alto", "Tenor", "Bass"]
+    widest = max(table.fontMetrics().horizontalAdvance(name) for name in names)
+    assert table.columnWidth(2) > widest  # not cut to "Sopr…"
+    panel = window.panel
+    for button in (panel.continue_button, panel.arrange_button, panel.regenerate_button):
+        assert button.isVisible() and button.mapTo(window, button.rect().bottomRight()).x() <= window.width()
+
+
 def test_everyday_edits_duplicate_transpose_humanize_context_menu_and_shortcuts(window, qtbot, monkeypatch) -> None:
     from PySide6.QtWidgets import QInputDialog
 
