@@ -43,6 +43,7 @@ class Take:
     song: Song
     seed: int | None
     summary: dict
+    region: tuple[int, int]  # the ticks of the bars the take wrote, as the service says
 
 
 class _Worker(QObject):
@@ -103,7 +104,8 @@ class _Worker(QObject):
 
         result = self.service.continue_song(request.song, request.bars, sampling, progress=progress, cancel=self.cancel)
         summary = result.summary()
-        takes = [Take(song, seed, summary) for song, seed in zip(result.takes, result.take_seeds, strict=True)]
+        takes = [Take(song, seed, summary, region)
+                 for song, seed, region in zip(result.takes, result.take_seeds, result.regions, strict=True)]  # fmt: skip
         return takes if request.takes else takes[:1]
 
     def _rewrite(self, request: GenerationRequest) -> list[Take]:
@@ -126,7 +128,7 @@ class _Worker(QObject):
                 result = self.service.infill_song(request.song, request.bars, tracks, sampling, **options)
             if self.cancel.is_set():
                 break
-            results.append(Take(result.song, sampling.seed, result.summary()))
+            results.append(Take(result.song, sampling.seed, result.summary(), result.region))
         return results
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QInputDialog
 
 from meloformer_app.generation import GenerationRequest, Take
+from meloformer_core.encoding.quantize import bar_ticks
 from meloformer_core.music import Song
 
 VIEW_BARS = 16  # Regenerate without a selection rewrites at most this many bars in view
@@ -66,7 +67,7 @@ class GenerationMixin:
             self.error("Nothing to continue", "Open a MIDI file or draw some notes first.")
             return
         bars = self.panel.bars.value()
-        region_start = song.bar_lines()[-1]  # the new bars start at the first bar line after the song
+        region_start = bar_ticks(song)[-1]  # the new bars start at the first bar line after the song
         request = GenerationRequest("continue", song, bars, self._sampling(), takes=self.panel.take_count.value())
         self._start(request, bars, (region_start, None), f"Continue {bars} bars")
 
@@ -74,8 +75,7 @@ class GenerationMixin:
         selection = self.editor.document.selection
         if not selection:
             return None
-        song = self.editor.document.song
-        starts = song.bar_starts()
+        starts = bar_ticks(self.editor.document.song)[:-1]
         first_tick = min(ref.note.start for ref in selection)
         last_tick = max(ref.note.start for ref in selection)
         first = max(i for i, b in enumerate(starts) if b <= first_tick)
@@ -92,8 +92,7 @@ class GenerationMixin:
             return
         # no selection: every bar that a note starts in (a note ringing on past the last bar
         # line does not make more bars: the model sees the song as its onsets)
-        last_onset = max((int(track.notes.starts.max()) for track in song.tracks if len(track.notes)), default=0)
-        bars = self._selected_bars() or (0, len(song.bar_starts(last_onset)))
+        bars = self._selected_bars() or (0, len(bar_ticks(song)) - 1)
         region = self._bar_ticks(bars)
         request = GenerationRequest("arrange", song, bars, self._sampling(), targets, self.panel.take_count.value())
         self._start(request, bars[1] - bars[0], region, f"Arrange bars {bars[0] + 1}–{bars[1]}")
@@ -120,7 +119,7 @@ class GenerationMixin:
         """The song's bars whose whole length is in view (the first 16 of them), else the bar at
         the view's left edge; None when the view shows no bar of the song."""
         song, viewport = self.editor.document.song, self.roll.state.viewport
-        lines = song.bar_lines()
+        lines = bar_ticks(song)
         left, right = viewport.left_tick, viewport.tick_at(self.roll.canvas.width())
         whole = [i for i in range(len(lines) - 1) if lines[i] >= left and lines[i + 1] <= right]
         if whole:
@@ -134,9 +133,10 @@ class GenerationMixin:
         bars = self._selected_bars()
         if bars is None and self.actions["loop"].isChecked():
             loop = self._loop_ticks()
-            lines = self.editor.document.song.bar_lines()
-            bars = (max(i for i, tick in enumerate(lines) if tick <= loop[0]),
-                    max(i for i, tick in enumerate(lines) if tick < loop[1]) + 1)  # fmt: skip
+            lines = bar_ticks(self.editor.document.song)
+            first = max(i for i, tick in enumerate(lines) if tick <= loop[0])
+            stop = min(max(i for i, tick in enumerate(lines) if tick < loop[1]) + 1, len(lines) - 1)
+            bars = (first, stop) if first < stop else None  # a loop after the song's end: the bars in view
         bars = bars or self._bars_in_view()
         if bars is None:
             self.error("No bars to regenerate", "Scroll to the bars to regenerate, or select notes in them.")
@@ -147,16 +147,17 @@ class GenerationMixin:
         self._start(request, bars[1] - bars[0], self._bar_ticks(bars), f"Regenerate bars {bars[0] + 1}–{bars[1]}")
 
     def _bar_ticks(self, bars: tuple[int, int]) -> tuple[int, int]:
-        starts = self.editor.document.song.bar_lines()
+        starts = bar_ticks(self.editor.document.song)
         return starts[bars[0]], starts[min(bars[1], len(starts) - 1)]
 
     def _region(self, song: Song) -> tuple[int, int]:
-        """The ticks of the bars being written in ``song`` (for Continue: the new bars)."""
+        """The ticks of the bars written so far in ``song``, a result in progress (for
+        Continue: the new bars); a finished take says its own (`Take.region`)."""
         pending = self._pending or {}
         start, end = pending.get("region", (0, None))
         if end is not None:
             return start, end
-        starts = [b for b in song.bar_lines() if b >= start]
+        starts = [b for b in bar_ticks(song) if b >= start]
         return start, starts[min(pending.get("bars", 1), len(starts) - 1)] if len(starts) > 1 else song.end_tick
 
     def _stale(self) -> bool:
@@ -208,14 +209,13 @@ class GenerationMixin:
 
     def _preview_take(self, index: int) -> None:
         if 0 <= index < len(self._takes) and not self._stale():
-            song = self._takes[index].song
-            self.editor.show_preview(song, self._region(song))
+            take = self._takes[index]
+            self.editor.show_preview(take.song, take.region)
 
     def _keep_take(self, index: int) -> None:
         if not 0 <= index < len(self._takes) or self._pending is None or self._stale():
             return
-        song = self._takes[index].song
-        region = self._region(song)
+        song, region = self._takes[index].song, self._takes[index].region
         self.editor.accept_generation(song, region, self._pending["text"])
         self._show_result(region)
         self.result_region = region

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from meloformer_core.encoding.grid import GridSong, in_force
-from meloformer_core.encoding.quantize import to_grid, us_per_quarter, velocity_value
+from meloformer_core.encoding.quantize import tick_of_step, to_grid, us_per_quarter, velocity_value
 from meloformer_core.encoding.vocab import STEPS_PER_QUARTER
 from meloformer_core.errors import MeloformerError
 from meloformer_core.music import KeySignature, Note, NoteArray, Song, TempoChange, TimeSignature, Track
@@ -47,7 +47,8 @@ class GenerationResult:
     total_s: float
     prompt_tokens: int
     takes: tuple[Song, ...] = ()  # every take, the most typical (``song``) first …
-    take_seeds: tuple[int | None, ...] = ()  # … and the seed of each
+    take_seeds: tuple[int | None, ...] = ()  # … and the seed of each …
+    regions: tuple[tuple[int, int], ...] = ()  # … and the ticks of the bars it wrote: [start, end)
     warnings: tuple[str, ...] = ()  # what the user asked for and did not get (an empty track)
 
     @classmethod
@@ -55,6 +56,7 @@ class GenerationResult:
         cls,
         takes: tuple[Song, ...],
         seeds: tuple[int | None, ...],
+        regions: tuple[tuple[int, int], ...],
         stats,
         warnings: tuple[str, ...] = (),
         added: bool = True,
@@ -62,7 +64,12 @@ class GenerationResult:
         """The result whose song is the first of ``takes`` (``added``: its bars come after the song)."""
         return cls(takes[0], stats.bars_generated if added else 0, stats.bars_generated, stats.tokens_generated,
                    stats.tokens_fed, stats.tokens_per_s, stats.first_bar_s, stats.total_s, stats.prompt_tokens, takes,
-                   seeds, warnings)  # fmt: skip
+                   seeds, regions, warnings)  # fmt: skip
+
+    @property
+    def region(self) -> tuple[int, int]:
+        """The ticks of the bars ``song`` has new: [start, end)."""
+        return self.regions[0]
 
     def summary(self) -> dict:
         return {
@@ -75,6 +82,7 @@ class GenerationResult:
             "total_s": round(self.total_s, 3),
             "prompt_tokens": self.prompt_tokens,
             "takes": len(self.takes),
+            "region_ticks": list(self.region),
             **({"warnings": list(self.warnings)} if self.warnings else {}),
         }
 
@@ -156,7 +164,8 @@ class GenerationService:
             takes, order, stats = continue_grid(model, vocab, grid, bars, sampling, on_bar=on_bar, **options)
         songs = tuple(place_bars(song, grid, takes[k], grid.bar_count) for k in order)
         seeds = tuple(None if sampling.seed is None else sampling.seed + k for k in order)
-        return GenerationResult.of(songs, seeds, stats)
+        regions = tuple(written_region(song, grid, takes[k], grid.bar_count) for k in order)
+        return GenerationResult.of(songs, seeds, regions, stats)
 
     def arrange_song(
         self,
@@ -194,7 +203,8 @@ class GenerationService:
                                            suffix_bars=suffix_bars, presence=presence, **options)  # fmt: skip
         placed = place_bars(song, grid, new_bars, first, replace=targets)
         warnings = empty_track_warnings(placed, targets, new_bars, first, stop)
-        return GenerationResult.of((placed,), (sampling.seed,), stats, warnings, added=False)
+        region = written_region(song, grid, new_bars, first)
+        return GenerationResult.of((placed,), (sampling.seed,), (region,), stats, warnings, added=False)
 
     def infill_song(
         self,
@@ -252,6 +262,13 @@ def add_tracks(song: Song, requests: list[int | TrackRequest]) -> tuple[Song, se
     return song.replace(tracks=tuple(tracks)), targets
 
 
+def written_region(song: Song, grid: GridSong, new: GridSong, first_bar: int) -> tuple[int, int]:
+    """The ticks [start, end) that the bars of ``new``, placed from ``first_bar`` of ``grid``
+    (`place_bars`), take in ``song``."""
+    origin = int(grid.bar_starts[min(first_bar, grid.bar_count)])
+    return tick_of_step(origin, song.resolution), tick_of_step(origin + int(new.bar_starts[-1]), song.resolution)
+
+
 def place_bars(song: Song, grid: GridSong, new: GridSong, first_bar: int, replace: set[int] = frozenset()) -> Song:
     """``song`` with the bars of ``new`` (a grid slice starting at step 0) placed from ``first_bar`` of ``grid``.
 
@@ -260,12 +277,12 @@ def place_bars(song: Song, grid: GridSong, new: GridSong, first_bar: int, replac
     (the old ones are removed). Every other note and map event of the song is kept as it was. Metre, tempo
     and key events of ``new`` are added where they change the song's.
     """
-    origin = int(grid.bar_starts[first_bar]) if first_bar < len(grid.bar_starts) else int(grid.bar_starts[-1])
+    origin = int(grid.bar_starts[min(first_bar, grid.bar_count)])
     span_end = origin + int(new.bar_starts[-1])
     resolution = song.resolution
 
     def tick(step: int) -> int:
-        return round((origin + step) * resolution / STEPS_PER_QUARTER)
+        return tick_of_step(origin + step, resolution)
 
     tracks = list(song.tracks)
     notes = new.notes

@@ -83,8 +83,35 @@ def to_grid(song: Song, vocab: Vocabulary = DEFAULT_VOCAB) -> GridSong:
         raw[filled : filled + count, 1:] = track.notes.array
         filled += count
     notes = _grid_notes(raw, resolution, step_of, config)
-    last_step = int(notes[:, 1].max()) if len(notes) else 0
+    tempos = _grid_tempos(song, step_of, config)
+    content_last = max(int(notes[:, 1].max()) if len(notes) else 0, tempos[-1][0])  # notes and kept tempo changes
 
+    signature_events = [(int(step_of(ts.tick)), ts.numerator, ts.denominator) for ts in song.time_signatures]
+    keys_in = [(int(step_of(key.tick)), key.sharps, key.minor) for key in song.key_signatures]
+    last_step = max([content_last] + [step for step, *_ in signature_events + keys_in])
+    starts, signatures = _grid_bars(signature_events, last_step, config)
+
+    keys: list[tuple[int, int, bool]] = []
+    key_by_bar: dict[int, tuple[int, bool]] = {}
+    for step, sharps, minor in sorted(keys_in, key=lambda event: event[0]):
+        key_by_bar[int(np.searchsorted(starts, step, side="right") - 1)] = (sharps, minor)
+    for bar in sorted(key_by_bar):
+        if not keys or keys[-1][1:] != key_by_bar[bar]:
+            keys.append((bar, *key_by_bar[bar]))
+    # The song ends with the last bar that holds something q keeps: an event dropped as
+    # a repeat must not leave empty bars behind (q would not be idempotent).
+    last_bar = max(
+        int(np.searchsorted(starts, content_last, side="right") - 1),
+        signatures[-1][0],
+        keys[-1][0] if keys else 0,
+    )
+    instruments = [(track.program, track.is_drum) for track in song.tracks]
+    return GridSong(starts[: last_bar + 2], signatures, tempos, keys, instruments, notes)
+
+
+def _grid_tempos(song: Song, step_of, config: EncodingConfig) -> list[tuple[int, int]]:
+    """The tempo map on the grid: (step, tenths of a BPM within the encoding's range), one at
+    step 0 (the default tempo when the song has none there), repeats dropped."""
     tempo_by_step: dict[int, int] = {}
     for tempo in song.tempos:
         tenths = int(np.clip(round(tempo.qpm * 10), config.tempo_bpm_min * 10, config.tempo_bpm_max * 10 + 9))
@@ -95,15 +122,16 @@ def to_grid(song: Song, vocab: Vocabulary = DEFAULT_VOCAB) -> GridSong:
     for step in sorted(tempo_by_step):
         if not tempos or tempos[-1][1] != tempo_by_step[step]:
             tempos.append((step, tempo_by_step[step]))
-    last_step = max(last_step, tempos[-1][0])
-    content_last = last_step  # notes and kept tempo changes
+    return tempos
 
-    signature_events = [(int(step_of(ts.tick)), ts.numerator, ts.denominator) for ts in song.time_signatures]
-    keys_in = [(int(step_of(key.tick)), key.sharps, key.minor) for key in song.key_signatures]
-    for step, *_ in signature_events + keys_in:
-        last_step = max(last_step, step)
 
-    # Metre: walk the bars, applying each change at the first bar line at or after it.
+def _grid_bars(signature_events: list[tuple[int, int, int]], last_step: int,
+               config: EncodingConfig) -> tuple[np.ndarray, list[tuple[int, int, int]]]:  # fmt: skip
+    """(the steps where bars begin, through the bar after ``last_step``; the metre map by bar).
+
+    The bars are walked, each change of metre (step, numerator, denominator) applying at
+    the first bar line at or after it, a metre the encoding lacks read as 4/4
+    (`supported_time_signature`). Raises `EncodingError` past ``config.max_bars``."""
     max_bars = config.max_bars
     if last_step // config.min_bar_steps > 4 * max_bars:  # cheap guard before walking absurd lengths
         raise EncodingError(f"song is too long to encode (more than {max_bars} bars)")
@@ -133,24 +161,7 @@ def to_grid(song: Song, vocab: Vocabulary = DEFAULT_VOCAB) -> GridSong:
     for bar, numerator, denominator in signatures:
         if not cleaned or cleaned[-1][1:] != (numerator, denominator):
             cleaned.append((bar, numerator, denominator))
-    starts = np.array(bar_starts, dtype=np.int64)
-
-    keys: list[tuple[int, int, bool]] = []
-    key_by_bar: dict[int, tuple[int, bool]] = {}
-    for step, sharps, minor in sorted(keys_in, key=lambda event: event[0]):
-        key_by_bar[int(np.searchsorted(starts, step, side="right") - 1)] = (sharps, minor)
-    for bar in sorted(key_by_bar):
-        if not keys or keys[-1][1:] != key_by_bar[bar]:
-            keys.append((bar, *key_by_bar[bar]))
-    # The song ends with the last bar that holds something q keeps: an event dropped as
-    # a repeat must not leave empty bars behind (q would not be idempotent).
-    last_bar = max(
-        int(np.searchsorted(starts, content_last, side="right") - 1),
-        cleaned[-1][0],
-        keys[-1][0] if keys else 0,
-    )
-    instruments = [(track.program, track.is_drum) for track in song.tracks]
-    return GridSong(starts[: last_bar + 2], cleaned, tempos, keys, instruments, notes)
+    return np.array(bar_starts, dtype=np.int64), cleaned
 
 
 def _grid_notes(data: np.ndarray, resolution: int, step_of, config: EncodingConfig) -> np.ndarray:
@@ -212,6 +223,21 @@ def from_grid(grid: GridSong) -> Song:
         key_signatures=tuple(KeySignature(int(starts[bar]) * TICKS_PER_STEP, s, m) for bar, s, m in grid.keys),
         tracks=tuple(tracks),
     )
+
+
+def tick_of_step(step: int, resolution: int, config: EncodingConfig = DEFAULT_VOCAB.config) -> int:
+    """The tick of a grid step in a song of ``resolution`` ticks per quarter (the nearest)."""
+    return round(step * resolution / config.steps_per_quarter)
+
+
+def bar_ticks(song: Song, vocab: Vocabulary = DEFAULT_VOCAB) -> list[int]:
+    """Where each bar of ``song`` begins as generation counts its bars, and where the bar
+    after the last one would begin (ticks): the bars of the grid, so bar numbers mean the
+    same to the app and to the service. They differ from `Song.bar_starts` where the grid
+    reads the metre map differently: a change inside a bar applies from the next bar line,
+    a metre the encoding lacks is read as 4/4."""
+    grid = to_grid(song, vocab)
+    return [tick_of_step(int(step), song.resolution, vocab.config) for step in grid.bar_starts]
 
 
 def quantize(song: Song, vocab: Vocabulary = DEFAULT_VOCAB) -> Song:

@@ -182,6 +182,33 @@ def test_regenerate_the_selected_bars_keeps_the_rest(loaded, qtbot) -> None:
     assert [n for n in after.tracks[1].notes if not bar[1] <= n.start < bar[2]] == outside
 
 
+def test_regenerate_writes_the_bars_of_the_selection_when_the_metre_changes_inside_a_bar(loaded, qtbot,
+                                                                                         tmp_path: Path) -> None:  # fmt: skip
+    """A 4/4 song turning 3/4 halfway through bar 2: the model counts bars from the next bar
+    line, so the app asks for the bars as the model counts them and keeps what it wrote."""
+    from meloformer_core.encoding.quantize import bar_ticks
+    from meloformer_core.midi_io import write_midi
+    from meloformer_core.music import Note, Song, TimeSignature, Track
+
+    beats = [Note(beat * 480, 60 + beat % 5, 480, 80) for beat in range(20)]
+    song = Song(time_signatures=(TimeSignature(0, 4, 4), TimeSignature(2880, 3, 4)),
+                tracks=(Track("piano", 0, False, beats), Track("bass", 33, False, [Note(0, 36, 9600, 90)])))  # fmt: skip
+    write_midi(song, tmp_path / "metre.mid")
+    window = loaded
+    window.open_file(tmp_path / "metre.mid")
+    song = window.editor.document.song
+    lines = bar_ticks(song)
+    assert song.bar_starts()[3] == 4320 and lines[3] == 5280  # two ways to count: the ruler's, the model's
+    window.editor.set_current_track(0)
+    window.editor.select([r for r in window.roll.state.table.in_rect(4320, 5279, 0, 127, {0})])
+    run(window, qtbot, "regenerate")
+    assert window.editor.document.state.generated == (lines[2], lines[3]) == (3840, 5280)  # the bar holding them
+    after = window.editor.document.song
+    assert after.tracks[1] == song.tracks[1]
+    outside = [n for n in song.tracks[0].notes if not 3840 <= n.start < 5280]
+    assert [n for n in after.tracks[0].notes if not 3840 <= n.start < 5280] == outside
+
+
 def test_a_broken_model_is_a_dialog_not_a_crash(window, qtbot, tmp_path: Path) -> None:
     (tmp_path / "model.pt").write_bytes(b"not really")
     with qtbot.waitSignal(window.generator.load_failed, timeout=60_000):

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 
 from meloformer_core.encoding import DEFAULT_VOCAB, TokenType, encode, quantize
 from meloformer_core.encoding.codec import slice_grid
-from meloformer_core.encoding.quantize import to_grid
+from meloformer_core.encoding.quantize import bar_ticks, to_grid
 from meloformer_core.midi_io import read_midi
+from meloformer_core.music import Note, Song, TimeSignature, Track
 from meloformer_core.model.bundle import BundleError, load_bundle, save_bundle
 from meloformer_core.model.config import named_config
 from meloformer_core.model.generate import (
@@ -121,6 +122,40 @@ def test_continue_adds_bars_after_the_song_and_keeps_the_song(service: Generatio
         assert old <= set(after.notes)  # every note of the song is still there, untouched
         assert all(note.start >= end for note in set(after.notes) - old)  # new notes only after the song
     assert len(to_grid(out).bar_starts) - 1 <= len(to_grid(song).bar_starts) - 1 + 3
+
+
+def _metre_changed_mid_bar() -> Song:
+    """A piano on every beat and a bass on every bar line for 20 beats, the metre changing
+    from 4/4 to 3/4 halfway through bar 2 (tick 2880), as some MIDI files have it."""
+    beats = [Note(beat * 480, 60 + beat % 5, 480, 80) for beat in range(20)]
+    bass = [Note(bar * 1920, 36, 1920, 90) for bar in range(5)]
+    return Song(time_signatures=(TimeSignature(0, 4, 4), TimeSignature(2880, 3, 4)),
+                tracks=(Track("piano", 0, False, beats), Track("bass", 33, False, bass)))  # fmt: skip
+
+
+def test_bars_are_counted_one_way_for_the_app_and_the_service() -> None:
+    song = _metre_changed_mid_bar()
+    assert song.bar_starts()[:4] == [0, 1920, 2880, 4320]  # the file's own: a short bar at the change
+    assert bar_ticks(song)[:5] == [0, 1920, 3840, 5280, 6720]  # generation's: 3/4 from the next bar line
+    assert len(bar_ticks(song)) - 1 == to_grid(song).bar_count
+
+
+def test_results_say_the_ticks_they_wrote(service: GenerationService) -> None:
+    song = _metre_changed_mid_bar()
+    lines = bar_ticks(song)
+    result = service.arrange_song(song, [0], (2, 3), SamplingConfig(seed=2))
+    assert result.region == (lines[2], lines[3]) == (3840, 5280)
+    start, end = result.region
+    assert result.song.tracks[1] == song.tracks[1]  # the kept bass, untouched
+    outside = [note for note in song.tracks[0].notes if not start <= note.start < end]
+    assert [n for n in result.song.tracks[0].notes if not start <= n.start < end] == outside
+    assert json.loads(json.dumps(result.summary()))["region_ticks"] == [start, end]
+    continued = service.continue_song(song, 2, SamplingConfig(seed=4, takes=2))
+    assert len(continued.regions) == len(continued.takes) == 2
+    for take, (start, end) in zip(continued.takes, continued.regions, strict=True):
+        assert start == lines[-1] < end  # from the first bar line after the song
+        for before, after in zip(song.tracks, take.tracks, strict=True):
+            assert all(start <= note.start < end for note in set(after.notes) - set(before.notes))
 
 
 def test_same_seed_same_output_and_every_seed_decodes(service: GenerationService) -> None:
