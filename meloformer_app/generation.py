@@ -104,8 +104,10 @@ class _Worker(QObject):
 
         result = self.service.continue_song(request.song, request.bars, sampling, progress=progress, cancel=self.cancel)
         summary = result.summary()
-        takes = [Take(song, seed, summary, region)
-                 for song, seed, region in zip(result.takes, result.take_seeds, result.regions, strict=True)]  # fmt: skip
+        takes = [
+            Take(song, seed, summary, region)
+            for song, seed, region in zip(result.takes, result.take_seeds, result.regions, strict=True)
+        ]
         return takes if request.takes else takes[:1]
 
     def _rewrite(self, request: GenerationRequest) -> list[Take]:

@@ -61,6 +61,7 @@ class MainWindow(GenerationMixin, EditMixin, QMainWindow):
     _ports_polled = Signal(object)  # the output labels a poll found (None: the listing failed)
 
     def __init__(self, settings: Settings | None = None, *, load_model: bool = True, device: str | None = None) -> None:
+        # Long on purpose (92 lines): the window's parts built and wired in the order they depend on each other.
         super().__init__()
         self.settings = settings or Settings.load()
         self.autosave = Autosave()
@@ -155,6 +156,7 @@ class MainWindow(GenerationMixin, EditMixin, QMainWindow):
 
     # --- building -------------------------------------------------------------------------
     def _build_menus(self) -> None:
+        # Long on purpose (67 lines): the menus as they appear, one entry per line.
         a, bar = self.actions, self.menuBar()
         menus = {
             "&File": ["new", "open", "recent", "save", "save_as", "export", "export_audio", None, "quit"],

@@ -249,6 +249,7 @@ class SamplingPanel(QWidget):
     keep_take = Signal(int)
 
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+        # Long on purpose (93 lines): the panel's widgets built and laid out in the order they appear.
         super().__init__(parent)
         form = QFormLayout()
         form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)  # a narrow panel puts labels above

@@ -212,6 +212,7 @@ def _generation_command(commands, name: str, run: Callable, summary: str, descri
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Long on purpose (73 lines): a flat list of subcommands and their options, one statement each.
     parser = argparse.ArgumentParser(
         prog="meloformer",
         usage="meloformer [SONG.mid]  |  meloformer COMMAND [options]",

@@ -212,6 +212,7 @@ def preprocess(
 ) -> dict:
     """``listed``: the files and their hashes when the caller has them (`training.midi_cache`);
     ``fingerprint``: their `files_fingerprint`, recorded in the settings instead of ``source``."""
+    # Long on purpose (64 lines): the pipeline in its order: list, resume, convert in workers, write shards, manifest.
     from tqdm import tqdm
 
     files = list_files(source, limit) if listed is None else listed[0]

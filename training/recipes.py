@@ -82,8 +82,8 @@ class TrainConfig:
             raise RecipeError("attention must be auto, flex or dense")
         if not 0 < self.lr < 1:
             raise RecipeError(f"lr must be in (0, 1), got {self.lr}")
-        for name in ("velocity_relevel", "track_shuffle_rate", "fim_rate", "repeat_rate", "arrange_rate", "thin_rate",
-                     "split_rate"):
+        rates = ("velocity_relevel", "track_shuffle_rate", "fim_rate", "repeat_rate", "arrange_rate", "thin_rate")
+        for name in (*rates, "split_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise RecipeError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.velocity_track_spread < 0:

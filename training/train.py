@@ -159,6 +159,8 @@ class Trainer:
         workers: int | None = None,
         mix: list[float] | None = None,
     ) -> None:
+        # Long on purpose (95 lines): one setup read top to bottom (process group, data, model,
+        # optimizer, resume); each step needs the ones before it.
         check_output_folder(out, RUN_KIND)  # new, empty or a run of ours: never a folder of the user's
         self.config = config
         self.out = out
@@ -379,6 +381,8 @@ class Trainer:
         return loss, count, int((~layout.is_pad).sum())
 
     def run(self) -> None:
+        # Long on purpose (75 lines): the training loop (step, log, evaluate, checkpoint, stop) in
+        # the order each step does them.
         config = self.config
         self.out.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:

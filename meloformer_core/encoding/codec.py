@@ -42,6 +42,7 @@ def decode(tokens: np.ndarray | list[int], vocab: Vocabulary = DEFAULT_VOCAB) ->
 
 
 def encode_grid(grid: GridSong, vocab: Vocabulary = DEFAULT_VOCAB) -> np.ndarray:
+    # Long on purpose (67 lines): one pass over the bars, writing each bar's tokens in grammar order.
     config = vocab.config
     if len(grid.instruments) > config.max_tracks:
         raise EncodingError(f"song has {len(grid.instruments)} tracks; the encoding holds at most {config.max_tracks}")

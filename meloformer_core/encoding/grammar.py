@@ -204,6 +204,7 @@ class GrammarState:
 
     def allowed_ranges(self) -> list[tuple[int, int]]:
         """Half-open id ranges ``[start, stop)`` of the tokens that may come next."""
+        # Long on purpose (68 lines): the grammar's table: one branch per state, each short.
         span = self._span
         ranges: list[tuple[int, int]] = []
 
@@ -287,6 +288,7 @@ class GrammarState:
     # --- transitions -------------------------------------------------------------------
     def feed(self, token: int) -> TokenMeta:
         """Advance by one token; raise `EncodingError` if the grammar forbids it."""
+        # Long on purpose (63 lines): the grammar's state machine: one branch per token type, each short.
         token = int(token)
         if not self.is_allowed(token):
             name = self.vocab.name(token) if 0 <= token < len(self.vocab) else str(token)

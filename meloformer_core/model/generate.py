@@ -353,6 +353,8 @@ def continue_grid(
     with the bars of the take most typical so far; ``should_cancel`` is polled between
     tokens; ``half_weights`` decodes with 16-bit weights (see `DecodingGroup`).
     """
+    # Long on purpose (70 lines): one decoding loop over the bars of every take; the caches and grammars it advances are
+    # its local state.
     started = time.perf_counter()
     prompt, first = _prompt(grid, vocab, model.config.max_seq_len)
     prompt_bars = grid.bar_count - first
@@ -503,6 +505,8 @@ def arrange_grid(
     leads into what follows. A bar with no kept notes gets its chord label sampled.
     Returns (bars ``[first_bar, stop_bar)``, as a grid slice starting at step 0; statistics).
     """
+    # Long on purpose (70 lines): one decoding loop over the bars; the caches, the grammar and the plan it advances are
+    # its local state.
     if not 0 <= first_bar < stop_bar <= grid.bar_count:
         raise MeloformerError(f"bar range {first_bar + 1}-{stop_bar} is outside the song (1-{grid.bar_count})")
     if not targets or not all(0 <= slot < len(grid.instruments) for slot in targets):

@@ -74,6 +74,8 @@ def build_layout(
 
     Metadata comes from `token_metadata`, the one function training and generation share.
     """
+    # Long on purpose (78 lines): one vectorised pass over the packed rows; its arrays serve every mask
+    # it builds.
     packed = [[np.asarray(r)] if isinstance(r, np.ndarray) else [np.asarray(d) for d in r] for r in rows]
     lengths = [sum(len(d) for d in docs) for docs in packed]
     length = max([*lengths, pad_to or 0, 1])

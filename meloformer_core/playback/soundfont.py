@@ -195,6 +195,7 @@ def _ranges_meet(a: int, b: int) -> tuple[int, int] | None:
 
 def read_soundfont(path: Path | str) -> SoundFont:
     """Read a ``.sf2`` file; `SoundFontError` naming it when it cannot be read."""
+    # Long on purpose (68 lines): one pass over the file's chunks, checking each as it is read.
     path = Path(path)
     try:
         data = path.read_bytes()

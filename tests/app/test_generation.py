@@ -182,8 +182,7 @@ def test_regenerate_the_selected_bars_keeps_the_rest(loaded, qtbot) -> None:
     assert [n for n in after.tracks[1].notes if not bar[1] <= n.start < bar[2]] == outside
 
 
-def test_regenerate_writes_the_bars_of_the_selection_when_the_metre_changes_inside_a_bar(loaded, qtbot,
-                                                                                         tmp_path: Path) -> None:  # fmt: skip
+def test_regenerate_writes_the_selected_bars_when_the_metre_changes_mid_bar(loaded, qtbot, tmp_path: Path) -> None:
     """A 4/4 song turning 3/4 halfway through bar 2: the model counts bars from the next bar
     line, so the app asks for the bars as the model counts them and keeps what it wrote."""
     from meloformer_core.encoding.quantize import bar_ticks
@@ -191,8 +190,8 @@ def test_regenerate_writes_the_bars_of_the_selection_when_the_metre_changes_insi
     from meloformer_core.music import Note, Song, TimeSignature, Track
 
     beats = [Note(beat * 480, 60 + beat % 5, 480, 80) for beat in range(20)]
-    song = Song(time_signatures=(TimeSignature(0, 4, 4), TimeSignature(2880, 3, 4)),
-                tracks=(Track("piano", 0, False, beats), Track("bass", 33, False, [Note(0, 36, 9600, 90)])))  # fmt: skip
+    tracks = (Track("piano", 0, False, beats), Track("bass", 33, False, [Note(0, 36, 9600, 90)]))
+    song = Song(time_signatures=(TimeSignature(0, 4, 4), TimeSignature(2880, 3, 4)), tracks=tracks)
     write_midi(song, tmp_path / "metre.mid")
     window = loaded
     window.open_file(tmp_path / "metre.mid")

@@ -20,7 +20,6 @@ from meloformer_core.encoding import DEFAULT_VOCAB, TokenType, encode, quantize
 from meloformer_core.encoding.codec import slice_grid
 from meloformer_core.encoding.quantize import bar_ticks, to_grid
 from meloformer_core.midi_io import read_midi
-from meloformer_core.music import Note, Song, TimeSignature, Track
 from meloformer_core.model.bundle import BundleError, load_bundle, save_bundle
 from meloformer_core.model.config import named_config
 from meloformer_core.model.generate import (
@@ -41,6 +40,7 @@ from meloformer_core.model.sampling import (
     top_p_filter,
 )
 from meloformer_core.model.transformer import MeloFormer
+from meloformer_core.music import Note, Song, TimeSignature, Track
 from meloformer_core.service import GenerationService
 from tests.conftest import FIXTURES
 
