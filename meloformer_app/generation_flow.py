@@ -4,10 +4,12 @@ previews, takes and cancelling (a mixin of `MainWindow`, which owns the widgets)
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtWidgets import QInputDialog
 
+from meloformer_app.document.model import for_the_model, from_the_model
 from meloformer_app.generation import GenerationRequest, Take
 from meloformer_core.encoding.quantize import bar_ticks
 from meloformer_core.music import Song
@@ -51,12 +53,18 @@ class GenerationMixin:
         if self.generator.model_info is None:
             self.error("No model", "The model is not loaded (yet); see the Generate panel.")
             return
+        # the folded empty tracks of the file stay out of the model's hearing, and go back into what it wrote
+        heard, kept = for_the_model(request.song, self.editor.document.views, request.tracks)
         self._pending = {"region": region, "text": text, "started": time.perf_counter(), "bars": total,
-                         "song": request.song, "kind": request.kind}  # fmt: skip
+                         "song": request.song, "kind": request.kind, "kept": kept}  # fmt: skip
         self.panel.set_running(True, total)
         self.panel.status.setText(f"{text}…")
         self.panel.store(self.settings)
-        self.generator.start(request)
+        self.generator.start(replace(request, song=heard, tracks=tuple(kept.index(t) for t in request.tracks)))
+
+    def _whole(self, song: Song) -> Song:
+        """What the model wrote (``song``) with the folded tracks it did not hear put back."""
+        return from_the_model(song, self._pending["song"], self._pending["kept"])
 
     def _sampling(self):
         return self.panel.sampling()
@@ -176,6 +184,7 @@ class GenerationMixin:
     def _progress(self, take: int, done: int, total: int, song: Song) -> None:
         if self._stale():
             return
+        song = self._whole(song)
         self.panel.progress.setValue(done)
         takes = self.panel.take_count.value()  # 0: automatic, one result
         label = "" if takes <= 1 else f" ({takes} takes together)" if take < 0 else f" (take {take + 1})"
@@ -191,6 +200,8 @@ class GenerationMixin:
         if not takes:
             self._generation_cancelled()
             return
+        if self._pending is not None:
+            takes = [replace(take, song=self._whole(take.song)) for take in takes]
         self._takes = takes
         if len(takes) == 1:
             self._keep_take(0)

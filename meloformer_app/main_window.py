@@ -331,7 +331,7 @@ class MainWindow(GenerationMixin, EditMixin, QMainWindow):
             if confirm and not self._confirm_discard():
                 return False
             try:
-                song = read_midi(path)
+                song = read_midi(path, empty_tracks=True)
             except MeloformerError as error:
                 self.error("Could not open the file", str(error))
                 return False
@@ -537,7 +537,7 @@ class MainWindow(GenerationMixin, EditMixin, QMainWindow):
                     orphan.discard()
                     continue
                 try:
-                    song = read_midi(orphan.midi)
+                    song = read_midi(orphan.midi, empty_tracks=True)
                 except MeloformerError as error:
                     self.error("Could not recover", str(error))
                     continue  # the autosave stays where it is

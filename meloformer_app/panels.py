@@ -26,11 +26,13 @@ from PySide6.QtWidgets import (
     QStyleOptionComboBox,
     QStylePainter,
     QTableWidget,
+    QTableWidgetItem,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from meloformer_app.document.model import folded
 from meloformer_app.settings import Settings
 from meloformer_core.gm import PROGRAM_NAMES
 from meloformer_core.music import Track
@@ -48,6 +50,7 @@ CUSTOM = "Custom"
 COLUMNS = ("Gen", "", "Name", "Instrument", "M", "S")
 COMBO_PADDING_PX = 40  # an instrument box's frame and drop-down arrow beside its text
 INSTRUMENT_MAX_PX = 140  # the Instrument column's widest: the track list keeps room for names on a laptop
+FOLDED_ROW_SHARE = 0.6  # an empty track of the file: a row this much of the others' height
 TRACKS_MIN_PX = 330  # the track list's narrowest: the roll gets most of a 1280-pixel screen
 DRUM_KIT = "Drum kit (GM)"  # the instrument box's last entry: a drum track (MIDI channel 10)
 COLUMN_TIPS = {
@@ -208,7 +211,25 @@ class TrackList(QWidget):
             self.table.clearSelection()
         else:
             self.table.selectRow(current)
+        for row in range(self.table.rowCount()):
+            self._fold(row)
         self._filling = False
+
+    def _fold(self, row: int) -> None:
+        """Fold the row of an empty track of the file into one thin line with its name, until
+        it is the track being edited (selected) or has notes."""
+        document = self.editor.document
+        fold = row != self.editor.current_track and folded(document.song, document.views, row)
+        for column in range(len(COLUMNS)):
+            self.table.cellWidget(row, column).setVisible(not fold)
+        if self.table.item(row, 2) is None:
+            self.table.setItem(row, 2, QTableWidgetItem())
+        item = self.table.item(row, 2)
+        item.setText(f"{document.song.tracks[row].name} (empty)" if fold else "")
+        item.setToolTip("A track of the file with no notes: select it to draw in it" if fold else "")
+        item.setForeground(self.palette().placeholderText())
+        height = self.table.verticalHeader().defaultSectionSize()
+        self.table.setRowHeight(row, round(height * FOLDED_ROW_SHARE) if fold else height)
 
     def _current_changed(self) -> None:
         if self._filling:

@@ -36,6 +36,7 @@ import re
 import struct
 from collections import defaultdict, deque
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -59,10 +60,13 @@ MAX_TICK = 2**31 - 1
 SourceLike = str | os.PathLike[str] | bytes
 
 
-def read_midi(source: SourceLike, *, name: str | None = None, backend: str = "symusic") -> Song:
+def read_midi(source: SourceLike, *, name: str | None = None, backend: str = "symusic",
+              empty_tracks: bool = False) -> Song:  # fmt: skip
     """Read a Standard MIDI File (a path or its bytes) into a `Song`.
 
-    Raises `MidiReadError` with a one-line message naming the file and the problem.
+    ``empty_tracks``: also the file's tracks that play no note, after the others
+    (`empty_file_tracks`): what the app shows, where the model and the corpora see only
+    music. Raises `MidiReadError` with a one-line message naming the file and the problem.
     """
     data, label = _load_bytes(source, name)
     _check_header(data, label)
@@ -72,7 +76,32 @@ def read_midi(source: SourceLike, *, name: str | None = None, backend: str = "sy
         song = _read_with_mido(data, label)
     else:
         raise ValueError(f"unknown MIDI reader backend {backend!r}")
+    if empty_tracks:
+        song = song.replace(tracks=(*song.tracks, *empty_file_tracks(data)))
     return song.validate(label)
+
+
+_NOTE_ON = re.compile(rb"[\x90-\x9f]")  # a chunk without such a byte has no note-on status
+
+
+def empty_file_tracks(data: bytes) -> list[Track]:
+    """The file tracks (MTrk chunks) that play no note but are meant for an instrument, as
+    empty `Track`s in file order: a chunk with no note-on status byte that sends a channel
+    message (a program change, a controller) or has a name and no other text (a lyric or
+    marker track is not an instrument). A type-1 file's first chunk is its conductor
+    track and never one of them. Named as the file names them, else after their program;
+    a drum track when they speak on channel 10."""
+    first = 1 if struct.unpack(">H", data[8:10])[0] == 1 else 0
+    tracks = []
+    for start, end, _ in _track_chunks(data)[first:]:
+        if _NOTE_ON.search(data, start, end):
+            continue
+        walk = _walk_chunk(data, start, end)
+        if walk.channel is None and (walk.name is None or walk.texts):
+            continue
+        is_drum = walk.channel == DRUM_CHANNEL
+        tracks.append(_track(decode_text(walk.name or b""), walk.program or 0, is_drum, NoteArray()))
+    return tracks
 
 
 def _load_bytes(source: SourceLike, name: str | None) -> tuple[bytes, str]:
@@ -177,7 +206,9 @@ def _chunk_of_tracks(data: bytes, score) -> list[int]:
 
     pieces, copied = [], 0
     for index, (start, end, length) in enumerate(_track_chunks(data)):
-        end_of_track = end - 3 if data[end - 4 : end] == b"\x00\xff\x2f\x00" else _walk_chunk(data, start, end)[2]
+        end_of_track = (
+            end - 3 if data[end - 4 : end] == b"\x00\xff\x2f\x00" else _walk_chunk(data, start, end).end_of_track
+        )
         if end_of_track is None:
             continue  # no end of track: this chunk's tracks stay apart
         tag = f"\x00meloformer chunk {index}\x00".encode("ascii")
@@ -315,14 +346,22 @@ def _worth_walking(data: bytes, found: re.Match[bytes]) -> bool:
     return not data[content : content + length].isascii()
 
 
-def _walk_chunk(data: bytes, start: int, end: int) -> tuple[bytes | None, list[TextEvent], int | None]:
-    """(bytes of the last track name, the texts, where the end-of-track event's FF is) of one chunk.
+class ChunkWalk(NamedTuple):
+    name: bytes | None  # the last track name
+    texts: list[TextEvent]
+    end_of_track: int | None  # where the end-of-track event's FF is
+    channel: int | None  # the channel of the first channel message (0-15)
+    program: int | None  # the first program change
 
-    symusic has read the file already and the walk only looks for texts, so it stops
+
+def _walk_chunk(data: bytes, start: int, end: int) -> ChunkWalk:
+    """What one chunk says besides its notes: its name, texts, first channel and program.
+
+    symusic has read the file already and the walk only looks for these, so it stops
     quietly at anything corrupt rather than raise; every step moves forward, so its work
     is bounded by the chunk's length.
     """
-    name, texts, end_of_track = None, [], None
+    name, texts, end_of_track, channel, program = None, [], None, None, None
     pos, tick, status, data_bytes = start, 0, 0, 0
     try:
         while pos < end:
@@ -337,9 +376,14 @@ def _walk_chunk(data: bytes, start: int, end: int) -> tuple[bytes | None, list[T
             if byte < 0x80:  # running status: this byte is the first data byte
                 if not status:
                     break
+                if program is None and status & 0xF0 == 0xC0:
+                    program = byte
                 pos += data_bytes
             elif byte < 0xF0:
                 status, data_bytes = byte, _DATA_BYTES[byte - 0x80]
+                channel = byte & 0x0F if channel is None else channel
+                if program is None and byte & 0xF0 == 0xC0:
+                    program = data[pos + 1] & 0x7F
                 pos += 1 + data_bytes
             elif byte == 0xFF:
                 meta = data[pos + 1]
@@ -362,7 +406,7 @@ def _walk_chunk(data: bytes, start: int, end: int) -> tuple[bytes | None, list[T
                 pos += 1 + data_bytes
     except IndexError:
         pass
-    return name, texts, end_of_track
+    return ChunkWalk(name, texts, end_of_track, channel, program)
 
 
 def _scan_texts(data: bytes) -> tuple[bytes, dict[str, str], list[TextEvent]]:
@@ -378,7 +422,7 @@ def _scan_texts(data: bytes) -> tuple[bytes, dict[str, str], list[TextEvent]]:
         first = bisect.bisect_left(worth_walking, start)
         if first == len(worth_walking) or worth_walking[first] >= end:
             continue
-        name, chunk_texts, end_of_track = _walk_chunk(data, start, end)
+        name, chunk_texts, end_of_track, _, _ = _walk_chunk(data, start, end)
         texts += chunk_texts
         if name is None or name.isascii() or end_of_track is None:
             continue  # symusic reads an ASCII name right

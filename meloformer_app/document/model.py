@@ -32,6 +32,9 @@ class TrackView:
     muted: bool = False
     solo: bool = False
     generate: bool = False  # "write this track" when arranging (a track added in the app starts ticked)
+    # an empty track of the file: its row is folded while it has no notes, and the model
+    # does not hear it unless it is asked to write it (`for_the_model`)
+    collapsed: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,27 @@ class State:
     song: Song
     views: tuple[TrackView, ...]
     generated: tuple[int, int] | None = None  # tick range of the last generated bars
+
+
+def folded(song: Song, views: tuple[TrackView, ...], track: int) -> bool:
+    """Whether ``track`` is an empty track of the file that stays folded (no notes yet)."""
+    return views[track].collapsed and not len(song.tracks[track].notes)
+
+
+def for_the_model(song: Song, views: tuple[TrackView, ...], targets: tuple[int, ...]) -> tuple[Song, tuple[int, ...]]:
+    """(``song`` without its folded empty tracks, the indices of the tracks it keeps): a
+    setup or placeholder track of the file is not music for the model to continue (it would
+    write a piano part into it), unless it is one of the ``targets`` to write."""
+    kept = tuple(i for i in range(len(song.tracks)) if i in targets or not folded(song, views, i))
+    return song.replace(tracks=tuple(song.tracks[i] for i in kept)), kept
+
+
+def from_the_model(result: Song, song: Song, kept: tuple[int, ...]) -> Song:
+    """``result`` (of `for_the_model`'s song) with ``song``'s tracks left out put back in their places."""
+    tracks = list(song.tracks)
+    for index, track in zip(kept, result.tracks, strict=False):
+        tracks[index] = track
+    return result.replace(tracks=(*tracks, *result.tracks[len(kept) :]))
 
 
 def views_for(count: int, views: tuple[TrackView, ...] = (), generate: bool = False) -> tuple[TrackView, ...]:
@@ -58,7 +82,9 @@ class Document:
 
     @classmethod
     def from_song(cls, song: Song, path: Path | None = None) -> Document:
-        state = State(song, views_for(len(song.tracks)))
+        views = tuple(replace(view, collapsed=not len(track.notes))
+                      for view, track in zip(views_for(len(song.tracks)), song.tracks, strict=True))  # fmt: skip
+        state = State(song, views)
         return cls(state=state, path=path, clean_state=state)
 
     @property

@@ -208,6 +208,39 @@ def test_regenerate_writes_the_selected_bars_when_the_metre_changes_mid_bar(load
     assert [n for n in after.tracks[0].notes if not 3840 <= n.start < 5280] == outside
 
 
+def test_the_empty_tracks_of_a_file_are_folded_rows_the_model_does_not_hear(loaded, qtbot, tmp_path: Path) -> None:
+    from meloformer_core.midi_io import read_midi, write_midi
+    from meloformer_core.music import Note, Song, Track
+
+    piano = Track("Piano", 0, False, [Note(i * 240, 60 + i % 7, 240, 80) for i in range(32)])
+    write_midi(Song(tracks=(piano, Track("Strings", 48), Track("Guitar 2", 25))), tmp_path / "setup.mid")
+    window = loaded
+    window.open_file(tmp_path / "setup.mid")
+    table = window.tracks.table
+    assert table.rowCount() == 3  # one row per track of the file, the empty ones too …
+    for row in (1, 2):  # … folded into a thin line that names them
+        assert table.rowHeight(row) < table.rowHeight(0) and not table.cellWidget(row, 3).isVisible()
+        assert table.item(row, 2).text() == f"{('Strings', 'Guitar 2')[row - 1]} (empty)"
+    window.editor.set_current_track(1)  # selected: a full row, to draw in
+    assert table.rowHeight(1) == table.rowHeight(0) and table.cellWidget(1, 3).isVisible()
+    window.editor.set_current_track(None)
+    assert table.rowHeight(1) < table.rowHeight(0)
+    heard = []
+    start = window.generator.start
+    window.generator.start = lambda request: (heard.append(request), start(request))
+    window.panel.bars.setValue(1)
+    run(window, qtbot, "continue")
+    assert [t.name for t in heard[0].song.tracks] == ["Piano"]  # a setup track is not music to continue
+    after = window.editor.document.song
+    assert [(t.name, t.program, len(t.notes)) for t in after.tracks[1:]] == [("Strings", 48, 0), ("Guitar 2", 25, 0)]
+    assert window.editor.document.state.generated is not None
+    window.editor.undo_stack.undo()
+    opened = read_midi(tmp_path / "setup.mid", empty_tracks=True).tracks
+    assert window.editor.document.song.tracks == opened
+    assert window._write(tmp_path / "saved.mid")  # File ▸ Save keeps them
+    assert read_midi(tmp_path / "saved.mid", empty_tracks=True).tracks == opened
+
+
 def test_a_broken_model_is_a_dialog_not_a_crash(window, qtbot, tmp_path: Path) -> None:
     (tmp_path / "model.pt").write_bytes(b"not really")
     with qtbot.waitSignal(window.generator.load_failed, timeout=60_000):

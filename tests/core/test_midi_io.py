@@ -201,6 +201,37 @@ def test_a_file_track_playing_one_program_on_two_channels_is_one_track(backend: 
     ]
 
 
+def _file_with_empty_tracks() -> bytes:
+    """A conductor, a piano that plays, and four tracks with no notes: strings set up with a
+    program change and a controller, a placeholder with a name only, a drum track that only
+    sets its volume on channel 10, and a lyric track."""
+    named = lambda name: mido.MetaMessage("track_name", name=name, time=0)  # noqa: E731
+    return _file([
+        [named("My Song"), mido.MetaMessage("set_tempo", tempo=500_000, time=0)],
+        [named("Piano"), on(60, 0), off(60, 96)],
+        [named("Strings"), mido.Message("program_change", program=48, channel=1, time=0),
+         mido.Message("control_change", control=7, value=100, channel=1, time=0)],
+        [named("Guitar 2")],
+        [mido.Message("control_change", control=7, value=90, channel=9, time=0)],
+        [named("Words"), mido.MetaMessage("lyrics", text="la", time=0)],
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["symusic", "mido"])
+def test_the_empty_tracks_of_a_file_are_read_when_asked_and_written_back(backend: str, tmp_path: Path) -> None:
+    data = _file_with_empty_tracks()
+    assert [t.name for t in read_midi(data, backend=backend).tracks] == ["Piano"]  # the model's and the corpora's
+    song = read_midi(data, backend=backend, empty_tracks=True)  # the app's
+    assert [(t.name, t.program, t.is_drum, len(t.notes)) for t in song.tracks] == [
+        ("Piano", 0, False, 1),
+        ("Strings", 48, False, 0),
+        ("Guitar 2", 0, False, 0),
+        ("Drums", 0, True, 0),  # unnamed: named after its instrument
+    ]  # not the conductor ("My Song") nor the lyrics
+    write_midi(song, tmp_path / "out.mid")
+    assert read_midi(tmp_path / "out.mid", empty_tracks=True).tracks == song.tracks
+
+
 def test_song_is_immutable_and_compares_by_value() -> None:
     song = Song(tempos=(TempoChange(0, 500_000),), time_signatures=(TimeSignature(0, 4, 4),),
                 tracks=(Track("a", 1, False, [Note(480, 64, 10, 80), Note(0, 60, 10, 80)]),))  # fmt: skip
