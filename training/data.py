@@ -350,7 +350,8 @@ def split_by_register(tokens: np.ndarray, vocab: Vocabulary, rng: np.random.Gene
     The same music, told with more tracks: real songs often have 8-16 tracks where the
     corpora's windows seldom pass 8 (3 % of band windows have 9 or more), and a model that
     has hardly seen a bar with that many segments closes it before the last tracks (on real
-    band songs nearly three in four of the tracks after the seventh fell silent). Only
+    band songs nearly three in four of the tracks after the seventh fell silent; run 15
+    trained with it and they still did, docs/model-history.md). Only
     chordal melodic tracks split (a bass line or a melody split by register would jump
     between tracks); the window is decoded, split and encoded again, and cut by whole bars
     to its length (the split always adds tokens, so its last bar goes, and the end of the
