@@ -185,6 +185,8 @@ class TrackList(QWidget):
             widget.blockSignals(True)
         if name.text() != track.name:
             name.setText(track.name)
+            name.setCursorPosition(0)  # a name wider than the column shows its start, whole in the tooltip
+            name.setToolTip(track.name)
         program.setCurrentIndex(128 if track.is_drum else track.program)  # a drum track shows the kit
         program.setToolTip(f"{program.currentText()}: choose a General MIDI instrument, or the drum kit")
         for box, checked in boxes.items():

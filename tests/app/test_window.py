@@ -707,6 +707,9 @@ def test_the_roll_gets_most_of_a_laptop_screen_and_the_track_names_stay_whole(wi
     assert names == ["Soprano", "Alto", "Tenor", "Bass"]
     widest = max(table.fontMetrics().horizontalAdvance(name) for name in names)
     assert table.columnWidth(2) > widest  # not cut to "Sopr…"
+    window.open_file(ROOT / "resources" / "examples" / "band_song.mid")
+    keys = table.cellWidget(1, 2)  # "Electric Piano": wider than the column, it shows its start
+    assert keys.text() == "Electric Piano" and keys.cursorPosition() == 0 and keys.toolTip() == "Electric Piano"
     panel = window.panel
     for button in (panel.continue_button, panel.arrange_button, panel.regenerate_button):
         assert button.isVisible() and button.mapTo(window, button.rect().bottomRight()).x() <= window.width()
