@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QInputDialog
 from meloformer_app.document.model import for_the_model, from_the_model
 from meloformer_app.generation import GenerationRequest, Take
 from meloformer_core.encoding.quantize import bar_ticks
+from meloformer_core.errors import MeloformerError
 from meloformer_core.music import Song
 
 VIEW_BARS = 16  # Regenerate without a selection rewrites at most this many bars in view
@@ -75,15 +76,27 @@ class GenerationMixin:
             self.error("Nothing to continue", "Open a MIDI file or draw some notes first.")
             return
         bars = self.panel.bars.value()
-        region_start = bar_ticks(song)[-1]  # the new bars start at the first bar line after the song
+        lines = self._bar_lines()
+        if lines is None:
+            return
+        region_start = lines[-1]  # the new bars start at the first bar line after the song
         request = GenerationRequest("continue", song, bars, self._sampling(), takes=self.panel.take_count.value())
         self._start(request, bars, (region_start, None), f"Continue {bars} bars")
 
-    def _selected_bars(self) -> tuple[int, int] | None:
+    def _bar_lines(self) -> list[int] | None:
+        """The song's bar lines as the model counts them (`bar_ticks`); None, after the same
+        dialog a failed generation gives, when the song cannot be encoded (too long)."""
+        try:
+            return bar_ticks(self.editor.document.song)
+        except MeloformerError as error:
+            self._generation_failed(str(error))
+            return None
+
+    def _selected_bars(self, lines: list[int]) -> tuple[int, int] | None:
         selection = self.editor.document.selection
         if not selection:
             return None
-        starts = bar_ticks(self.editor.document.song)[:-1]
+        starts = lines[:-1]
         first_tick = min(ref.note.start for ref in selection)
         last_tick = max(ref.note.start for ref in selection)
         first = max(i for i, b in enumerate(starts) if b <= first_tick)
@@ -98,10 +111,13 @@ class GenerationMixin:
         if len(targets) == len(song.tracks) and len(song.tracks) > 1:
             self.error("Choose the tracks to write", "Tick “Gen” for the tracks to rewrite, untick the ones to keep.")
             return
+        lines = self._bar_lines()
+        if lines is None:
+            return
         # no selection: every bar that a note starts in (a note ringing on past the last bar
         # line does not make more bars: the model sees the song as its onsets)
-        bars = self._selected_bars() or (0, len(bar_ticks(song)) - 1)
-        region = self._bar_ticks(bars)
+        bars = self._selected_bars(lines) or (0, len(lines) - 1)
+        region = _bar_span(lines, bars)
         request = GenerationRequest("arrange", song, bars, self._sampling(), targets, self.panel.take_count.value())
         self._start(request, bars[1] - bars[0], region, f"Arrange bars {bars[0] + 1}–{bars[1]}")
 
@@ -123,11 +139,10 @@ class GenerationMixin:
         self.editor.set_view(chosen, generate=True)
         return (chosen,)
 
-    def _bars_in_view(self) -> tuple[int, int] | None:
+    def _bars_in_view(self, lines: list[int]) -> tuple[int, int] | None:
         """The song's bars whose whole length is in view (the first 16 of them), else the bar at
         the view's left edge; None when the view shows no bar of the song."""
-        song, viewport = self.editor.document.song, self.roll.state.viewport
-        lines = bar_ticks(song)
+        viewport = self.roll.state.viewport
         left, right = viewport.left_tick, viewport.tick_at(self.roll.canvas.width())
         whole = [i for i in range(len(lines) - 1) if lines[i] >= left and lines[i + 1] <= right]
         if whole:
@@ -138,25 +153,23 @@ class GenerationMixin:
     def regenerate_bars(self) -> None:
         """Regenerate the bars of the selected notes; with no selection, the loop's bars when
         looping, else the bars in view."""
-        bars = self._selected_bars()
+        lines = self._bar_lines()
+        if lines is None:
+            return
+        bars = self._selected_bars(lines)
         if bars is None and self.actions["loop"].isChecked():
             loop = self._loop_ticks()
-            lines = bar_ticks(self.editor.document.song)
             first = max(i for i, tick in enumerate(lines) if tick <= loop[0])
             stop = min(max(i for i, tick in enumerate(lines) if tick < loop[1]) + 1, len(lines) - 1)
             bars = (first, stop) if first < stop else None  # a loop after the song's end: the bars in view
-        bars = bars or self._bars_in_view()
+        bars = bars or self._bars_in_view(lines)
         if bars is None:
             self.error("No bars to regenerate", "Scroll to the bars to regenerate, or select notes in them.")
             return
         song = self.editor.document.song
         tracks = () if self.editor.current_track is None else (self.editor.current_track,)
         request = GenerationRequest("infill", song, bars, self._sampling(), tracks, self.panel.take_count.value())
-        self._start(request, bars[1] - bars[0], self._bar_ticks(bars), f"Regenerate bars {bars[0] + 1}–{bars[1]}")
-
-    def _bar_ticks(self, bars: tuple[int, int]) -> tuple[int, int]:
-        starts = bar_ticks(self.editor.document.song)
-        return starts[bars[0]], starts[min(bars[1], len(starts) - 1)]
+        self._start(request, bars[1] - bars[0], _bar_span(lines, bars), f"Regenerate bars {bars[0] + 1}–{bars[1]}")
 
     def _region(self, song: Song) -> tuple[int, int]:
         """The ticks of the bars written so far in ``song``, a result in progress (for
@@ -265,3 +278,8 @@ class GenerationMixin:
         self.editor.show_preview(None)
         self._pending = None
         self.panel.status.setText("Cancelled; the song is as it was")
+
+
+def _bar_span(lines: list[int], bars: tuple[int, int]) -> tuple[int, int]:
+    """The ticks of ``bars`` (0-based, end exclusive) on the bar ``lines``."""
+    return lines[bars[0]], lines[min(bars[1], len(lines) - 1)]

@@ -680,10 +680,13 @@ class MainWindow(GenerationMixin, EditMixin, QMainWindow):
         """The ruler's loop region, else the selected bars, else the whole song."""
         if self.roll.state.loop is not None:
             return self.roll.state.loop
-        bars = self._selected_bars()
-        if bars is not None:
-            return self._bar_ticks(bars)
-        return 0, self.editor.shown_song().bar_lines()[-1]
+        lines = self.editor.shown_song().bar_lines()  # the ruler's bars: what the user sees
+        selection = self.editor.document.selection
+        if selection:
+            first = min(ref.note.start for ref in selection)
+            last = max(ref.note.start for ref in selection)
+            return max(t for t in lines if t <= first), min((t for t in lines if t > last), default=lines[-1])
+        return 0, lines[-1]
 
     def _set_loop(self, on: bool) -> None:
         self.transport.loop_enabled = on
