@@ -117,7 +117,7 @@ class GenerationMixin:
         # no selection: every bar that a note starts in (a note ringing on past the last bar
         # line does not make more bars: the model sees the song as its onsets)
         bars = self._selected_bars(lines) or (0, len(lines) - 1)
-        region = _bar_span(lines, bars)
+        region = bar_span(lines, bars)
         request = GenerationRequest("arrange", song, bars, self._sampling(), targets, self.panel.take_count.value())
         self._start(request, bars[1] - bars[0], region, f"Arrange bars {bars[0] + 1}–{bars[1]}")
 
@@ -169,7 +169,7 @@ class GenerationMixin:
         song = self.editor.document.song
         tracks = () if self.editor.current_track is None else (self.editor.current_track,)
         request = GenerationRequest("infill", song, bars, self._sampling(), tracks, self.panel.take_count.value())
-        self._start(request, bars[1] - bars[0], _bar_span(lines, bars), f"Regenerate bars {bars[0] + 1}–{bars[1]}")
+        self._start(request, bars[1] - bars[0], bar_span(lines, bars), f"Regenerate bars {bars[0] + 1}–{bars[1]}")
 
     def _region(self, song: Song) -> tuple[int, int]:
         """The ticks of the bars written so far in ``song``, a result in progress (for
@@ -280,6 +280,6 @@ class GenerationMixin:
         self.panel.status.setText("Cancelled; the song is as it was")
 
 
-def _bar_span(lines: list[int], bars: tuple[int, int]) -> tuple[int, int]:
+def bar_span(lines: list[int], bars: tuple[int, int]) -> tuple[int, int]:
     """The ticks of ``bars`` (0-based, end exclusive) on the bar ``lines``."""
     return lines[bars[0]], lines[min(bars[1], len(lines) - 1)]

@@ -39,7 +39,7 @@ from meloformer_app.edit_dialogs import (
 from meloformer_app.edit_flow import EditMixin
 from meloformer_app.editor import Editor
 from meloformer_app.generation import Generator, Take
-from meloformer_app.generation_flow import GenerationMixin
+from meloformer_app.generation_flow import GenerationMixin, bar_span
 from meloformer_app.panels import SamplingPanel, TrackList
 from meloformer_app.position import conductor_text, position_text
 from meloformer_app.settings import Autosave, Settings
@@ -681,12 +681,8 @@ class MainWindow(GenerationMixin, EditMixin, QMainWindow):
         if self.roll.state.loop is not None:
             return self.roll.state.loop
         lines = self.editor.shown_song().bar_lines()  # the ruler's bars: what the user sees
-        selection = self.editor.document.selection
-        if selection:
-            first = min(ref.note.start for ref in selection)
-            last = max(ref.note.start for ref in selection)
-            return max(t for t in lines if t <= first), min((t for t in lines if t > last), default=lines[-1])
-        return 0, lines[-1]
+        bars = self._selected_bars(lines)
+        return bar_span(lines, bars) if bars is not None else (0, lines[-1])
 
     def _set_loop(self, on: bool) -> None:
         self.transport.loop_enabled = on

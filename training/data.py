@@ -23,6 +23,7 @@ import numpy as np
 
 from meloformer_core.encoding.codec import decode_grid, encode_grid
 from meloformer_core.encoding.grammar import token_metadata
+from meloformer_core.encoding.grid import GridSong
 from meloformer_core.encoding.vocab import DEFAULT_VOCAB, NO_CHORD, ROOT_NAMES, TokenType, Vocabulary
 from meloformer_core.errors import MeloformerError
 
@@ -331,10 +332,16 @@ def lead_and_some(tokens: np.ndarray, vocab: Vocabulary, rng: np.random.Generato
     renumber[order] = np.arange(len(order))
     notes = grid.notes[renumber[grid.notes[:, 0]] >= 0].copy()
     notes[:, 0] = renumber[notes[:, 0]]
-    notes = notes[np.lexsort((notes[:, 2], notes[:, 1], notes[:, 0]))]
-    thinned = replace(grid, instruments=[grid.instruments[s] for s in order], notes=notes)
-    result = encode_grid(thinned, vocab)
+    result = _encode_tracks(grid, [grid.instruments[s] for s in order], notes, vocab)
     return result if kinds[-1] == TokenType.EOS else result[:-1]
+
+
+def _encode_tracks(grid: GridSong, instruments: list[tuple[int, bool]], notes: np.ndarray,
+                   vocab: Vocabulary) -> np.ndarray:  # fmt: skip
+    """The tokens of ``grid`` with its tracks replaced by ``instruments`` and ``notes`` (slots
+    renumbered to them, in any order: sorted here as a `GridSong` keeps them)."""
+    notes = notes[np.lexsort((notes[:, 2], notes[:, 1], notes[:, 0]))]
+    return encode_grid(replace(grid, instruments=instruments, notes=notes), vocab)
 
 
 SPLIT_CHORD_SHARE = 0.3  # a track is chordal when this share of its notes start together with another
@@ -391,8 +398,7 @@ def split_by_register(tokens: np.ndarray, vocab: Vocabulary, rng: np.random.Gene
     for slot in chosen:
         lower = (grid.notes[:, 0] == slot) & (grid.notes[:, 2] < splits[slot])
         notes[lower, 0] = lower_slot[slot]
-    notes = notes[np.lexsort((notes[:, 2], notes[:, 1], notes[:, 0]))]
-    result = encode_grid(replace(grid, instruments=instruments, notes=notes), vocab)
+    result = _encode_tracks(grid, instruments, notes, vocab)
     bars = np.flatnonzero(vocab.type_of[result] == TokenType.BAR)  # more tokens than before: cut
     fitting = bars[bars <= len(tokens)]
     return result[: fitting[-1]] if len(fitting) > 1 else tokens
