@@ -243,3 +243,203 @@ def test_the_old_single_autosave_is_offered_once(window, qtbot, monkeypatch) -> 
     later.start()
     assert asked == []
     later.generator.shutdown()
+
+
+# --- in the window: recovery at start, closing, and replacing the song -----------------------
+
+
+def crashed_session(window) -> None:
+    """Edits to the jig autosaved, then the app dies without a clean exit: its autosave
+    belongs to a process that no longer runs."""
+    from meloformer_app.settings import Autosave
+
+    window.autosave = Autosave(window.autosave.folder, dead_owner())
+    window.open_file(FIXTURES / "jig_6_8.mid", confirm=False)
+    window.editor.select_all()
+    window.editor.delete_selection()
+    window.write_autosave()
+    assert window.autosave.pending() is not None
+    window.editor.document.mark_clean()  # its own close must not ask
+
+
+def next_session(qtbot, monkeypatch, answers: list):
+    from PySide6.QtWidgets import QMessageBox
+
+    from meloformer_app.main_window import MainWindow
+    from meloformer_app.settings import Settings
+
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, *a, **k: asked.append(title) or answers.pop(0))
+    second = MainWindow(Settings(), load_model=False)
+    qtbot.addWidget(second)
+    return second, asked
+
+
+@pytest.mark.parametrize("argument", [None, "jig_6_8.mid"])
+def test_autosave_is_recovered_at_start(window, qtbot, monkeypatch, argument) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    crashed_session(window)
+    second, asked = next_session(qtbot, monkeypatch, [QMessageBox.StandardButton.Yes])
+    second.start(FIXTURES / argument if argument else None)  # started with no file, or with the crashed one
+    assert asked == ["Recover unsaved work"]
+    assert second.editor.document.song.note_count == 0 and second.editor.document.path.name == "jig_6_8.mid"
+    assert second.editor.undo_stack.canUndo() and second.autosave.orphans() == []
+    assert second.autosave.pending()[1] == FIXTURES / "jig_6_8.mid"  # the recovered work is autosaved again
+    second.editor.document.mark_clean()
+    second.generator.shutdown()
+
+
+def test_a_recovered_song_gets_its_tracks_views(window, qtbot, monkeypatch) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    from meloformer_core.midi_io import write_midi
+
+    song = read_midi(FIXTURES / "bach_chorale.mid")
+    window.autosave.folder.mkdir(parents=True, exist_ok=True)
+    write_midi(song, window.autosave.folder / "autosave.mid")  # as versions before per-app autosaves wrote it
+    second, _ = next_session(qtbot, monkeypatch, [QMessageBox.StandardButton.Yes])
+    second.start()
+    assert len(second.editor.document.views) == len(song.tracks) == second.tracks.table.rowCount()
+    second.editor.document.mark_clean()
+    second.generator.shutdown()
+
+
+def test_a_file_argument_opens_only_after_the_crash_is_dealt_with(window, qtbot, monkeypatch) -> None:
+    """Opening the file first let the next autosave overwrite the crash's unsaved work."""
+    from PySide6.QtWidgets import QMessageBox
+
+    crashed_session(window)
+    cancel = [QMessageBox.StandardButton.Yes, QMessageBox.StandardButton.Cancel]
+    second, asked = next_session(qtbot, monkeypatch, cancel)
+    second.start(FIXTURES / "bach_chorale.mid")
+    assert asked == ["Recover unsaved work", "Unsaved changes"]
+    assert second.editor.document.path.name == "jig_6_8.mid" and second.editor.document.song.note_count == 0
+    second.editor.document.mark_clean()
+    second.generator.shutdown()
+
+    discard = [QMessageBox.StandardButton.Yes, QMessageBox.StandardButton.Discard]
+    crashed_session(window)
+    third, asked = next_session(qtbot, monkeypatch, discard)
+    third.start(FIXTURES / "bach_chorale.mid")
+    assert third.editor.document.path.name == "bach_chorale.mid" and third.editor.document.song.note_count > 0
+    third.generator.shutdown()
+
+
+def edited(window) -> None:
+    """The jig with every note deleted, autosaved: unsaved work a crash would offer back."""
+    window.open_file(FIXTURES / "jig_6_8.mid", confirm=False)
+    window.editor.select_all()
+    window.editor.delete_selection()
+    window.write_autosave()
+    assert window.autosave.pending() is not None
+
+
+def answering_all(monkeypatch, window, answer) -> list[bool]:
+    """Answer every question with ``answer``; record whether the autosave timer ran meanwhile."""
+    from PySide6.QtWidgets import QMessageBox
+
+    timer_running: list[bool] = []
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *a, **k: timer_running.append(window.autosave_timer.isActive()) or answer)  # fmt: skip
+    return timer_running
+
+
+def test_discarding_at_close_while_the_model_loads_leaves_nothing_to_recover(window, qtbot, monkeypatch,
+                                                                            request) -> None:  # fmt: skip
+    """Close → Discard while the model was loading: the close waited for the generation thread,
+    the autosave timer fired after it and rewrote the discarded song, and the next start
+    offered to recover it."""
+    import threading
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QMessageBox
+
+    import meloformer_app.generation as generation
+
+    loading, release = threading.Event(), threading.Event()
+    request.addfinalizer(release.set)  # a failing test must not leave the worker thread blocked
+
+    class SlowService:  # a model load that lasts until the test lets it finish
+        bundle = None
+
+        def __init__(self, device=None) -> None:
+            pass
+
+        def load(self, path) -> dict:
+            loading.set()
+            release.wait(120)
+            return {"name": "slow", "device": "cpu"}
+
+    monkeypatch.setattr(generation, "GenerationService", SlowService)
+    window.load_model("")
+    qtbot.waitUntil(loading.is_set, timeout=30_000)
+    edited(window)
+    window.autosave_timer.setInterval(1)  # due at every turn of the event loop
+    ticks: list[int] = []
+    probe = QTimer(interval=1)  # as often as the autosave timer: while it ticks, that one would have
+    probe.timeout.connect(lambda: ticks.append(1))
+    probe.start()
+    real_shutdown = window.generator.shutdown
+
+    def shutdown_while_loading() -> None:
+        """The close waits for the load to end; events run meanwhile (a timer would fire)."""
+        if not release.is_set():
+            ticks.clear()
+            qtbot.waitUntil(lambda: len(ticks) >= 20, timeout=30_000)
+            release.set()
+        real_shutdown()
+
+    monkeypatch.setattr(window.generator, "shutdown", shutdown_while_loading)
+    timer_running = answering_all(monkeypatch, window, QMessageBox.StandardButton.Discard)
+    assert window.close()
+    ticks.clear()
+    qtbot.waitUntil(lambda: len(ticks) >= 20, timeout=30_000)  # and after the close
+    probe.stop()
+    assert window.autosave.pending() is None
+    assert timer_running == [False] and not window.autosave_timer.isActive()
+    second, asked = next_session(qtbot, monkeypatch, [QMessageBox.StandardButton.Yes])
+    second.start()
+    assert asked == [] and second.editor.document.song.note_count == 0 and second.autosave.pending() is None
+    second.generator.shutdown()
+
+
+def test_a_cancelled_close_goes_on_autosaving(window, qtbot, monkeypatch) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    edited(window)
+    window.autosave.clear()
+    timer_running = answering_all(monkeypatch, window, QMessageBox.StandardButton.Cancel)
+    assert not window.close() and window.isVisible()
+    assert timer_running == [False] and window.autosave_timer.isActive()
+    window.autosave_timer.setInterval(1)
+    qtbot.waitUntil(lambda: window.autosave.pending() is not None, timeout=30_000)
+
+
+@pytest.mark.parametrize("action", ["new", "open"])
+def test_a_song_given_up_for_another_takes_its_autosave_along(window, monkeypatch, tmp_path, action) -> None:
+    """File → New or Open, Discard: the autosave of the song given up stayed until a crash
+    offered it back. A file that fails to open replaces nothing, so the autosave stays."""
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    broken = tmp_path / "broken.mid"
+    broken.write_bytes(b"MThd")
+    edited(window)
+    timer_running = answering_all(monkeypatch, window, QMessageBox.StandardButton.Discard)
+    chosen = [str(broken), str(FIXTURES / "bach_chorale.mid")]
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (chosen.pop(0), ""))
+    window.actions["open"].trigger()  # the file cannot be read: the edited jig stays, and its autosave
+    assert window.dialogs and window.editor.document.path.name == "jig_6_8.mid"
+    assert window.autosave.pending() is not None and window.autosave_timer.isActive()
+    window.actions[action].trigger()
+    assert window.editor.document.path == (None if action == "new" else FIXTURES / "bach_chorale.mid")
+    assert window.autosave.pending() is None and not window.is_dirty()
+    assert timer_running == [False, False] and window.autosave_timer.isActive()
+
+
+def test_undoing_back_to_the_saved_song_removes_its_autosave(window) -> None:
+    edited(window)
+    window.editor.undo_stack.undo()
+    assert not window.is_dirty()
+    window.write_autosave()
+    assert window.autosave.pending() is None
