@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QGroupBox, QProgressDialog, QRadioButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDialog, QGroupBox, QProgressDialog, QRadioButton, QVBoxLayout, QWidget
 
+from meloformer_app.edit_dialogs import ok_cancel
 from meloformer_core.errors import MeloformerError
 from meloformer_core.music import Song
 from meloformer_core.playback.audio import write_audio
@@ -83,10 +84,7 @@ def ask_scope(parent: QWidget, selected: bool, generated: bool) -> tuple[str, st
         for button in buttons:
             inner.addWidget(button)
         layout.addWidget(box)
-    answer = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-    answer.accepted.connect(dialog.accept)
-    answer.rejected.connect(dialog.reject)
-    layout.addWidget(answer)
+    layout.addWidget(ok_cancel(dialog))
     if dialog.exec() != QDialog.DialogCode.Accepted:
         return None
     return ("chosen" if chosen.isChecked() else "all"), ("generated" if new.isChecked() else "song")

@@ -30,6 +30,14 @@ GRIDS = {"1/4": Fraction(1), "1/8": Fraction(1, 2), "1/16": Fraction(1, 4), "1/3
          "1/8 triplet": Fraction(1, 3), "1/16 triplet": Fraction(1, 6)}  # fmt: skip
 
 
+def ok_cancel(dialog: QDialog) -> QDialogButtonBox:
+    """OK and Cancel buttons that accept and reject ``dialog``."""
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+    buttons.accepted.connect(dialog.accept)
+    buttons.rejected.connect(dialog.reject)
+    return buttons
+
+
 class FormDialog(QDialog):
     """Labelled controls over OK and Cancel; `ask` opens one and gives its ``settings()``."""
 
@@ -37,10 +45,7 @@ class FormDialog(QDialog):
         form = QFormLayout(self)
         for label, widget in rows:
             form.addRow(widget) if label is None else form.addRow(label, widget)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
+        form.addRow(ok_cancel(self))
 
     def settings(self):
         raise NotImplementedError

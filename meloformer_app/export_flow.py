@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtWidgets import QCheckBox, QDialog, QDialogButtonBox, QFileDialog, QRadioButton, QVBoxLayout
+from PySide6.QtWidgets import QCheckBox, QDialog, QFileDialog, QRadioButton, QVBoxLayout
 
 from meloformer_app.audio_export import AUDIO_FILTER, AudioExport, ask_scope, show_progress
 from meloformer_app.document.export import export_song
+from meloformer_app.edit_dialogs import ok_cancel
 from meloformer_core.errors import MeloformerError
 
 MIDI_FILTER = "MIDI files (*.mid *.midi);;All files (*)"
@@ -27,10 +28,7 @@ class ExportMixin:
         per_track = QCheckBox("One file per track")
         for widget in (everything, chosen, generated, per_track):
             layout.addWidget(widget)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(dialog.accept)
-        buttons.rejected.connect(dialog.reject)
-        layout.addWidget(buttons)
+        layout.addWidget(ok_cancel(dialog))
         if dialog.exec() != QDialog.DialogCode.Accepted:
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export to", self.settings.last_directory, MIDI_FILTER)

@@ -8,7 +8,6 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
-    QDialogButtonBox,
     QFormLayout,
     QHBoxLayout,
     QKeySequenceEdit,
@@ -23,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from meloformer_app.actions import ACTIONS
+from meloformer_app.edit_dialogs import ok_cancel
 
 
 class PreferencesDialog(QDialog):
@@ -63,9 +63,7 @@ class PreferencesDialog(QDialog):
             self.keys.setCellWidget(row_index, 1, edit)
         self.keys.resizeColumnsToContents()
         tabs.addTab(self.keys, "Shortcuts")
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
+        buttons = ok_cancel(self)
         layout = QVBoxLayout(self)
         layout.addWidget(tabs)
         layout.addWidget(buttons)
