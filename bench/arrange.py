@@ -19,15 +19,15 @@ from dataclasses import replace
 
 import numpy as np
 
+from meloformer_core.generation import session as generate_session
 from meloformer_core.midi_io import read_midi
-from meloformer_core.model import generate
 from meloformer_core.sampling_settings import RECOMMENDED
 from meloformer_core.service import GenerationService, TrackRequest
 
 TASKS = ("arrange, runs", "arrange, token by token", "infill, runs", "infill, token by token", "continue")
 
 
-def token_by_token(session: generate._Session, tokens: list[int]) -> None:
+def token_by_token(session: generate_session.Session, tokens: list[int]) -> None:
     for token in tokens:
         session.feed(token)
 
@@ -35,9 +35,9 @@ def token_by_token(session: generate._Session, tokens: list[int]) -> None:
 def run(service: GenerationService, song, bars: int, task: str, seed: int) -> tuple[float, int, int]:
     """(seconds, tokens sampled, tokens fed) of one task."""
     sampling = replace(RECOMMENDED, takes=1, seed=seed)
-    real = generate._Session.feed_known
+    real = generate_session.Session.feed_known
     if task.endswith("token by token"):
-        generate._Session.feed_known = token_by_token
+        generate_session.Session.feed_known = token_by_token
     try:
         if task.startswith("arrange"):
             result = service.arrange_song(song, [TrackRequest("Bass", 33)], (0, bars), sampling)
@@ -46,7 +46,7 @@ def run(service: GenerationService, song, bars: int, task: str, seed: int) -> tu
         else:
             result = service.continue_song(song, bars, sampling)
     finally:
-        generate._Session.feed_known = real
+        generate_session.Session.feed_known = real
     return result.total_s, result.tokens_generated, result.tokens_fed
 
 

@@ -28,12 +28,12 @@ import torch
 from meloformer_core.encoding import DEFAULT_VOCAB, encode
 from meloformer_core.encoding.codec import slice_grid
 from meloformer_core.encoding.quantize import from_grid, to_grid
+from meloformer_core.generation.cache import DecodingCache, DecodingGroup, step_together
+from meloformer_core.generation.sampling import SamplingConfig
 from meloformer_core.midi_io import read_midi
 from meloformer_core.model.bundle import save_bundle
 from meloformer_core.model.config import named_config
-from meloformer_core.model.decoding import DecodingCache, DecodingGroup, step_together
 from meloformer_core.model.masks import build_layout
-from meloformer_core.model.sampling import SamplingConfig
 from meloformer_core.model.transformer import MeloFormer
 from meloformer_core.service import GenerationService
 

@@ -45,8 +45,8 @@ import torch  # noqa: E402
 from generate import long_sequence  # noqa: E402
 
 from meloformer_core.encoding import DEFAULT_VOCAB  # noqa: E402
+from meloformer_core.generation.cache import DecodingCache, DecodingGroup, step_together  # noqa: E402
 from meloformer_core.model.config import named_config  # noqa: E402
-from meloformer_core.model.decoding import DecodingCache, DecodingGroup, step_together  # noqa: E402
 from meloformer_core.model.transformer import MeloFormer  # noqa: E402
 from training.train import batch_layout, document_loss  # noqa: E402
 

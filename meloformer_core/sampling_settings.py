@@ -17,7 +17,7 @@ class SamplingError(MeloformerError):
 
 MAX_PROMPT_GUIDANCE = 5.0
 MAX_TAKES = 16
-AUTO_MAX_TAKES = 8  # the most automatic takes (0) decode: see `generate.auto_takes`
+AUTO_MAX_TAKES = 8  # the most automatic takes (0) decode: see `generation.takes.auto_takes`
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,8 @@ class SamplingConfig:
     prompt_guidance: float = 1.0
     seed: int | None = None
     # continuations sampled together (seeds seed, seed + 1, …); the one most like the others
-    # is the result (`generate.typicality_order`); 0: automatic, as many as fit a fixed amount
-    # of work (`generate.auto_takes`); continuing only, arranging samples one
+    # is the result (`generation.takes.typicality_order`); 0: automatic, as many as fit a fixed amount
+    # of work (`generation.takes.auto_takes`); continuing only, arranging samples one
     takes: int = 1
 
     def __post_init__(self) -> None:

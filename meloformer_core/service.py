@@ -15,13 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from meloformer_core.encoding.grid import GridSong, in_force
-from meloformer_core.encoding.quantize import tick_of_step, to_grid, us_per_quarter, velocity_value
-from meloformer_core.encoding.vocab import STEPS_PER_QUARTER
+from meloformer_core.encoding.grid import GridSong
+from meloformer_core.encoding.quantize import to_grid
 from meloformer_core.errors import MeloformerError
-from meloformer_core.music import KeySignature, Note, NoteArray, Song, TempoChange, TimeSignature, Track
+from meloformer_core.generation.placing import place_bars, written_region
+from meloformer_core.music import Song, Track
 from meloformer_core.threads import decoding_threads
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "resources" / "models" / "default"
@@ -127,7 +125,7 @@ class GenerationService:
             yield
 
     def _prepare(self, song: Song, sampling, cancel: CancelFlag):
-        from meloformer_core.model.sampling import SamplingConfig
+        from meloformer_core.generation.sampling import SamplingConfig
 
         if self.bundle is None:
             raise ServiceError("no model loaded")
@@ -152,7 +150,7 @@ class GenerationService:
         > 1 or automatic (0), the most typical of them; all of them are in ``takes``).
         ``presence`` False leaves the model free to drop a track that played a phrase before
         (`PhrasePresence`): how evaluation measures the model's own choice."""
-        from meloformer_core.model.generate import continue_grid
+        from meloformer_core.generation.generate import continue_grid
 
         if bars < 1:
             raise ServiceError(f"bars to generate must be at least 1, got {bars}")
@@ -188,7 +186,7 @@ class GenerationService:
         ``suffix_bars`` > 0 lets the model see that many bars after the range (infilling).
         ``presence`` False leaves the model free to leave a track out of a bar where it is
         due (`presence_plan`): how evaluation measures the model's own choice."""
-        from meloformer_core.model.generate import arrange_grid
+        from meloformer_core.generation.generate import arrange_grid
 
         song, targets = add_tracks(song, tracks)
         sampling, grid, options = self._prepare(song, sampling, cancel)
@@ -264,71 +262,3 @@ def add_tracks(song: Song, requests: list[int | TrackRequest]) -> tuple[Song, se
     if not targets:
         raise ServiceError("choose at least one track to write")
     return song.replace(tracks=tuple(tracks)), targets
-
-
-def written_region(song: Song, grid: GridSong, new: GridSong, first_bar: int) -> tuple[int, int]:
-    """The ticks [start, end) that the bars of ``new``, placed from ``first_bar`` of ``grid``
-    (`place_bars`), take in ``song``."""
-    origin = int(grid.bar_starts[min(first_bar, grid.bar_count)])
-    return tick_of_step(origin, song.resolution), tick_of_step(origin + int(new.bar_starts[-1]), song.resolution)
-
-
-def place_bars(song: Song, grid: GridSong, new: GridSong, first_bar: int, replace: set[int] = frozenset()) -> Song:
-    """``song`` with the bars of ``new`` (a grid slice starting at step 0) placed from ``first_bar`` of ``grid``.
-
-    ``grid`` is ``to_grid(song)``. Notes of ``new`` go to their tracks; when ``replace`` is
-    given, only those slots change: their notes inside those bars are taken from ``new``
-    (the old ones are removed). Every other note and map event of the song is kept as it was. Metre, tempo
-    and key events of ``new`` are added where they change the song's.
-    """
-    origin = int(grid.bar_starts[min(first_bar, grid.bar_count)])
-    span_end = origin + int(new.bar_starts[-1])
-    resolution = song.resolution
-
-    def tick(step: int) -> int:
-        return tick_of_step(origin + step, resolution)
-
-    tracks = list(song.tracks)
-    notes = new.notes
-    for slot, track in enumerate(tracks):
-        old = track.notes
-        if slot in replace and len(old):
-            steps = (old.starts * 2 * STEPS_PER_QUARTER + resolution) // (2 * resolution)  # as `to_grid` rounds
-            inside = (steps >= origin) & (steps < span_end)
-            old = NoteArray(old.array[~inside])
-        if replace and slot not in replace:
-            continue  # a kept track: its notes in ``new`` are the song's own, already there
-        rows = notes[notes[:, 0] == slot]
-        if slot not in replace and not len(rows):
-            continue
-        if first_bar + new.bar_count < grid.bar_count:  # music follows: no note hangs into it
-            rows = rows.copy()
-            rows[:, 3] = np.minimum(rows[:, 3], int(new.bar_starts[-1]) - rows[:, 1])
-        added = [
-            Note(tick(int(onset)), int(pitch), max(1, round(int(duration) * resolution / STEPS_PER_QUARTER)),
-                 int(velocity_value(vel)))
-            for _, onset, pitch, duration, vel in rows.tolist()
-        ]  # fmt: skip
-        tracks[slot] = track.with_notes(old.concatenate(NoteArray(added)))
-    tempo_in_force = in_force(grid.tempos, origin)[1]
-    tempos = list(song.tempos)
-    for step, tenths in new.tempos:
-        if (step == 0 and tenths == tempo_in_force) or any(t[0] == origin + step for t in grid.tempos):
-            continue  # restated by the window, or already the song's
-        tempos.append(TempoChange(tick(step), us_per_quarter(tenths)))
-    metre_in_force = in_force(grid.time_signatures, first_bar)[1:]
-    signatures = list(song.time_signatures)
-    for bar, numerator, denominator in new.time_signatures:
-        if (bar == 0 and (numerator, denominator) == metre_in_force) or first_bar + bar < grid.bar_count:
-            continue
-        signatures.append(TimeSignature(tick(int(new.bar_starts[bar])), numerator, denominator))
-    key = in_force(grid.keys, first_bar)
-    key_in_force = key[1:] if key else None
-    keys = list(song.key_signatures)
-    for bar, sharps, minor in new.keys:
-        if (bar == 0 and (sharps, minor) == key_in_force) or first_bar + bar < grid.bar_count:
-            continue
-        keys.append(KeySignature(tick(int(new.bar_starts[bar])), sharps, minor))
-    return song.replace(
-        tracks=tuple(tracks), tempos=tuple(tempos), time_signatures=tuple(signatures), key_signatures=tuple(keys)
-    )

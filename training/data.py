@@ -252,7 +252,7 @@ def target_last(tokens: np.ndarray, vocab: Vocabulary, rng: np.random.Generator)
     """The same music with one track's segment last in every bar, as arranging writes it.
 
     Arranging feeds each bar's kept tracks and then samples the target tracks after them
-    (meloformer_core/model/generate.py: arrange_grid). The target is drawn by family first
+    (meloformer_core/generation/generate.py: arrange_grid). The target is drawn by family first
     (drums, bass, the rest: each family present equally likely), then among the family's
     tracks that play in the window, so a band's drums and bass are arranged as often as
     its melodic tracks; the other tracks keep their order. A window with one sounding

@@ -94,8 +94,8 @@ from meloformer_core.encoding.quantize import from_grid, to_grid
 from meloformer_core.encoding.vocab import TokenType
 from meloformer_core.encoding.windows import split_into_windows, window_start
 from meloformer_core.errors import MeloformerError
+from meloformer_core.generation.generate import PROMPT_SHARE
 from meloformer_core.midi_io import read_midi
-from meloformer_core.model.generate import PROMPT_SHARE
 from meloformer_core.music import Song
 from meloformer_core.sampling_settings import (
     AUTO_MAX_TAKES,

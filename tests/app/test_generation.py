@@ -423,7 +423,7 @@ def test_a_track_the_model_left_empty_is_named_in_the_status(loaded, qtbot, monk
 
     import numpy as np
 
-    import meloformer_core.model.generate as generate
+    import meloformer_core.generation.generate as generate
 
     real = generate.arrange_grid
 

@@ -19,18 +19,8 @@ from hypothesis import strategies as st
 from meloformer_core.encoding import DEFAULT_VOCAB, TokenType, encode, quantize
 from meloformer_core.encoding.codec import slice_grid
 from meloformer_core.encoding.quantize import bar_ticks, to_grid
-from meloformer_core.midi_io import read_midi
-from meloformer_core.model import generate
-from meloformer_core.model.bundle import BundleError, load_bundle, save_bundle
-from meloformer_core.model.config import named_config
-from meloformer_core.model.generate import (
-    AUTO_TAKES_BUDGET,
-    STEP_ROWS,
-    CancelledError,
-    auto_takes,
-    typicality_order,
-)
-from meloformer_core.model.sampling import (
+from meloformer_core.generation import presence
+from meloformer_core.generation.sampling import (
     SamplingConfig,
     SamplingError,
     choose_token,
@@ -40,6 +30,11 @@ from meloformer_core.model.sampling import (
     top_k_filter,
     top_p_filter,
 )
+from meloformer_core.generation.session import CancelledError
+from meloformer_core.generation.takes import AUTO_TAKES_BUDGET, STEP_ROWS, auto_takes, typicality_order
+from meloformer_core.midi_io import read_midi
+from meloformer_core.model.bundle import BundleError, load_bundle, save_bundle
+from meloformer_core.model.config import named_config
 from meloformer_core.model.transformer import MeloFormer
 from meloformer_core.music import Note, Song, TimeSignature, Track
 from meloformer_core.service import GenerationService
@@ -469,7 +464,7 @@ def test_a_continuation_keeps_every_track_that_played_a_phrase_before(tmp_path: 
 
     def played(result, bars=8) -> list[set[int]]:
         grid = to_grid(result.song)
-        return generate.played_by_bar(grid)[8 : 8 + bars]
+        return presence.played_by_bar(grid)[8 : 8 + bars]
 
     left_out = 0
     for seed in range(3):
@@ -483,7 +478,7 @@ def test_a_continuation_keeps_every_track_that_played_a_phrase_before(tmp_path: 
 
 def test_the_phrase_presence_plan_follows_the_song_and_the_bars_it_generates() -> None:
     grid = to_grid(_band_of_five(3))  # shorter than a phrase: the period is the song's 3 bars
-    plan = generate.PhrasePresence(grid, VOCAB)
+    plan = presence.PhrasePresence(grid, VOCAB)
     assert plan.bars == [{0, 1, 2, 3, 4}, {0, 1, 2, 3, 4}, {0, 1, 2, 3}] and plan.period == 3
 
     from types import SimpleNamespace
@@ -501,4 +496,4 @@ def test_the_phrase_presence_plan_follows_the_song_and_the_bars_it_generates() -
     session.bar_tokens = [0] * 100  # a bar grown to its limit may close even so
     plan.start_bar(session)  # the second new bar owes what the song's third bar played
     assert plan.due == {0, 1, 2, 3} and plan.allowed(session, allowed.clone())[VOCAB.bar_id]
-    assert generate.PhrasePresence(grid, VOCAB, active=False).period == 0  # off: nothing is ever due
+    assert presence.PhrasePresence(grid, VOCAB, active=False).period == 0  # off: nothing is ever due

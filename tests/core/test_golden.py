@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from meloformer_core.generation.sampling import SamplingConfig
 from meloformer_core.midi_io import read_midi
-from meloformer_core.model.sampling import SamplingConfig
 from meloformer_core.service import GenerationService, TrackRequest
 from tests.conftest import FIXTURES
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from meloformer_core.encoding import DEFAULT_VOCAB, decode, encode, validate
 from meloformer_core.encoding.codec import encode_grid, slice_grid
 from meloformer_core.encoding.quantize import to_grid
+from meloformer_core.generation.sampling import SamplingConfig
 from meloformer_core.midi_io import read_midi
-from meloformer_core.model.sampling import SamplingConfig
 from meloformer_core.service import GenerationService
 from tests.conftest import FIXTURES
 from tests.core.strategies import songs

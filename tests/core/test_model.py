@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from meloformer_core.encoding import DEFAULT_VOCAB, encode
 from meloformer_core.encoding.vocab import TokenType
+from meloformer_core.generation.cache import ContextFull, DecodingCache, DecodingGroup, feed_run, step_together
 from meloformer_core.midi_io import read_midi
 from meloformer_core.model.config import SIZES, ConfigError, ModelConfig, named_config
-from meloformer_core.model.decoding import ContextFull, DecodingCache, DecodingGroup, feed_run, step_together
 from meloformer_core.model.masks import build_layout
 from meloformer_core.model.transformer import MeloFormer
 from tests.conftest import FIXTURES

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from meloformer_core.generation.sampling import SamplingConfig
 from meloformer_core.midi_io import read_midi
-from meloformer_core.model.sampling import SamplingConfig
 from meloformer_core.service import DEFAULT_BUNDLE, GenerationService
 
 

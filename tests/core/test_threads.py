@@ -37,13 +37,13 @@ def test_idle_cores_come_from_proc_stat(tmp_path: Path, monkeypatch: pytest.Monk
 def test_the_service_decodes_on_the_chosen_threads_and_restores_torchs(
     bundle_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from meloformer_core.generation.sampling import SamplingConfig
     from meloformer_core.midi_io import read_midi
-    from meloformer_core.model.sampling import SamplingConfig
     from meloformer_core.service import GenerationService
     from tests.conftest import FIXTURES
 
     seen: list[int] = []
-    import meloformer_core.model.generate as generate
+    import meloformer_core.generation.generate as generate
 
     real = generate.continue_grid
 

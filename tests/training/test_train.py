@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from meloformer_core.generation.sampling import SamplingConfig
 from meloformer_core.midi_io import read_midi
 from meloformer_core.model.bundle import load_bundle
-from meloformer_core.model.sampling import SamplingConfig
 from meloformer_core.service import GenerationService, TrackRequest
 from tests.conftest import FIXTURES
 from training.train import KILL_AFTER_STEP_ENV, NAN_AT_STEP_ENV, bf16_native

@@ -1,0 +1,320 @@
+"""One sequence being generated (`Session`): its caches, grammar, sampling state and
+statistics; sessions that share a `DecodingGroup` step and sample together (takes, and
+each take's prompt-guidance stream). The window slides at bar lines when the cache fills.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from meloformer_core.encoding.codec import StreamingDecoder, encode_grid, slice_grid
+from meloformer_core.encoding.grammar import Expect, token_metadata
+from meloformer_core.encoding.grid import GridSong
+from meloformer_core.encoding.vocab import TokenType, Vocabulary
+from meloformer_core.encoding.windows import window_start
+from meloformer_core.errors import EncodingError, MeloformerError
+from meloformer_core.generation.cache import ContextFull, DecodingCache, DecodingGroup, feed_run, step_together
+from meloformer_core.generation.sampling import SamplingConfig, choose_tokens
+from meloformer_core.gm import playable_range
+from meloformer_core.model.transformer import MeloFormer
+
+SLIDE_SHARE = 0.5  # of the context kept when the window slides during generation
+BAR_SHARE = 0.25  # longest generated bar, as a share of the context: a slide always fits
+
+
+class CancelledError(MeloformerError):
+    """Generation was cancelled; nothing was changed."""
+
+    def __init__(self) -> None:
+        super().__init__("generation cancelled")
+
+
+@dataclass
+class GenerationStats:
+    bars_generated: int = 0  # bars written (arranging and infilling add none to the song)
+    tokens_generated: int = 0  # tokens sampled
+    tokens_fed: int = 0  # known tokens fed through the model one by one (arranging: the kept tracks)
+    prompt_tokens: int = 0
+    prefill_s: float = 0.0
+    first_bar_s: float = 0.0
+    total_s: float = 0.0
+    window_slides: int = 0
+    bar_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def tokens_per_s(self) -> float:
+        decode_s = self.total_s - self.prefill_s
+        return self.tokens_generated / decode_s if decode_s > 0 else 0.0
+
+
+def _unheard(prompt: np.ndarray, vocab: Vocabulary) -> np.ndarray:
+    """What prompt guidance's second stream hears: the header (BOS, instruments) and, when
+    infilling, that some bars are left out (with nothing heard around them)."""
+    in_header = np.isin(vocab.type_of[prompt], (TokenType.BOS, TokenType.INSTRUMENT))
+    unheard = prompt[: len(prompt) if in_header.all() else int(np.argmin(in_header))]
+    gap = prompt[vocab.type_of[prompt] == TokenType.FIM_GAP]
+    if len(gap):
+        unheard = np.append(unheard, [gap[0], vocab.offset[TokenType.FIM_MIDDLE]])
+    return unheard
+
+
+class Session:
+    """One sequence being generated: its caches (rows of a `DecodingGroup`), the decoder
+    (grammar + song so far), sampling state and statistics. Takes are sessions that share
+    a group and are stepped together (`step`)."""
+
+    def __init__(self, model: MeloFormer, vocab: Vocabulary, prompt: np.ndarray, sampling: SamplingConfig,
+                 should_cancel: Callable[[], bool] | None, backend: str, half_weights: bool,
+                 can_slide: bool = True, group: DecodingGroup | None = None, take: int = 0,
+                 like: Session | None = None) -> None:  # fmt: skip
+        self.started = time.perf_counter()
+        self.vocab = vocab
+        self.sampling = sampling
+        self.should_cancel = should_cancel
+        self.backend = backend
+        self.can_slide = can_slide  # an infilling layout cannot be cut at a bar line
+        self.capacity = model.config.max_seq_len
+        self.bar_limit = int(self.capacity * BAR_SHARE)  # longest bar before it is closed
+        self.stats = GenerationStats(prompt_tokens=len(prompt))
+        if len(prompt) > self.capacity:
+            raise MeloformerError(
+                f"the last bar of the song takes {len(prompt)} tokens, more than the model's context of {self.capacity}"
+            )
+        self.unheard = _unheard(prompt, vocab)
+        self.guided = is_guided(sampling, prompt, vocab)
+        group = group or decoding_group(model, vocab, 1, self.guided, half_weights)
+        self.cache = group.cache(take)
+        self.guide = group.cache(group.rows // 2 + take) if self.guided else None
+        self.decoder = StreamingDecoder(vocab)
+        for token in prompt.tolist():
+            self.decoder.feed(token)
+        if like is None:
+            self.logits = self.cache.prefill(prompt, backend=backend)
+        else:  # another take of the same prompt: its prefilled rows, copied
+            self.cache.copy_from(like.cache)
+            self.logits = like.logits
+        self.generator = torch.Generator(device="cpu")
+        seed = sampling.seed + take if sampling.seed is not None else int(torch.seed() % 2**63)
+        self.generator.manual_seed(seed)
+        self.history: list[int] = []
+        self.bar_tokens: list[int] = []  # tokens of the bar in progress
+        self.guide_logits = self.logits
+        if like is not None and self.guide is not None:
+            self.guide.copy_from(like.guide)
+            self.guide_logits = like.guide_logits
+        else:
+            self._restart_guide()
+        self.stats.prefill_s = time.perf_counter() - self.started
+        pitch = vocab.offset[TokenType.PITCH]
+        self._pitches = (pitch, pitch + vocab.count[TokenType.PITCH])
+        self._fim_end = vocab.offset[TokenType.FIM_END]
+        self._fim_start = slice(vocab.offset[TokenType.FIM_GAP], vocab.offset[TokenType.FIM_END])  # GAP and MIDDLE
+        self._playable_masks: dict[int, torch.Tensor] = {}
+        self._heard_pitches = like._heard_pitches if like is not None else _pitch_reach(prompt, vocab)
+
+    @property
+    def caches(self) -> list[DecodingCache]:
+        return [self.cache] if self.guide is None else [self.cache, self.guide]
+
+    def start_bar(self) -> None:
+        """Before a BAR token: slide the window if the cache is nearly full."""
+        self.bar_tokens = []
+        if self.can_slide and self.cache.length > self.capacity - max(64, self.capacity // 8):
+            self._slide()
+
+    def enter(self, token: int) -> None:
+        """Take ``token`` as the next one (the caller then steps the caches: `step`)."""
+        if self.should_cancel is not None and self.should_cancel():
+            raise CancelledError
+        if self.cache.length >= self.capacity:  # one bar longer than the room left: slide inside the bar
+            if not self.can_slide:
+                raise MeloformerError(
+                    f"the bars to infill do not fit the model's context of {self.capacity} tokens; infill fewer bars"
+                )
+            self._slide()
+        self.decoder.feed(token)
+        self.bar_tokens.append(token)
+        self.history.append(token)
+
+    def feed(self, token: int) -> None:
+        """Take ``token`` and step this session alone."""
+        self.stats.tokens_fed += 1
+        self.enter(token)
+        step([self], [token])
+
+    def feed_known(self, tokens: list[int]) -> None:
+        """Take known ``tokens`` (kept music) and feed them in runs (`feed_run`): about one
+        step per segment instead of one per token. Token by token when they do not fit."""
+        if any(cache.length + len(tokens) > cache.capacity for cache in self.caches):
+            for token in tokens:  # the window slides on the way
+                self.feed(token)
+            return
+        self.stats.tokens_fed += len(tokens)
+        for token in tokens:
+            self.enter(token)
+        self.logits = feed_run(self.cache, tokens)
+        if self.guide is not None:
+            self.guide_logits = feed_run(self.guide, tokens)
+
+    def _slide(self) -> None:
+        _slide(self.cache, self.decoder, self.bar_tokens, self.backend)
+        self.stats.window_slides += 1
+        self._restart_guide()
+
+    def _restart_guide(self) -> None:
+        """Start the guide stream, or restart it after the main window slid: what it has not
+        heard, then the bar in progress. It never holds more than the main window, which holds
+        both (an infilling session, whose guide holds two tokens more, never slides)."""
+        if self.guide is None:
+            return
+        self.guide.clear()
+        tokens = np.append(self.unheard, np.array(self.bar_tokens, dtype=self.unheard.dtype))
+        self.guide_logits = self.guide.prefill(tokens, backend=self.backend)
+
+    def sample(self, allowed: torch.Tensor) -> int:
+        """A token among ``allowed`` (already intersected with the grammar by the caller)."""
+        return sample_together([self], [allowed])[0]
+
+    def candidates(self, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """For the next token: (its guided logits, the tokens allowed, recent pitches to penalise)."""
+        vocab = self.vocab
+        allowed[vocab.eos_id] = False  # the user asked for bars: the song does not end here
+        allowed[self._fim_start] = False  # infilling layouts are built by the caller, never sampled
+        state = self.decoder.state
+        slot = state.meta.slot - 1  # the track being written (-1: the conductor)
+        if slot >= 0 and state.expect in _PITCH_NEXT:  # its instrument's pitches only (`gm.playable_range`),
+            # unless that leaves nothing
+            in_range = allowed & self._playable(slot)
+            if in_range.any():
+                allowed = in_range
+        if len(self.bar_tokens) >= self.bar_limit:  # this bar is long enough: close it at the next boundary
+            closers = torch.zeros_like(allowed)
+            closers[vocab.bar_id] = allowed[vocab.bar_id]
+            closers[self._fim_end] = allowed[self._fim_end]
+            if closers.any():
+                allowed = closers
+        if not allowed.any():
+            raise MeloformerError("the grammar allows no continuation (too many bars for the encoding)")
+        recent = None
+        if self.sampling.repetition_window and self.sampling.repetition_penalty != 1.0:
+            recent = torch.tensor(self.history[-self.sampling.repetition_window :], dtype=torch.long)
+            recent = recent[(recent >= self._pitches[0]) & (recent < self._pitches[1])]
+        self.stats.tokens_generated += 1
+        logits = self.logits
+        if self.guide is not None:
+            logits = self.guide_logits + self.sampling.prompt_guidance * (logits - self.guide_logits)
+        return logits, allowed, recent
+
+    def _playable(self, slot: int) -> torch.Tensor:
+        """Every token but the pitches (or drum keys) that the slot's instrument does not play
+        and that the slot has not played in the prompt."""
+        if slot not in self._playable_masks:
+            program, is_drum = self.decoder.state.instruments[slot]
+            low, high = playable_range(program, is_drum)
+            heard = self._heard_pitches.get(slot)
+            if heard is not None:  # a part the song already plays outside the range keeps its reach
+                low, high = min(low, heard[0]), max(high, heard[1])
+            mask = torch.ones(len(self.vocab), dtype=torch.bool)
+            first = self.vocab.offset[TokenType.DRUM if is_drum else TokenType.PITCH]
+            mask[first : first + low] = False
+            mask[first + high + 1 : first + 128] = False
+            self._playable_masks[slot] = mask
+        return self._playable_masks[slot]
+
+    def grammar_mask(self) -> torch.Tensor:
+        return torch.from_numpy(self.decoder.state.allowed())
+
+    def bar_finished(self, done: int) -> None:
+        now = time.perf_counter() - self.started
+        self.stats.bar_seconds.append(now)
+        if done == 1:
+            self.stats.first_bar_s = now
+
+    def finish(self, done: int) -> GenerationStats:
+        self.stats.bars_generated = done
+        self.stats.total_s = time.perf_counter() - self.started
+        return self.stats
+
+
+_PITCH_NEXT = (Expect.PITCH, Expect.AFTER_NOTE)  # the grammar states in which a pitch may come
+
+
+def _pitch_reach(tokens: np.ndarray, vocab: Vocabulary) -> dict[int, tuple[int, int]]:
+    """The lowest and highest pitch (or drum key) each track slot plays in ``tokens``."""
+    kinds = vocab.type_of[tokens]
+    notes = (kinds == TokenType.PITCH) | (kinds == TokenType.DRUM)
+    slots = token_metadata(tokens, vocab)["slot"][notes] - 1
+    pitches = vocab.value_index[tokens[notes]]
+    return {int(s): (int(pitches[slots == s].min()), int(pitches[slots == s].max())) for s in np.unique(slots)}
+
+
+def is_guided(sampling: SamplingConfig, prompt: np.ndarray, vocab: Vocabulary) -> bool:
+    """Whether prompt guidance applies: it is asked for, and the prompt says more than the header."""
+    return sampling.prompt_guidance != 1.0 and len(_unheard(prompt, vocab)) < len(prompt)
+
+
+def decoding_group(model: MeloFormer, vocab: Vocabulary, takes: int, guided: bool, half_weights: bool) -> DecodingGroup:
+    """Rows for ``takes`` sessions: take k's cache is row k, its guide's row ``takes + k``
+    (a block of its own: the guides are far shorter than the caches they guide)."""
+    if not guided:
+        return DecodingGroup(model, vocab, takes, half_weights)
+    blocks = [range(takes), range(takes, 2 * takes)]
+    return DecodingGroup(model, vocab, 2 * takes, half_weights, blocks=blocks)
+
+
+def step(sessions: list[Session], tokens: list[int]) -> None:
+    """Step the caches of ``sessions`` (which share a group) together, each with its token."""
+    caches = [cache for session in sessions for cache in session.caches]
+    fed = [token for session, token in zip(sessions, tokens, strict=True) for _ in session.caches]
+    try:
+        logits = iter(step_together(caches, fed))
+    except ContextFull:  # only an infilling guide can fill up first: its layout never slides
+        raise MeloformerError("the bars to generate do not fit the model's context; ask for fewer bars") from None
+    for session in sessions:
+        session.logits = next(logits)
+        if session.guide is not None:
+            session.guide_logits = next(logits)
+
+
+def sample_together(sessions: list[Session], allowed: list[torch.Tensor]) -> list[int]:
+    """The next token of each session (all with the same sampling settings), among its
+    ``allowed`` ones: one filtering pass over all of them, each drawn from its own seed."""
+    picked = [session.candidates(mask) for session, mask in zip(sessions, allowed, strict=True)]
+    logits, allowed, recent = ([item[part] for item in picked] for part in range(3))
+    recent = None if all(r is None for r in recent) else recent
+    generators = [session.generator for session in sessions]
+    return choose_tokens(torch.stack(logits), torch.stack(allowed), sessions[0].sampling, generators, recent)
+
+
+def _slide(cache: DecodingCache, decoder: StreamingDecoder, bar_tokens: list[int], backend: str) -> None:
+    """Refill ``cache`` with the latest complete bars (plus the bar in progress).
+
+    If not even the last complete bar fits beside the bar in progress, the window keeps
+    that bar's metre, key and tempo but not its notes: the model forgets rather than fails.
+    """
+    model, vocab = cache.model, cache.vocab
+    grid = decoder.grid()
+    in_progress = grid.bar_count - 1 if bar_tokens else grid.bar_count
+    capacity = model.config.max_seq_len
+    budget = int(capacity * SLIDE_SHARE) - len(bar_tokens)
+    if in_progress == 0:  # the first bar alone outgrows the context: there is nothing to slide
+        raise EncodingError(
+            f"bar {in_progress + 1} holds more tokens ({len(bar_tokens):,} so far) than the model's context of "
+            f"{capacity:,} takes: it is too dense for this model"
+        )
+    first = window_start(grid, vocab, budget, stop_bar=in_progress)
+    window = slice_grid(grid, first, in_progress)
+    context = encode_grid(window, vocab)[:-1]
+    if len(context) > budget:
+        last = slice_grid(grid, in_progress - 1, in_progress)
+        empty = GridSong(
+            last.bar_starts, last.time_signatures, last.tempos, last.keys, last.instruments, last.notes[:0]
+        )
+        context = encode_grid(empty, vocab)[:-1]
+    cache.clear()
+    cache.prefill(np.concatenate([context, np.array(bar_tokens, dtype=np.int32)]), backend=backend)
