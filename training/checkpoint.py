@@ -73,6 +73,40 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
     return {"state": state, "param_groups": rest["param_groups"]}
 
 
+def fuse_optimizer_state(state: dict, names: list[str]) -> dict:
+    """An optimizer state saved before the blocks fused their projections (`transformer.UNFUSED`),
+    for the parameters ``names`` (the current model's, in the optimizer's order): each fused
+    matrix gets its four parts' moments, stacked as the matrix stacks them. Keys are
+    parameter indices, or names (FSDP)."""
+    from meloformer_core.model.transformer import FUSED, UNFUSED, fuse_projections
+
+    old_names: list[str] = []  # the order the unfused model listed its parameters in
+    for name in names:
+        if name.endswith(FUSED):
+            old_names += [name[: -len(FUSED)] + part for part in UNFUSED[:2]]
+        else:
+            old_names.append(name)
+            if name.endswith("summarise.out_proj.weight"):
+                prefix = name[: -len("summarise.out_proj.weight")]
+                old_names += [prefix + part for part in UNFUSED[2:]]
+    by_index = all(isinstance(key, int) for group in state["param_groups"] for key in group["params"])
+    name_of = (lambda key: old_names[key]) if by_index else (lambda key: key)
+    fields = {name_of(key): value for key, value in state["state"].items()}
+
+    def stack(parts: list[dict]) -> dict:
+        return {k: torch.cat([part[k] for part in parts]) if isinstance(v, torch.Tensor) and v.dim() else v
+                for k, v in parts[0].items()}  # fmt: skip
+
+    fields = fuse_projections(fields, fuse=stack)
+    key_of = names.index if by_index else (lambda name: name)
+    groups = []
+    for group in state["param_groups"]:
+        current = [name for name in (name_of(key) for key in group["params"]) if not name.endswith(UNFUSED[1:])]
+        current = [name[: -len(UNFUSED[0])] + FUSED if name.endswith(UNFUSED[0]) else name for name in current]
+        groups.append({**group, "params": [key_of(name) for name in current]})
+    return {"state": {key_of(name): value for name, value in fields.items()}, "param_groups": groups}
+
+
 def save_checkpoint(out: Path, step: int, model_state: dict, optimizer_state: dict, extra: dict, keep: int) -> Path:
     from safetensors.torch import save_file
 

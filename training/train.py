@@ -42,8 +42,8 @@ from meloformer_core.encoding.vocab import DEFAULT_VOCAB
 from meloformer_core.errors import MeloformerError
 from meloformer_core.model.config import named_config
 from meloformer_core.model.masks import build_layout
-from meloformer_core.model.transformer import MeloFormer, state_for_loading, state_for_saving
-from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from meloformer_core.model.transformer import MeloFormer, state_for_loading, state_for_saving, unfused_blocks
+from training.checkpoint import fuse_optimizer_state, latest_checkpoint, load_checkpoint, save_checkpoint
 from training.cut_windows import ContextView
 from training.data import Augmentation, LoaderState, MixedDataset, PackedLoader, TokenDataset
 from training.midi_cache import CACHE_NAME, is_cache, is_midi_source, prepare_cache
@@ -220,8 +220,10 @@ class Trainer:
             self.raw_model.load_state_dict(initial_weights(init, model_config))
         self.raw_model.to(self.device)
         self.model = self._wrap(self.raw_model)
-        decay = [p for n, p in self.raw_model.named_parameters() if p.dim() >= 2]
-        no_decay = [p for n, p in self.raw_model.named_parameters() if p.dim() < 2]
+        parameters = dict(self.raw_model.named_parameters())
+        order = self._optimizer_order()
+        decay = [parameters[name] for name in order if parameters[name].dim() >= 2]
+        no_decay = [parameters[name] for name in order if parameters[name].dim() < 2]
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=config.lr, betas=(0.9, config.beta2), fused=self.device.type == "cuda",
@@ -324,11 +326,18 @@ class Trainer:
             return get_state_dict(self.model, self.optimizer, options=options)
         return self.raw_model.state_dict(), self.optimizer.state_dict()
 
+    def _optimizer_order(self) -> list[str]:
+        """The parameters' names in the optimizer's order: the matrices (weight decay), then the rest."""
+        named = list(self.raw_model.named_parameters())
+        return [n for n, p in named if p.dim() >= 2] + [n for n, p in named if p.dim() < 2]
+
     def _resume(self) -> None:
         path = latest_checkpoint(self.out)
         if path is None:
             raise TrainingError(f"{self.out}: nothing to resume (no complete checkpoint)")
         model_state, optimizer_state, extra = load_checkpoint(path)
+        if unfused_blocks(model_state):  # written before the blocks fused their projections
+            optimizer_state = fuse_optimizer_state(optimizer_state, self._optimizer_order())
         model_state = state_for_loading(self.raw_model.config, model_state)
         if extra.get("vocab_hash") != DEFAULT_VOCAB.hash:
             raise TrainingError(f"{path}: made with vocabulary {extra.get('vocab_hash')}, not {DEFAULT_VOCAB.hash}")

@@ -36,8 +36,6 @@ function (`_forward`) for steps and runs alike.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,7 +44,14 @@ import torch
 from meloformer_core.encoding.grammar import HEADER, MetadataTracker
 from meloformer_core.encoding.vocab import TokenType, Vocabulary
 from meloformer_core.model.masks import OPEN, build_layout, summarise_mask_mod, update_mask_mod
-from meloformer_core.model.transformer import MeloFormer
+from meloformer_core.model.transformer import (
+    BlockWeights,
+    MeloFormer,
+    SequenceKeys,
+    linear,
+    merge_heads,
+    split_heads,
+)
 
 # tokens that open a segment (as `MetadataTracker` counts them)
 _OPENERS = tuple(int(t) for t in (TokenType.BAR, TokenType.TRACK, TokenType.EOS, TokenType.FIM_GAP,
@@ -97,34 +102,19 @@ class DecodingGroup:
         self.mask = torch.zeros(rows, shape[3], device=device, dtype=torch.bool)
 
         self._half = self._prepared(torch.float16) if half_weights else None
-        self._batch_dtype = torch.bfloat16 if half_weights else dtype
+        self._batch_dtype = torch.bfloat16 if half_weights else None
         self._full = self._prepared(self._batch_dtype) if not half_weights or rows > HALF_ROWS else None
-        self.split = (config.d_model,) * 5
 
-    def _prepared(self, weight_dtype: torch.dtype) -> tuple[list[dict], torch.Tensor]:
-        """(per block, the fused weights; the output head) in ``weight_dtype``."""
+    def _prepared(self, weight_dtype: torch.dtype | None) -> tuple[list[BlockWeights] | None, torch.Tensor]:
+        """(per block, its weights cast to ``weight_dtype``; the output head), or the model's
+        own (None per block) when ``weight_dtype`` is None."""
+        model = self.model
+        if weight_dtype is None:
+            return None, model.head.weight
+        return [block.weights(weight_dtype) for block in model.blocks], model.head.weight.detach().to(weight_dtype)
 
-        def fused(*weights: torch.Tensor) -> torch.Tensor:
-            return torch.cat(weights).to(weight_dtype).contiguous()
-
-        # Per block, fused: a token's [summarise k, v | update k, v | update q], a summary's
-        # [summarise k, v | summarise q], then the other projections.
-        layers = [
-            {
-                "token": fused(b.summarise.kv_proj.weight, b.update.kv_proj.weight, b.update.q_proj.weight),
-                "summary": fused(b.summarise.kv_proj.weight, b.summarise.q_proj.weight),
-                "summary_update_kv": fused(b.update.kv_proj.weight),
-                "update_out": fused(b.update.out_proj.weight),
-                "summarise_out": fused(b.summarise.out_proj.weight),
-                "gate_up": fused(b.mlp.gate_up.weight),
-                "down": fused(b.mlp.down.weight),
-            }
-            for b in self.model.blocks
-        ]
-        return layers, fused(self.model.head.weight)
-
-    def weights(self, rows: int) -> tuple[list[dict], torch.Tensor]:
-        """(per block, the fused weights; the output head) for a product of ``rows`` rows."""
+    def weights(self, rows: int) -> tuple[list[BlockWeights] | None, torch.Tensor]:
+        """(per block, the weights for a product of ``rows`` rows, or None for the model's own; the output head)."""
         if self._half is not None and rows <= HALF_ROWS:
             return self._half
         if self._full is None:  # a group of few rows feeding a run of tokens: prepared once, when first needed
@@ -138,31 +128,6 @@ class DecodingGroup:
     def caches(self) -> list[DecodingCache]:
         """An empty cache on every row."""
         return [self.cache(row) for row in range(self.rows)]
-
-    def linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.linear(x.to(weight.dtype), weight).to(x.dtype)
-
-    def mlp(self, x: torch.Tensor, block, weights: dict) -> torch.Tensor:
-        gate, up = self.linear(block.norm_mlp(x), weights["gate_up"]).chunk(2, dim=-1)
-        return x + self.linear(torch.nn.functional.silu(gate) * up, weights["down"])
-
-    def rotation(self, positions: torch.Tensor) -> torch.Tensor:
-        """(N,) positions → (N, E/2) complex turns, as `Rotary.forward` applies them."""
-        rotary = self.model.rotary
-        return torch.complex(rotary.cos[positions], rotary.sin[positions])
-
-    def heads(self, x_ND: torch.Tensor, rotation_NF: torch.Tensor | None = None) -> torch.Tensor:
-        """(N, D) → (N, H, E), rotated like `Rotary.forward` when ``rotation_NF`` is given.
-
-        The pairs (x[2i], x[2i+1]) are complex numbers turned by (cos + i·sin): the same
-        arithmetic as `Rotary.forward`, in one operation.
-        """
-        config = self.model.config
-        x = x_ND.view(-1, config.n_heads, config.head_dim)
-        if rotation_NF is None:
-            return x
-        turned = torch.view_as_complex(x.float().reshape(len(x), config.n_heads, -1, 2)) * rotation_NF[:, None]
-        return torch.view_as_real(turned).reshape(x.shape).to(x.dtype)
 
 
 class DecodingCache:
@@ -215,26 +180,22 @@ class DecodingCache:
         model = self.model
         device = self.layout.tokens.device
         layout = build_layout([np.asarray(tokens)], self.vocab).to(device)
-        masks = model.masks(layout, backend)
         prompt = layout.tokens.shape[1]
         has_segments = bool(layout.seg_valid[0].any())
         closed = int(layout.seg_valid[0].sum()) - 1 if has_segments else 0  # the last one stays open
-        x = model.embed(layout.tokens)
-        s = model.initial_summaries(layout.seg_opener)
-        for index, block in enumerate(model.blocks):
-            captured: list = []
-            x, s = block(x, s, layout, masks, model.rotary, capture=captured)
-            for (k, v), (keys, values) in zip(
-                captured, ((self.sum_k, self.sum_v), (self.upd_k, self.upd_v)), strict=True
-            ):
-                keys[index, :, :prompt] = k[0, :, :prompt]
-                values[index, :, :prompt] = v[0, :, :prompt]
-                keys[index, :, prompt : prompt + closed] = k[0, :, prompt : prompt + closed]
-                values[index, :, prompt : prompt + closed] = v[0, :, prompt : prompt + closed]
+        buffers = ((self.sum_k, self.sum_v), (self.upd_k, self.upd_v))
+
+        def store(layer: int, phase: int, k: torch.Tensor, v: torch.Tensor) -> None:
+            """The prompt's tokens, then its closed segments' summaries, in the buffer's first slots."""
+            for buffer, value in zip(buffers[phase], (k, v), strict=True):
+                buffer[layer, :, : prompt + closed] = value[0, :, : prompt + closed]
+
+        keys = SequenceKeys(layout, model.masks(layout, backend), model.rotary, model.config.n_heads, store=store)
+        x, _ = model.run(model.embed(layout.tokens), model.initial_summaries(layout.seg_opener), keys)
         self.slot_key[:prompt] = torch.arange(prompt, device=device)
         self.slot_key[prompt : prompt + closed] = self.capacity + torch.arange(closed, device=device)
         self.filled = prompt + closed
-        logits = model.head(model.norm_out(x))[0, -1]
+        logits = model.head(model.norm_out(x[:, -1]))[0]
         # adopt the prompt's metadata; its last segment stays open until the next opener
         for name in ("tokens", "bar", "slot", "segment", "document", "is_pad", "positions"):
             getattr(self.layout, name)[0, :prompt] = getattr(layout, name)[0]
@@ -336,39 +297,9 @@ class _Closing:
     mask: torch.Tensor  # over the cache's slots up to and including ``slot``
 
 
-def _summarise(group: DecodingGroup, closing: list[_Closing]) -> None:
-    """Compute the summaries of the segments in ``closing`` (at most one per row) through all
-    layers, their matrix products together, and store their keys and values."""
-    if not closing:
-        return
-    model = group.model
-    device = group.sum_k.device
-    places = _places(group, [item.cache.row for item in closing], [item.slot for item in closing])
-    rotation = group.rotation(torch.tensor([item.position for item in closing], device=device))
-    s = model.initial_summaries(torch.tensor([item.opener for item in closing], device=device))
-    layers, _ = group.weights(len(closing))
-    for index, block in enumerate(model.blocks):
-        weights = layers[index]
-        sum_k, sum_v, q = group.linear(block.norm_summary(s), weights["summary"]).split(group.split[:3], -1)
-        _write(group, index, places, (group.sum_k, group.heads(sum_k, rotation)), (group.sum_v, group.heads(sum_v)))
-        queries = group.heads(q, rotation)
-        attended = torch.stack([
-            torch.nn.functional.scaled_dot_product_attention(
-                query[None, :, None],
-                group.sum_k[item.cache.row, index, None, :, : len(item.mask)],
-                group.sum_v[item.cache.row, index, None, :, : len(item.mask)],
-                attn_mask=item.mask[None, None, None],
-            ).reshape(-1)
-            for query, item in zip(queries, closing, strict=True)
-        ])  # fmt: skip
-        s = group.mlp(s + group.linear(attended, weights["summarise_out"]), block, weights)
-        upd_k, upd_v = group.linear(block.norm_summary(s), weights["summary_update_kv"]).chunk(2, dim=-1)
-        _write(group, index, places, (group.upd_k, group.heads(upd_k, rotation)), (group.upd_v, group.heads(upd_v)))
-
-
 def _places(group: DecodingGroup, rows: list[int], slots: list[int]) -> torch.Tensor:
     """Where (row, slot) pairs lie in layer 0 of a buffer seen as (rows·layers·heads·slots, E):
-    (N, H) indices; layer ``l`` is ``l·H·slots`` further (see `_write`)."""
+    (N, H) indices; layer ``l`` is ``l·H·slots`` further (see `_CachedKeys.write`)."""
     _, layers, heads, slot_count, _ = group.sum_k.shape
     rows_, slots_ = torch.tensor(rows), torch.tensor(slots)
     return ((rows_[:, None] * layers * heads + torch.arange(heads)) * slot_count + slots_[:, None]).to(
@@ -376,12 +307,63 @@ def _places(group: DecodingGroup, rows: list[int], slots: list[int]) -> torch.Te
     )
 
 
-def _write(group: DecodingGroup, layer: int, places: torch.Tensor, *pairs) -> None:
-    """Store (N, H, E) keys or values at ``places`` (`_places`) of each (buffer, value) pair, in ``layer``."""
-    _, _, heads, slot_count, width = group.sum_k.shape
-    index = (places + layer * heads * slot_count).flatten()
-    for buffer, value in pairs:
-        buffer.view(-1, width).index_copy_(0, index, value.reshape(-1, width))
+class _CachedKeys:
+    """The network's `Keys` for one pass of entered tokens through a group's buffers: each
+    block's keys and values of the tokens (at ``token_places``) and of the summaries closing
+    before them (``closing``) are stored, then attended where the cache's masks say."""
+
+    def __init__(self, group: DecodingGroup, token_places: torch.Tensor, token_positions: torch.Tensor,
+                 closing: list[_Closing]) -> None:  # fmt: skip
+        model = group.model
+        device = group.sum_k.device
+        self.group, self.closing, self.heads = group, closing, model.config.n_heads
+        self.rotate = model.rotary.rotate
+        self.token_places, self.token_turns = token_places, model.rotary.turns(token_positions)
+        if closing:
+            self.summary_places = _places(group, [item.cache.row for item in closing], [item.slot for item in closing])
+            positions = torch.tensor([[item.position] for item in closing], device=device)
+            self.summary_turns = model.rotary.turns(positions)
+
+    def write(self, layer: int, places: torch.Tensor, turns: torch.Tensor, pairs: list[tuple]) -> None:
+        """Store (B, L, D) keys (rotated by ``turns``) and values at ``places`` (B·L, H) of
+        ``layer``: ``pairs`` of ((keys, values), (key buffer, value buffer))."""
+        _, _, heads, slot_count, width = self.group.sum_k.shape
+        index = (places + layer * heads * slot_count).flatten()
+        for (k, v), (key_buffer, value_buffer) in pairs:
+            rotated = self.rotate(split_heads(k, heads), turns).transpose(1, 2)
+            key_buffer.view(-1, width).index_copy_(0, index, rotated.reshape(-1, width))
+            value_buffer.view(-1, width).index_copy_(0, index, v.reshape(-1, width))
+
+    def tokens(self, layer: int, summarise: tuple, update: tuple) -> None:
+        group = self.group
+        pairs = [(summarise, (group.sum_k, group.sum_v)), (update, (group.upd_k, group.upd_v))]
+        self.write(layer, self.token_places, self.token_turns, pairs)
+
+    def summarise(self, layer: int, queries: torch.Tensor, summaries: tuple) -> torch.Tensor:
+        """Each closing summary over its own row's slots, up to and including its own."""
+        group = self.group
+        self.write(layer, self.summary_places, self.summary_turns, [(summaries, (group.sum_k, group.sum_v))])
+        q = self.rotate(split_heads(queries, self.heads), self.summary_turns)  # (C, H, 1, E)
+        attended = [
+            torch.nn.functional.scaled_dot_product_attention(
+                q[i : i + 1],
+                group.sum_k[item.cache.row, layer, None, :, : len(item.mask)],
+                group.sum_v[item.cache.row, layer, None, :, : len(item.mask)],
+                attn_mask=item.mask[None, None, None],
+            )
+            for i, item in enumerate(self.closing)
+        ]
+        return merge_heads(torch.cat(attended))
+
+    def update(self, layer: int, queries: torch.Tensor, summaries: tuple | None) -> torch.Tensor:
+        group = self.group
+        if summaries is not None:
+            self.write(layer, self.summary_places, self.summary_turns, [(summaries, (group.upd_k, group.upd_v))])
+        return self.attend(layer, self.rotate(split_heads(queries, self.heads), self.token_turns))
+
+    def attend(self, layer: int, q_BHLE: torch.Tensor) -> torch.Tensor:
+        """The tokens' update attention (B, L, D), their keys stored."""
+        raise NotImplementedError
 
 
 @torch.inference_mode()
@@ -401,106 +383,126 @@ def step_together(caches: list[DecodingCache], tokens: int | list[int]) -> list[
     if any(cache.length >= cache.capacity for cache in caches):
         raise ContextFull
     tokens = [tokens] * len(caches) if isinstance(tokens, int) else list(tokens)
-    config = group.model.config
     closing: list[_Closing] = []
     entered = [cache._enter(token, closing) for cache, token in zip(caches, tokens, strict=True)]
-    _summarise(group, closing)
     device = group.sum_k.device
-    written_at = _places(group, [cache.row for cache in caches], [slot for slot, _ in entered])
-    rotation = group.rotation(torch.tensor([position for _, position in entered], device=device))
-    # Attention runs per block over views of the buffer and of the masks (no copy): a row of
-    # the block that is not stepped gets a zero query under its last mask (never empty), and
-    # its output is dropped.
-    attending = []  # (the block's rows, its stepped rows' places among ``caches`` and in the block, slots, mask)
-    for block in group.blocks:
-        stepped = {cache.row - block.start: place for place, cache in enumerate(caches) if cache.row in block}
-        if not stepped:
-            continue
-        filled = max(caches[place].filled for place in stepped.values())
-        mask = group.mask[block.start : block.stop, :filled]
-        where = torch.tensor(list(stepped.values()), device=device)
-        inside = torch.tensor(list(stepped.keys()), device=device)
-        attending.append((slice(block.start, block.stop), where, inside, filled, mask))
+    places = _places(group, [cache.row for cache in caches], [slot for slot, _ in entered])
+    positions = torch.tensor([[position] for _, position in entered], device=device)
+    keys = _StepKeys(group, places, positions, closing, caches)
+    return list(_forward(group, torch.tensor(tokens, device=device)[:, None], closing, keys))
 
-    def attend(index: int, queries: torch.Tensor) -> torch.Tensor:
-        attended = torch.empty(len(caches), config.n_heads, config.head_dim, device=device, dtype=queries.dtype)
-        for window, where, inside, filled, mask in attending:
-            query = torch.zeros(window.stop - window.start, config.n_heads, config.head_dim, device=device,
+
+class _StepKeys(_CachedKeys):
+    """One token for each of several rows: attention runs per block of rows over views of the
+    buffer and of the masks (no copy); a row of the block that is not stepped gets a zero
+    query under its last mask (never empty), and its output is dropped."""
+
+    def __init__(self, group: DecodingGroup, places: torch.Tensor, positions: torch.Tensor, closing: list[_Closing],
+                 caches: list[DecodingCache]) -> None:  # fmt: skip
+        super().__init__(group, places, positions, closing)
+        device = group.sum_k.device
+        self.stepped = len(caches)
+        self.attending = []  # (the block's rows, its stepped rows' places among ``caches`` and in it, slots, mask)
+        for block in group.blocks:
+            stepped = {cache.row - block.start: place for place, cache in enumerate(caches) if cache.row in block}
+            if not stepped:
+                continue
+            filled = max(caches[place].filled for place in stepped.values())
+            mask = group.mask[block.start : block.stop, :filled]
+            window = slice(block.start, block.stop)
+            if list(stepped.items()) == list(enumerate(range(len(caches)))) and len(block) == len(caches):
+                self.attending.append((window, None, None, filled, mask))  # every row, in order: no gather
+                continue
+            where = torch.tensor(list(stepped.values()), device=device)
+            inside = torch.tensor(list(stepped.keys()), device=device)
+            self.attending.append((window, where, inside, filled, mask))
+
+    def attend(self, layer: int, q_BHLE: torch.Tensor) -> torch.Tensor:
+        group = self.group
+        if self.attending[0][1] is None:  # one block of all the rows stepped, in their order
+            window, _, _, filled, mask = self.attending[0]
+            keys, values = group.upd_k[window, layer, :, :filled], group.upd_v[window, layer, :, :filled]
+            out = torch.nn.functional.scaled_dot_product_attention(q_BHLE, keys, values, attn_mask=mask[:, None, None])
+            return out.reshape(len(q_BHLE), 1, -1)
+        queries = q_BHLE[:, :, 0]  # (N, H, E)
+        attended = torch.empty_like(queries)
+        for window, where, inside, filled, mask in self.attending:
+            query = torch.zeros(window.stop - window.start, *queries.shape[1:], device=queries.device,
                                 dtype=queries.dtype)  # fmt: skip
             query[inside] = queries[where]
             out = torch.nn.functional.scaled_dot_product_attention(
                 query[:, :, None],
-                group.upd_k[window, index, :, :filled],
-                group.upd_v[window, index, :, :filled],
+                group.upd_k[window, layer, :, :filled],
+                group.upd_v[window, layer, :, :filled],
                 attn_mask=mask[:, None, None],
             )
             attended[where] = out[inside, :, 0]
-        return attended
-
-    return list(_forward(group, tokens, written_at, rotation, attend))
+        return attended.reshape(len(queries), 1, -1)
 
 
-def _forward(group: DecodingGroup, tokens: list[int], places: torch.Tensor, rotation: torch.Tensor,
-             attend: Callable[[int, torch.Tensor], torch.Tensor], last_only: bool = False) -> torch.Tensor:  # fmt: skip
-    """The network over N entered tokens (rows of one step, or a run of one segment): each
-    layer's keys and values go to ``places`` (`_places`), ``attend(layer, queries (N, H, E))``
-    gives each token's attention output (N, H, E). Returns the logits (N, V), or (1, V) of the
-    last token with ``last_only``."""
+class _RunKeys(_CachedKeys):
+    """A run of one segment's tokens in one row: token j attends what the run's first token
+    attends, and the run up to itself."""
+
+    def __init__(self, cache: DecodingCache, places: torch.Tensor, positions: torch.Tensor,
+                 closing: list[_Closing], mask: torch.Tensor) -> None:  # fmt: skip
+        super().__init__(cache.group, places, positions, closing)
+        self.row, self.mask, self.filled = cache.row, mask, cache.filled
+
+    def attend(self, layer: int, q_BHLE: torch.Tensor) -> torch.Tensor:
+        group, filled = self.group, self.filled
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q_BHLE,  # (1, H, L, E)
+            group.upd_k[self.row, layer, None, :, :filled],
+            group.upd_v[self.row, layer, None, :, :filled],
+            attn_mask=self.mask[None, None],
+        )
+        return merge_heads(out)
+
+
+def _forward(group: DecodingGroup, tokens: torch.Tensor, closing: list[_Closing], keys: _CachedKeys,
+             last_only: bool = False) -> torch.Tensor:  # fmt: skip
+    """The network's own blocks (`MeloFormer.run`) over entered tokens (B, L): rows of one
+    step, or a run of one segment, with the summaries of the segments ``closing`` before
+    them. Returns the logits (B·L, V), or (1, V) of the last token with ``last_only``."""
     model = group.model
-    layers, head = group.weights(len(tokens))
-    x = model.embed.weight[torch.tensor(tokens, device=group.sum_k.device)]
-    for index, block in enumerate(model.blocks):
-        weights = layers[index]
-        sum_k, sum_v, upd_k, upd_v, q = group.linear(block.norm_regular(x), weights["token"]).split(group.split, -1)
-        written = ((group.sum_k, group.heads(sum_k, rotation)), (group.sum_v, group.heads(sum_v)),
-                   (group.upd_k, group.heads(upd_k, rotation)), (group.upd_v, group.heads(upd_v)))  # fmt: skip
-        _write(group, index, places, *written)
-        attended = attend(index, group.heads(q, rotation))
-        x = group.mlp(x + group.linear(attended.reshape(len(tokens), -1), weights["update_out"]), block, weights)
+    weights, head = group.weights(tokens.numel())
+    x = model.embed.weight[tokens]
+    s = None
+    if closing:
+        s = model.initial_summaries(torch.tensor([[item.opener] for item in closing], device=tokens.device))
+    x, _ = model.run(x, s, keys, weights)
+    x = x.reshape(-1, x.shape[-1])
     if last_only:
         x = x[-1:]
-    return group.linear(model.norm_out(x), head)
+    return linear(model.norm_out(x), head)
 
 
 @torch.inference_mode()
 def feed_run(cache: DecodingCache, tokens: list[int]) -> torch.Tensor:
-    """Feed known ``tokens`` to one cache, each segment's tokens through the network together;
-    return the logits (V,) after the last one. Equal to stepping them one by one (to float
-    rounding, tests/core/test_model.py), at the cost of about one step per segment.
+    """Feed known ``tokens`` to one cache in one pass through the network; return the logits
+    (V,) after the last one. Equal to stepping them one by one (to float rounding,
+    tests/core/test_model.py), at about the cost of one step.
 
-    A token that opens a segment closes the one before (its summary computed first, as in
-    `step_together`), so the tokens are cut into runs at openers. Within a run every token
-    attends what the run's first token attends, and the run's tokens up to itself: the same
-    mask a step extends in place. Raises `ContextFull` before changing anything if the
-    tokens do not fit.
+    Every token attends what it would attend stepped alone (its mask is recorded as it
+    enters). The segments that its openers close get their summaries in the same pass: a
+    block computes the summaries from the tokens' keys before the tokens attend them, as
+    in training. Raises `ContextFull` before changing anything if the tokens do not fit.
     """
     if not tokens:
         raise ValueError("no tokens to feed")
     if cache.length + len(tokens) > cache.capacity:
         raise ContextFull
-    group, device, row, logits = cache.group, cache.sum_k.device, cache.row, None
-    openers = [i for i, token in enumerate(tokens) if int(cache.vocab.type_of[token]) in _OPENERS]
-    for start, stop in itertools.pairwise(sorted({0, *openers, len(tokens)})):
-        run = tokens[start:stop]
-        closing: list[_Closing] = []
-        entered = [cache._enter(token, closing) for token in run]
-        _summarise(group, closing)
-        slots = [slot for slot, _ in entered]
-        filled = cache.filled
-        # token j of the run: what the run's last token attends, without the run's later slots
-        # (a run's slots are consecutive: only its opener may close a segment, before it enters)
-        mask = cache.mask[:filled].expand(len(run), filled).clone()
-        mask[:, slots[0] : slots[-1] + 1] = torch.ones(len(run), len(run), dtype=torch.bool, device=device).tril()
-        rotation = group.rotation(torch.tensor([position for _, position in entered], device=device))
-
-        def attend(index: int, queries: torch.Tensor, mask: torch.Tensor = mask, filled: int = filled) -> torch.Tensor:
-            out = torch.nn.functional.scaled_dot_product_attention(
-                queries.transpose(0, 1)[None],  # (1, H, N, E)
-                group.upd_k[row, index, None, :, :filled],
-                group.upd_v[row, index, None, :, :filled],
-                attn_mask=mask[None, None],
-            )
-            return out[0].transpose(0, 1)
-
-        logits = _forward(group, run, _places(group, [row] * len(run), slots), rotation, attend, last_only=True)
-    return logits[0]
+    group, device = cache.group, cache.sum_k.device
+    closing: list[_Closing] = []
+    entered, masks = [], []
+    for token in tokens:
+        entered.append(cache._enter(token, closing))
+        masks.append(cache.mask[: cache.filled].clone())  # what this token attends
+    mask = torch.zeros(len(tokens), cache.filled, dtype=torch.bool, device=device)
+    for row, attends in enumerate(masks):
+        mask[row, : len(attends)] = attends
+    positions = torch.tensor([[position for _, position in entered]], device=device)
+    places = _places(group, [cache.row] * len(tokens), [slot for slot, _ in entered])
+    keys = _RunKeys(cache, places, positions, closing, mask)
+    return _forward(group, torch.tensor([tokens], device=device), closing, keys, last_only=True)[0]

@@ -28,7 +28,15 @@ from meloformer_core.atomic import FolderKind, json_marker, replace_directory
 from meloformer_core.encoding.vocab import DEFAULT_VOCAB, Vocabulary
 from meloformer_core.errors import MeloformerError
 from meloformer_core.model.config import ConfigError, ModelConfig
-from meloformer_core.model.transformer import TIED_HEAD, MeloFormer, state_for_loading, state_for_saving
+from meloformer_core.model.transformer import (
+    FUSED,
+    TIED_HEAD,
+    UNFUSED,
+    MeloFormer,
+    state_for_loading,
+    state_for_saving,
+    unfused_blocks,
+)
 
 FORMAT = "meloformer-bundle"
 VERSION = 1
@@ -188,16 +196,25 @@ def check_vocabulary_file(path: Path, vocab: Vocabulary) -> None:
         )
 
 
-def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+def expected_shapes(config: ModelConfig, unfused: bool = False) -> dict[str, tuple[int, ...]]:
     """Name → shape of every tensor a weights file for ``config`` holds (built on the meta
-    device: no memory is allocated, whatever the config says)."""
+    device: no memory is allocated, whatever the config says); ``unfused``: as files written
+    before the fused projections name them (`transformer.UNFUSED`)."""
     with torch.device("meta"):
         model = MeloFormer(config)
-    return {
+    shapes = {
         name: tuple(tensor.shape)
         for name, tensor in model.state_dict().items()
         if not (config.tie_embeddings and name == TIED_HEAD)
     }
+    if not unfused:
+        return shapes
+    width = config.d_model
+    for name in [name for name in shapes if name.endswith(FUSED)]:
+        del shapes[name]
+        prefix = name[: -len(FUSED)]
+        shapes.update({prefix + part: (rows * width, width) for part, rows in zip(UNFUSED, (1, 2, 1, 2), strict=True)})
+    return shapes
 
 
 def check_weights_file(path: Path, config: ModelConfig) -> None:
@@ -218,7 +235,7 @@ def check_weights_file(path: Path, config: ModelConfig) -> None:
     if not isinstance(header, dict):
         raise BundleError(f"{path}: not a valid safetensors file (its header is not a table of tensors)")
     header.pop("__metadata__", None)
-    wanted = expected_shapes(config)
+    wanted = expected_shapes(config, unfused=bool(unfused_blocks(header)))
     missing = sorted(set(wanted) - set(header))
     extra = sorted(set(header) - set(wanted))
     if missing or extra:

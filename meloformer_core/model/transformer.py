@@ -16,13 +16,16 @@ runs through one of two back ends fed by the same predicate: FlexAttention with 
 mask per sequence (GPU training, long prefill) or `scaled_dot_product_attention` with the
 dense mask (the reference, and the CPU training path: FlexAttention has no CPU backward).
 
-Incremental decoding (`meloformer_core.model.decoding`) reuses `Attention.project` and
-`Attention.attend`, so cached logits equal the full forward pass.
+Every pass runs `Block.forward`: training and a prompt's prefill with `SequenceKeys` (the
+whole sequence and its masks), incremental decoding with the keys of a cache
+(`meloformer_core.generation.cache`), so there is one implementation of the network.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +50,8 @@ class RMSNorm(nn.Module):
 
 
 class Rotary(nn.Module):
-    """Rotary position embedding tables; positions are gathered per token."""
+    """Rotary position embedding: the pairs (x[2i], x[2i+1]) of a head are complex numbers
+    turned by the angle of their position (`turns`), in one complex product (`rotate`)."""
 
     def __init__(self, head_dim: int, max_positions: int, base: float) -> None:
         super().__init__()
@@ -56,48 +60,59 @@ class Rotary(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
+    def turns(self, positions: torch.Tensor) -> torch.Tensor:
+        """positions (…, L) → complex turns (…, 1, L, E/2), ready for heads (…, H, L, E)."""
+        return torch.complex(self.cos[positions].float(), self.sin[positions].float()).unsqueeze(-3)
+
+    @staticmethod
+    def rotate(x_BHLE: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+        """``x`` turned by ``turns`` (`turns`), computed in float32 and returned in x's dtype."""
+        if x_BHLE.dtype != torch.float32:  # (bf16 training) the turn in float32, then back
+            return Rotary.rotate(x_BHLE.float(), turns).to(x_BHLE.dtype)
+        pairs = torch.view_as_complex(x_BHLE.reshape(*x_BHLE.shape[:-1], -1, 2))
+        return torch.view_as_real(pairs * turns).reshape(x_BHLE.shape)
+
     def forward(self, x_BHLE: torch.Tensor, positions_BL: torch.Tensor) -> torch.Tensor:
-        cos = self.cos[positions_BL][:, None].to(x_BHLE.dtype)  # (B, 1, L, E/2)
-        sin = self.sin[positions_BL][:, None].to(x_BHLE.dtype)
-        x1, x2 = x_BHLE[..., 0::2], x_BHLE[..., 1::2]
-        return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+        return self.rotate(x_BHLE, self.turns(positions_BL))
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``x @ weight.T``; with weights of another dtype (decoding with 16-bit weights), x is
+    cast to theirs and the result back (under autocast, autocast chooses)."""
+    if x.dtype == weight.dtype or torch.is_autocast_enabled(x.device.type):
+        return F.linear(x, weight)
+    return F.linear(x.to(weight.dtype), weight).to(x.dtype)
+
+
+def split_heads(x_BLD: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, L, D) → (B, H, L, E)."""
+    batch, length, width = x_BLD.shape
+    return x_BLD.view(batch, length, heads, width // heads).transpose(1, 2)
+
+
+def merge_heads(x_BHLE: torch.Tensor) -> torch.Tensor:
+    """(B, H, L, E) → (B, L, D)."""
+    batch, _, length, _ = x_BHLE.shape
+    return x_BHLE.transpose(1, 2).reshape(batch, length, -1)
 
 
 class Attention(nn.Module):
-    """Multi-head attention whose queries and keys may come from different streams."""
+    """The output projection of one of a block's two attentions; their queries, keys and
+    values come from the block's fused projection (`Block.qkv`)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.n_heads = config.n_heads
-        self.head_dim = config.head_dim
-        self.q_proj = nn.Linear(config.d_model, config.d_model, bias=False)
-        self.kv_proj = nn.Linear(config.d_model, 2 * config.d_model, bias=False)
         self.out_proj = nn.Linear(config.d_model, config.d_model, bias=False)
-        self.dropout = config.dropout
 
-    def _heads(self, x_BLD: torch.Tensor) -> torch.Tensor:
-        batch, length, _ = x_BLD.shape
-        return x_BLD.view(batch, length, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, L, E)
 
-    def project_queries(self, x_BLD: torch.Tensor, positions: torch.Tensor, rotary: Rotary) -> torch.Tensor:
-        return rotary(self._heads(self.q_proj(x_BLD)), positions)
-
-    def project(
-        self, x_BLD: torch.Tensor, positions: torch.Tensor, rotary: Rotary
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys (with rotary) and values of a stream: what the decoding cache stores."""
-        key, value = self.kv_proj(x_BLD).chunk(2, dim=-1)
-        return rotary(self._heads(key), positions), self._heads(value)
-
-    def attend(self, q_BHQE: torch.Tensor, k_BHKE: torch.Tensor, v_BHKE: torch.Tensor, mask) -> torch.Tensor:
-        """Attention output projected back to (B, Q, D); ``mask`` is a dense bool mask or a BlockMask."""
-        if isinstance(mask, torch.Tensor):
-            dropout = self.dropout if self.training else 0.0
-            out = F.scaled_dot_product_attention(q_BHQE, k_BHKE, v_BHKE, attn_mask=mask, dropout_p=dropout)
-        else:
-            out = _flex_attention(q_BHQE, k_BHKE, v_BHKE, block_mask=mask)
-        batch, _, queries, _ = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(batch, queries, -1))
+def attend(
+    q_BHQE: torch.Tensor, k_BHKE: torch.Tensor, v_BHKE: torch.Tensor, mask, dropout: float = 0.0
+) -> torch.Tensor:
+    """Attention of (B, H, Q, E) queries over keys and values; ``mask`` is a dense bool mask
+    (`scaled_dot_product_attention`) or a FlexAttention BlockMask."""
+    if isinstance(mask, torch.Tensor):
+        return F.scaled_dot_product_attention(q_BHQE, k_BHKE, v_BHKE, attn_mask=mask, dropout_p=dropout)
+    return _flex_attention(q_BHQE, k_BHKE, v_BHKE, block_mask=mask)
 
 
 def _flex_attention(q, k, v, block_mask):
@@ -130,46 +145,125 @@ class SwiGLU(nn.Module):
         self.down = nn.Linear(config.mlp_hidden, config.d_model, bias=False)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up(x).chunk(2, dim=-1)
-        return self.dropout(self.down(F.silu(gate) * up))
+    def forward(self, x: torch.Tensor, weights: BlockWeights | None = None) -> torch.Tensor:
+        gate_up, down = (self.gate_up.weight, self.down.weight) if weights is None else weights[3:]
+        gate, up = linear(x, gate_up).chunk(2, dim=-1)
+        out = linear(F.silu(gate) * up, down)
+        return self.dropout(out) if self.training else out
+
+
+class BlockWeights(NamedTuple):
+    """A block's weight matrices, as `Block.forward` uses them: its own parameters, or
+    16-bit copies of them for decoding (`Block.weights`)."""
+
+    qkv: torch.Tensor
+    summarise_out: torch.Tensor
+    update_out: torch.Tensor
+    gate_up: torch.Tensor
+    down: torch.Tensor
+
+
+class Keys(Protocol):
+    """Where a block's attentions find their keys: the whole sequence (`SequenceKeys`: training,
+    a prompt's prefill) or a decoding cache (`meloformer_core.generation.cache`). Queries,
+    keys and values come in as (B, L, D) projections, unrotated; an attention returns its
+    output (B, L, D) before the output projection. A block calls `tokens`, then
+    `summarise` (unless it has no summaries), then `update`."""
+
+    def tokens(self, layer: int, summarise: tuple, update: tuple) -> None:
+        """The keys and values (k, v) of the block's tokens under the two projections."""
+        ...
+
+    def summarise(self, layer: int, queries: torch.Tensor, summaries: tuple) -> torch.Tensor:
+        """Summaries read their segment's tokens and earlier summaries (SR + SS); ``summaries``:
+        their own keys and values."""
+        ...
+
+    def update(self, layer: int, queries: torch.Tensor, summaries: tuple | None) -> torch.Tensor:
+        """Tokens read their bar, related bars and closed summaries (RR + RS); ``summaries``: the
+        summaries' keys and values as they leave the block, None when there are none (a
+        decoding step that closes no segment)."""
+        ...
 
 
 class Block(nn.Module):
+    """One block of both streams; training, prefill and every decoding step run this code.
+
+    ``qkv`` holds both attentions' projections fused, rows [summarise q, k, v | update q, k, v],
+    so each stream needs one product per phase: a token's five projections (all but the
+    summarise query) are rows D:6D, a summary's summarise q, k, v rows 0:3D, and its update
+    keys and values after the summarise phase rows 4D:6D.
+    """
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.norm_regular = RMSNorm(config.d_model)
         self.norm_summary = RMSNorm(config.d_model)
         self.norm_mlp = RMSNorm(config.d_model)
+        self.qkv = nn.Linear(config.d_model, 6 * config.d_model, bias=False)
         self.summarise = Attention(config)
         self.update = Attention(config)
         self.mlp = SwiGLU(config)
+        self.width = config.d_model
 
-    def forward(self, x_BTD, s_BSD, layout: Layout, masks: tuple, rotary: Rotary, capture: list | None = None):
-        """One block; ``capture`` (decoding prefill) receives the keys/values of both phases."""
-        positions = layout.positions
-        seg_positions = layout.seg_positions
-        key_positions = torch.cat([positions, seg_positions], dim=1)
-        summarise_mask, update_mask = masks
+    def weights(self, dtype: torch.dtype | None = None) -> BlockWeights:
+        """The block's weights, as they are or (decoding with 16-bit weights) cast to ``dtype``."""
+        own = (self.qkv.weight, self.summarise.out_proj.weight, self.update.out_proj.weight,
+               self.mlp.gate_up.weight, self.mlp.down.weight)  # fmt: skip
+        return BlockWeights(*(w if dtype is None else w.detach().to(dtype).contiguous() for w in own))
 
-        nx = self.norm_regular(x_BTD)
-        ns = self.norm_summary(s_BSD)
-        # summarise: summaries read their own segment and earlier summaries
-        q = self.summarise.project_queries(ns, seg_positions, rotary)
-        k, v = self.summarise.project(torch.cat([nx, ns], dim=1), key_positions, rotary)
-        if capture is not None:
-            capture.append((k, v))
-        s_BSD = s_BSD + self.summarise.attend(q, k, v, summarise_mask)
-        s_BSD = s_BSD + self.mlp(self.norm_mlp(s_BSD))
-        # update: tokens read their bar, related bars and the summaries closed before them
-        ns = self.norm_summary(s_BSD)
-        q = self.update.project_queries(nx, positions, rotary)
-        k, v = self.update.project(torch.cat([nx, ns], dim=1), key_positions, rotary)
-        if capture is not None:
-            capture.append((k, v))
-        x_BTD = x_BTD + self.update.attend(q, k, v, update_mask)
-        x_BTD = x_BTD + self.mlp(self.norm_mlp(x_BTD))
+    def forward(self, x_BTD: torch.Tensor, s_BSD: torch.Tensor | None, keys: Keys, layer: int,
+                weights: BlockWeights | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        """(x, s) after the block: summaries first (they read the tokens as this block gets
+        them), then the tokens (they read the summaries as they leave it). ``s`` may be None
+        (a decoding step in which no segment closes)."""
+        d = self.width
+        qkv, summarise_out, update_out = weights[:3] if weights is not None else self.weights()[:3]
+        sum_k, sum_v, upd_q, upd_k, upd_v = linear(self.norm_regular(x_BTD), qkv[d:]).split(d, dim=-1)
+        keys.tokens(layer, (sum_k, sum_v), (upd_k, upd_v))
+        summary_kv = None
+        if s_BSD is not None:
+            q, k, v = linear(self.norm_summary(s_BSD), qkv[: 3 * d]).split(d, dim=-1)
+            s_BSD = s_BSD + linear(keys.summarise(layer, q, (k, v)), summarise_out)
+            s_BSD = s_BSD + self.mlp(self.norm_mlp(s_BSD), weights)
+            summary_kv = linear(self.norm_summary(s_BSD), qkv[4 * d :]).split(d, dim=-1)
+        x_BTD = x_BTD + linear(keys.update(layer, upd_q, summary_kv), update_out)
+        x_BTD = x_BTD + self.mlp(self.norm_mlp(x_BTD), weights)
         return x_BTD, s_BSD
+
+
+class SequenceKeys:
+    """`Keys` of a whole sequence: every token and summary of the layout, under the two masks
+    of `MeloFormer.masks`. ``store(layer, phase, keys, values)``, when given, receives the
+    rotated keys and values (B, H, T + S, E) of each phase (a prompt's prefill keeps them)."""
+
+    def __init__(self, layout: Layout, masks: tuple, rotary: Rotary, heads: int, dropout: float = 0.0,
+                 store: Callable | None = None) -> None:  # fmt: skip
+        self.masks, self.heads, self.dropout, self.store = masks, heads, dropout, store
+        self.rotate = rotary.rotate
+        self.token_turns, self.summary_turns = rotary.turns(layout.positions), rotary.turns(layout.seg_positions)
+
+    def tokens(self, layer: int, summarise: tuple, update: tuple) -> None:
+        self._tokens = (summarise, update)
+
+    def _keys(self, layer: int, phase: int, summaries: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self._tokens[phase]
+        k = torch.cat([self.rotate(split_heads(tokens[0], self.heads), self.token_turns),
+                       self.rotate(split_heads(summaries[0], self.heads), self.summary_turns)], dim=2)  # fmt: skip
+        v = torch.cat([split_heads(tokens[1], self.heads), split_heads(summaries[1], self.heads)], dim=2)
+        if self.store is not None:
+            self.store(layer, phase, k, v)
+        return k, v
+
+    def summarise(self, layer: int, queries: torch.Tensor, summaries: tuple) -> torch.Tensor:
+        q = self.rotate(split_heads(queries, self.heads), self.summary_turns)
+        k, v = self._keys(layer, 0, summaries)
+        return merge_heads(attend(q, k, v, self.masks[0], self.dropout))
+
+    def update(self, layer: int, queries: torch.Tensor, summaries: tuple | None) -> torch.Tensor:
+        q = self.rotate(split_heads(queries, self.heads), self.token_turns)
+        k, v = self._keys(layer, 1, summaries)
+        return merge_heads(attend(q, k, v, self.masks[1], self.dropout))
 
 
 TIED_HEAD = "head.weight"  # with tied embeddings, the same tensor as "embed.weight"
@@ -185,7 +279,36 @@ def state_for_saving(model: MeloFormer, state: dict[str, torch.Tensor] | None = 
     }
 
 
+# Bundles and checkpoints written before the blocks fused their projections (MeloFormer 0.1.0 and
+# earlier) hold each block's four query/key/value matrices apart, under these names; in
+# this order they are the rows of `Block.qkv`.
+UNFUSED = ("summarise.q_proj.weight", "summarise.kv_proj.weight", "update.q_proj.weight", "update.kv_proj.weight")
+FUSED = "qkv.weight"
+
+
+def unfused_blocks(names) -> list[str]:
+    """The prefixes (``blocks.3.``) of the blocks whose projections ``names`` hold apart, all four of them."""
+    prefixes = {name[: -len(UNFUSED[0])] for name in names if name.endswith(UNFUSED[0])}
+    return sorted(prefix for prefix in prefixes if all(prefix + part in names for part in UNFUSED))
+
+
+def fuse_projections(state: dict, fuse: Callable = torch.cat) -> dict:
+    """``state`` with every block's four unfused projections (`UNFUSED`) as its one `FUSED`
+    matrix, joined by ``fuse`` (the tensors, or anything stored per parameter); unchanged when
+    it already has the current names."""
+    prefixes = unfused_blocks(state)
+    if not prefixes:
+        return state
+    state = dict(state)
+    for prefix in prefixes:
+        state[prefix + FUSED] = fuse([state.pop(prefix + part) for part in UNFUSED])
+    return state
+
+
 def state_for_loading(config: ModelConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A saved state as `load_state_dict` takes it: the tied head restored, and the names of
+    bundles and checkpoints written before the fused projections mapped (`fuse_projections`)."""
+    state = fuse_projections(state)
     if config.tie_embeddings and "embed.weight" in state:
         return {**state, TIED_HEAD: state["embed.weight"]}
     return state
@@ -203,16 +326,26 @@ class MeloFormer(nn.Module):
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.head.weight = self.embed.weight
-        self.apply(self._init_weights)
-        # GPT-2 style: scale the residual projections by depth
+        self._initialise()
+
+    def _initialise(self) -> None:
+        """Normal(0, 0.02) weights, drawn in the order of the unfused projections (`UNFUSED`,
+        each attention's output after its own), so a seed gives the model it gave before the
+        projections were fused; then GPT-2's depth scaling of the residual projections."""
+        std, width = 0.02, self.config.d_model
+        drawn = [self.embed.weight]
+        for block in self.blocks:
+            summarise_q, summarise_kv, update_q, update_kv = block.qkv.weight.data.split(
+                [width, 2 * width, width, 2 * width]
+            )
+            drawn += [summarise_q, summarise_kv, block.summarise.out_proj.weight, update_q, update_kv,
+                      block.update.out_proj.weight, block.mlp.gate_up.weight, block.mlp.down.weight]  # fmt: skip
+        drawn.append(self.head.weight)  # with tied embeddings, the embedding's final values
+        for weight in drawn:
+            nn.init.normal_(weight, mean=0.0, std=std)
         for name, parameter in self.named_parameters():
             if name.endswith(("out_proj.weight", "down.weight")):
-                nn.init.normal_(parameter, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layers))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear | nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+                nn.init.normal_(parameter, mean=0.0, std=std / math.sqrt(2 * self.config.n_layers))
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -248,12 +381,20 @@ class MeloFormer(nn.Module):
                 f"sequence of {layout.tokens.shape[1]} tokens exceeds max_seq_len {self.config.max_seq_len}"
             )
         masks = masks if masks is not None else self.masks(layout, backend)
-        x = self.embed(layout.tokens)
-        s = self.initial_summaries(layout.seg_opener)
-        for block in self.blocks:
-            if self.config.gradient_checkpointing and self.training:
-                x, s = checkpoint(block, x, s, layout, masks, self.rotary, use_reentrant=False)
-            else:
-                x, s = block(x, s, layout, masks, self.rotary)
+        dropout = self.config.dropout if self.training else 0.0
+        keys = SequenceKeys(layout, masks, self.rotary, self.config.n_heads, dropout)
+        x, s = self.run(self.embed(layout.tokens), self.initial_summaries(layout.seg_opener), keys)
         logits = self.head(self.norm_out(x))
         return (logits, s) if return_summaries else logits
+
+    def run(self, x_BTD: torch.Tensor, s_BSD: torch.Tensor | None, keys: Keys,
+            weights: list[BlockWeights] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        """Both streams through every block, their keys found in ``keys`` (the whole sequence,
+        or a decoding cache); ``weights``: per block, the weights to use (`Block.weights`)."""
+        for index, block in enumerate(self.blocks):
+            chosen = weights[index] if weights is not None else None
+            if self.config.gradient_checkpointing and self.training:
+                x_BTD, s_BSD = checkpoint(block, x_BTD, s_BSD, keys, index, chosen, use_reentrant=False)
+            else:
+                x_BTD, s_BSD = block(x_BTD, s_BSD, keys, index, chosen)
+        return x_BTD, s_BSD

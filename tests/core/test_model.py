@@ -143,8 +143,9 @@ def test_cached_decoding_equals_the_full_forward_pass(model: MeloFormer, split: 
 @settings(max_examples=12, deadline=None)
 @given(st.integers(0, 10_000), st.booleans())
 def test_feeding_known_tokens_in_runs_equals_the_full_pass(model: MeloFormer, seed: int, half: bool) -> None:
-    """Arrange and infill feed the kept music in runs (a segment's tokens through the network
-    together): every run's last logits and every later step are those of the full pass."""
+    """Arrange and infill feed the kept music in runs (one pass through the network, however
+    many segments a run opens and closes): every run's last logits and every later step are
+    those of the full pass."""
     rng = np.random.default_rng(seed)
     tokens = np.concatenate(sequences(seed, 2))[:900]
     split = int(rng.integers(1, 60))

@@ -265,3 +265,97 @@ def test_two_corpora_mixed_at_chosen_rates_each_validated(data: Path, tmp_path: 
     assert {f"loss_{data.name}", "loss"} <= valid.keys()
     bad = train(data, tmp_path / "bad", "--data", str(midi), "--mix", "1")
     assert bad.returncode == 1 and "--mix gives 1 rates for 2 --data sources" in bad.stderr
+
+
+def _unfuse(checkpoint: Path) -> None:
+    """Rewrite ``checkpoint`` as a checkpoint written before the blocks fused their projections
+    (MeloFormer 0.1.0): each block's `qkv` as four matrices under their old names, and the optimizer's
+    moments split and numbered in the old parameter order."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from meloformer_core.model.config import ModelConfig
+    from meloformer_core.model.transformer import FUSED, UNFUSED, MeloFormer
+    from training.checkpoint import MODEL, OPTIMIZER, STATE
+
+    model = load_file(checkpoint / MODEL)
+    width = next(v for k, v in model.items() if k.endswith(FUSED)).shape[1]
+    rows = [width, 2 * width, width, 2 * width]
+    state = json.loads((checkpoint / STATE).read_text())
+    with torch.device("meta"):  # the parameters in the optimizer's order
+        named = list(MeloFormer(ModelConfig.from_dict(state["model"])).named_parameters())
+    names = [n for n, p in named if p.dim() >= 2] + [n for n, p in named if p.dim() < 2]
+    assert len(names) == sum(len(group["params"]) for group in state["optimizer"]["param_groups"])
+    old_order: list[str] = []
+    for name in names:  # the fused matrix listed as its first two parts; the other two after the summarise output
+        if name.endswith(FUSED):
+            old_order += [name.replace(FUSED, part) for part in UNFUSED[:2]]
+        else:
+            old_order.append(name)
+            if name.endswith("summarise.out_proj.weight"):
+                old_order += [name.replace("summarise.out_proj.weight", part) for part in UNFUSED[2:]]
+    moments = load_file(checkpoint / OPTIMIZER)
+    old_moments, scalars = {}, {}
+    for index, name in enumerate(names):
+        parts = UNFUSED if name.endswith(FUSED) else [None]
+        for part_index, part in enumerate(parts):
+            old_name = name if part is None else name.replace(FUSED, part)
+            new_index = old_order.index(old_name)
+            for field in ("exp_avg", "exp_avg_sq", "step"):
+                value = moments.get(f"{index}/{field}")
+                if value is None:
+                    continue
+                if part is not None and value.dim():
+                    value = value.split(rows)[part_index]
+                old_moments[f"{new_index}/{field}"] = value.clone()
+            if str(index) in state["optimizer"]["scalars"]:
+                scalars[str(new_index)] = state["optimizer"]["scalars"][str(index)]
+    for name in [n for n in model if n.endswith(FUSED)]:
+        for part, value in zip(UNFUSED, model.pop(name).split(rows), strict=True):
+            model[name.replace(FUSED, part)] = value.contiguous()
+    decay = [n for n in old_order if model[n].dim() >= 2]
+    state["optimizer"]["param_groups"][0]["params"] = list(range(len(decay)))
+    state["optimizer"]["param_groups"][1]["params"] = list(range(len(decay), len(old_order)))
+    state["optimizer"]["scalars"] = scalars
+    save_file(model, checkpoint / MODEL)
+    save_file(old_moments, checkpoint / OPTIMIZER)
+    (checkpoint / STATE).write_text(json.dumps(state, indent=1))
+
+
+def test_checkpoints_and_bundles_written_before_the_fused_projections_resume_export_and_load(
+    data: Path, uninterrupted: Path, tmp_path: Path
+) -> None:
+    """A run in progress when the projections were fused resumes to the same losses, and its
+    export gives the same bundle; a bundle in the old names loads to the same logits."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from meloformer_core.encoding import DEFAULT_VOCAB, encode
+    from meloformer_core.model.masks import build_layout
+    from meloformer_core.model.transformer import FUSED, UNFUSED
+
+    out = tmp_path / "old-run"
+    shutil.copytree(uninterrupted, out)
+    shutil.rmtree(out / "checkpoints" / "step-0000006")
+    _unfuse(out / "checkpoints" / "step-0000003")
+    command = [sys.executable, "-m", "training.export", str(out / "checkpoints" / "step-0000003"),
+               "--out", str(tmp_path / "old-bundle")]  # fmt: skip
+    export = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert export.returncode == 0, export.stderr
+    resumed = train(data, out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert losses(out) == losses(uninterrupted)  # the same moments, in the same places
+
+    bundle = tmp_path / "legacy-bundle"  # the shipped default's names: the four parts apart
+    shutil.copytree(tmp_path / "old-bundle", bundle)
+    weights = load_file(bundle / "model.safetensors")
+    width = weights["embed.weight"].shape[1]
+    for name in [n for n in weights if n.endswith(FUSED)]:
+        for part, value in zip(UNFUSED, weights.pop(name).split([width, 2 * width, width, 2 * width]), strict=True):
+            weights[name.replace(FUSED, part)] = value.contiguous()
+    save_file(weights, bundle / "model.safetensors")
+    tokens = encode(read_midi(FIXTURES / "bach_chorale.mid"))[:200]
+    layout = build_layout([tokens], DEFAULT_VOCAB)
+    with torch.no_grad():
+        old, new = (load_bundle(path).model(layout) for path in (bundle, tmp_path / "old-bundle"))
+    assert torch.equal(old, new)
