@@ -144,12 +144,9 @@ class GenerationService:
         *,
         progress: Progress | None = None,
         cancel: CancelFlag = None,
-        presence: bool = True,
     ) -> GenerationResult:
         """The song plus ``bars`` new bars after its last bar (with several takes, ``sampling.takes``
-        > 1 or automatic (0), the most typical of them; all of them are in ``takes``).
-        ``presence`` False leaves the model free to drop a track that played a phrase before
-        (`PhrasePresence`): how evaluation measures the model's own choice."""
+        > 1 or automatic (0), the most typical of them; all of them are in ``takes``)."""
         from meloformer_core.generation.generate import continue_grid
 
         if bars < 1:
@@ -162,8 +159,7 @@ class GenerationService:
 
         model, vocab = self.bundle.model, self.bundle.vocab
         with self._threads():
-            takes, order, stats = continue_grid(model, vocab, grid, bars, sampling, on_bar=on_bar, presence=presence,
-                                                **options)  # fmt: skip
+            takes, order, stats = continue_grid(model, vocab, grid, bars, sampling, on_bar=on_bar, **options)
         songs = tuple(place_bars(song, grid, takes[k], grid.bar_count) for k in order)
         seeds = tuple(None if sampling.seed is None else sampling.seed + k for k in order)
         regions = tuple(written_region(song, grid, takes[k], grid.bar_count) for k in order)

@@ -251,10 +251,9 @@ def evaluation_files(data: Path, split: str = "valid") -> tuple[list[Path], Path
 def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_prompt: int, bars_generate: int,
              seed: int, limit: int | None, progress: bool = False, split: str = "valid",
              sampling: SamplingConfig | None = None,
-             arrange: dict | None = None, presence: bool = True) -> tuple[dict, list[dict]]:  # fmt: skip
+             arrange: dict | None = None) -> tuple[dict, list[dict]]:  # fmt: skip
     """The report (one dict) and each file's record: likelihood against a bigram, then 8-bar
-    continuations (and ``arrange``) scored beside a copy of the prompt and the real bars.
-    ``presence`` False continues without the phrase presence plan (`PhrasePresence`)."""
+    continuations (and ``arrange``) scored beside a copy of the prompt and the real bars."""
     from meloformer_core.service import GenerationService
 
     sampling = sampling or RECOMMENDED
@@ -281,7 +280,7 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
     total, count, statements = likelihood(model, vocab, windows, pieces, progress)
     bigram_nll = bigram_likelihood(vocab, windows, train_data)
     rows, scores, features = continuations(service, pieces, bars_prompt, bars_generate, sampling, seed, arrange,
-                                           progress, presence)  # fmt: skip
+                                           progress)  # fmt: skip
     return {
         "model": info["name"],
         "files": len(pieces),
@@ -290,7 +289,6 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         "bigram_nll_per_token": round(bigram_nll, 4),
         "bigram_fitted_on": "training split" if train_data is not None else "evaluation files",
         "phrase_nll_per_token": [round(float(nll / max(n, 1)), 4) for nll, n in statements],
-        "continue_presence": presence,
         **continuation_report(rows, scores, features, sampling, bars_prompt, seed),
         **(arrange_summary([r for r in rows if r["decodable"]]) if arrange is not None else {}),
         "seed": seed,
@@ -350,7 +348,7 @@ def bigram_likelihood(vocab, windows: list[np.ndarray], train_data: Path | None)
 
 def continuations(service, pieces: list[tuple[Path, GridSong]], bars_prompt: int, bars_generate: int,
                   sampling: SamplingConfig, seed: int, arrange: dict | None,
-                  progress: bool, presence: bool = True) -> tuple[list[dict], dict, dict]:  # fmt: skip
+                  progress: bool) -> tuple[list[dict], dict, dict]:  # fmt: skip
     """Each file long enough continued from its first ``bars_prompt`` bars: (a record per
     file, the scores of model, copy and real per decodable file, their bar features pooled).
     ``arrange``: also `arrange_under_lead` each file, with these options."""
@@ -371,7 +369,7 @@ def continuations(service, pieces: list[tuple[Path, GridSong]], bars_prompt: int
         try:
             # the takes of different files never share a seed
             takes_seed = (seed + index) * (sampling.takes or AUTO_MAX_TAKES)
-            result = service.continue_song(prompt, bars_generate, replace(sampling, seed=takes_seed), presence=presence)
+            result = service.continue_song(prompt, bars_generate, replace(sampling, seed=takes_seed))
             continued = to_grid(result.song, vocab)
             generated = from_grid(slice_grid(continued, bars_prompt, stop))
             generated.validate()
@@ -547,9 +545,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arrange-free", action="store_true",
                         help="as --arrange, without the presence plan: whether the model itself writes each requested "
                              "track")  # fmt: skip
-    parser.add_argument("--continue-free", action="store_true",
-                        help="continue without the phrase presence plan: whether the model itself keeps every track "
-                             "playing")  # fmt: skip
     parser.add_argument("--arrange-bass-first", action="store_true",
                         help="with --arrange or --arrange-free: request the bass before the drums")  # fmt: skip
     parser.add_argument("--records", type=Path, default=None, metavar="FILE",
@@ -563,7 +558,6 @@ def main(argv: list[str] | None = None) -> int:
             arrange={"presence": not args.arrange_free, "bass_first": args.arrange_bass_first}
             if args.arrange or args.arrange_free
             else None,
-            presence=not args.continue_free,
         )  # fmt: skip
     except MeloformerError as error:
         print(f"meloformer-eval: error: {error}", file=sys.stderr)

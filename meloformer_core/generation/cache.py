@@ -1,4 +1,4 @@
-"""Incremental decoding with a KV cache; summaries computed once, when their segment closes.
+"""Incremental decoding with a KV cache, run through the network's own blocks.
 
 Legend: H heads, E head width, P prompt tokens, D model width.
 
@@ -6,32 +6,31 @@ Per layer the cache keeps, for every regular token, its keys/values under both a
 projections (``summarise`` for the SR part of a later summary, ``update`` for RR), and for
 every closed segment its summary's keys/values under both projections (SS and RS).
 
-Feeding a token that opens a segment (BAR, TRACK, EOS) first closes the previous
-segment: its summary runs through all layers *before* the new token, because that
-token must see it (docs/architecture.md, KV-cached decoding). Masks come from the same predicates as training
-(`masks.py`), evaluated for one query row over the cached keys when a segment opens; the
-next tokens of the segment see the same keys and themselves, so their mask is extended
-in place. The logits equal a full forward pass (tests/core/test_model.py checks ≤ 1e-4
-over hundreds of tokens).
+Tokens go through `MeloFormer.run` — the same `Block.forward` as training — with a
+`_CachedKeys` as the blocks' `Keys`: each block stores the keys and values of what it is
+fed in the buffer and attends over the buffer's slots. Feeding a token that opens a
+segment (BAR, TRACK, EOS) closes the previous segment: its summary goes through the
+blocks with the token, and each block computes it before the token attends to it
+(docs/architecture.md, KV-cached decoding). Masks come from the same predicates as
+training (`masks.py`), evaluated for one query row over the cached keys when a segment
+opens; the next tokens of the segment see the same keys and themselves, so their mask is
+extended in place. The logits equal a full forward pass (tests/core/test_model.py checks
+≤ 1e-4 over hundreds of tokens).
+
 The buffer is append-only: regular tokens and summaries take the next free slot in the
 order they are produced, and ``slot_key`` maps a slot back to its key index in the
 training layout (``t`` for token t, ``T + m`` for summary m) so the same predicates give
-the mask. Single-query attention is computed directly (scores → softmax → values) over
-the filled slots, with the three projections of a token fused into one matrix product:
-exact, and on a CPU several times cheaper than module-by-module attention over the
-whole buffer.
+the mask.
 
 Sequences decoded side by side (prompt guidance's two streams, several takes) are rows of
-one `DecodingGroup`: one key/value buffer with a row per sequence, and one set of fused
-weights. `step_together` feeds each row its own token and runs every matrix product and
-the attention of all rows as single operations (each row masked to its own slots), and
-the summaries of the segments that close in the same step together, so a step for N rows
-costs far less than N steps. Takes of one prompt prefill it once (`DecodingCache.copy_from`).
+one `DecodingGroup`: one key/value buffer with a row per sequence. `step_together` feeds
+each row its own token as one batch through the blocks, so every matrix product and the
+attention of all rows are single operations (each row masked to its own slots), with the
+summaries of the segments that close in the same step; a step for N rows costs far less
+than N steps. Takes of one prompt prefill it once (`DecodingCache.copy_from`).
 
-Known tokens (the kept tracks of arrange and infill) go through in runs (`feed_run`): the
-tokens of one segment together, as one product per weight, each attending what the
-segment's first token attends and the run up to itself. The network itself is run by one
-function (`_forward`) for steps and runs alike.
+Known tokens (the kept music of arrange and infill) go through in one pass (`feed_run`),
+each attending what it would attend stepped alone, whatever segments they open and close.
 """
 
 from __future__ import annotations
@@ -235,7 +234,7 @@ class DecodingCache:
         """Record ``token`` and its update mask (``mask``); return its (slot, position).
 
         If it opens a segment, the segment before is closed first and appended to
-        ``closing``: its summary must be computed (`_summarise`) before the token attends."""
+        ``closing``: its summary goes through the blocks with the token, before it attends."""
         if self.length >= self.capacity:
             raise ContextFull
         kind = int(self.vocab.type_of[token])

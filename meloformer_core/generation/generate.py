@@ -25,7 +25,6 @@ from meloformer_core.encoding.grid import GridSong
 from meloformer_core.encoding.vocab import TokenType, Vocabulary
 from meloformer_core.encoding.windows import window_start
 from meloformer_core.errors import MeloformerError
-from meloformer_core.generation.presence import PhrasePresence, presence_plan
 from meloformer_core.generation.sampling import SamplingConfig
 from meloformer_core.generation.session import (
     GenerationStats,
@@ -60,7 +59,6 @@ def continue_grid(
     should_cancel: Callable[[], bool] | None = None,
     backend: str = "dense",
     half_weights: bool = False,
-    presence: bool = True,
 ) -> tuple[list[GridSong], list[int], GenerationStats]:
     """Generate ``bars`` new bars after the last bar of ``grid``, ``sampling.takes`` times
     (automatic takes when 0: `auto_takes`).
@@ -70,10 +68,9 @@ def continue_grid(
     the takes' indices, the most typical first: see `typicality_order`; statistics over all takes).
     ``on_bar(k, new_bars)`` is called once every take has finished its k-th new bar (1-based),
     with the bars of the take most typical so far; ``should_cancel`` is polled between
-    tokens; ``half_weights`` decodes with 16-bit weights (see `DecodingGroup`); ``presence``
-    False leaves the model free to close a bar before a track that is due (`PhrasePresence`).
+    tokens; ``half_weights`` decodes with 16-bit weights (see `DecodingGroup`).
     """
-    # Long on purpose (75 lines): one decoding loop over the bars of every take; the caches and grammars it advances are
+    # Long on purpose (70 lines): one decoding loop over the bars of every take; the caches and grammars it advances are
     # its local state.
     started = time.perf_counter()
     prompt, first = _prompt(grid, vocab, model.config.max_seq_len)
@@ -86,7 +83,6 @@ def continue_grid(
         sessions.append(Session(model, vocab, prompt, sampling, should_cancel, backend, half_weights, group=group,
                                  take=k, like=sessions[0] if sessions else None))  # fmt: skip
     stats = GenerationStats(bars_generated=bars, prompt_tokens=len(prompt), prefill_s=time.perf_counter() - started)
-    plans = [PhrasePresence(grid, vocab, active=presence) for _ in sessions]
 
     def new_bars() -> list[GridSong]:
         return [slice_grid(session.decoder.grid(), prompt_bars) for session in sessions]
@@ -104,9 +100,7 @@ def continue_grid(
                     done[k] += 1
                     if done[k] == bars:
                         continue  # this take is complete
-                plans[k].start_bar(session)
                 session.start_bar()
-            plans[k].entered(tokens[k])
             session.enter(tokens[k])
             stepping.append(k)
         if min(done) > len(stats.bar_seconds):  # every take has finished one more bar
@@ -117,8 +111,7 @@ def continue_grid(
         active = stepping
         if active:
             step([sessions[k] for k in active], [tokens[k] for k in active])
-            masks = [plans[k].allowed(sessions[k], sessions[k].grammar_mask()) for k in active]
-            chosen = sample_together([sessions[k] for k in active], masks)
+            chosen = sample_together([sessions[k] for k in active], [sessions[k].grammar_mask() for k in active])
             for k, token in zip(active, chosen, strict=True):
                 tokens[k] = token
     stats.first_bar_s = stats.bar_seconds[0]
@@ -288,3 +281,21 @@ class _TargetRules:
         if due and len(session.bar_tokens) < session.bar_limit and (allowed & ~self.closing).any():
             allowed &= ~self.closing
         return allowed
+
+
+def presence_plan(old_notes: np.ndarray, old_bars: np.ndarray, targets: set[int],
+                  has_kept: list[bool]) -> list[set[int]]:  # fmt: skip
+    """For each bar of an arranged range, the target slots that must play in it.
+
+    Tracks are asked for to be written: the model is not left to close a bar before a
+    target it may think rests (after the kept tracks it mostly closed the bar: regenerating
+    the chorale's soprano wrote nothing). A target the range held notes of plays in the bars
+    where it played before (its rests stay rests); one that held none, a new track, plays in
+    every bar where the kept music sounds. What and how much it plays is the model's choice;
+    a bar that reaches the session's length limit closes even so.
+    """
+    before = {slot: set(old_bars[old_notes[:, 0] == slot].tolist()) for slot in targets}
+    return [
+        {slot for slot in targets if (bar in before[slot] if before[slot] else kept)}
+        for bar, kept in enumerate(has_kept)
+    ]

@@ -169,16 +169,19 @@ def update_mask_mod(layout: Layout, related_bar_offsets: Sequence[int]) -> MaskM
     bar, slot, segment, document, is_pad = layout.bar, layout.slot, layout.segment, layout.document, layout.is_pad
     seg_end, seg_valid, seg_document = layout.seg_end, layout.seg_valid, layout.seg_document
 
+    # whether a bar at |distance| d is related: one lookup (d clamped to ``far``, never related)
+    # instead of a comparison per offset (a dense mask evaluates this over every query-key pair)
+    far = max((abs(offset) for offset in related_bar_offsets), default=0) + 1
+    near = torch.zeros(far + 1, dtype=torch.bool, device=bar.device)
+    near[[abs(offset) for offset in related_bar_offsets]] = True
+
     def mask_mod(b: torch.Tensor, h: torch.Tensor, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
         regular = kv.clamp(max=length - 1)
         summary = (kv - length).clamp(min=0)
         query_bar = bar[b, q]
         key_bar = bar[b, regular]
-        distance = query_bar - key_bar
-        related = torch.zeros_like(distance, dtype=torch.bool)
-        for offset in related_bar_offsets:
-            # either direction: when infilling, the suffix (later bars) comes before the middle
-            related = related | (distance == offset) | (distance == -offset)
+        # either direction: when infilling, the suffix (later bars) comes before the middle
+        related = near[(query_bar - key_bar).abs().clamp(max=far)]
         key_slot = slot[b, regular]
         related = related & ((key_slot == slot[b, q]) | (key_slot == 0))
         visible = (segment[b, regular] == HEADER) | (key_bar == query_bar) | related
@@ -192,10 +195,11 @@ def update_mask_mod(layout: Layout, related_bar_offsets: Sequence[int]) -> MaskM
 
 def dense_mask(mask_mod: MaskMod, batch: int, queries: int, keys: int, device: torch.device) -> torch.Tensor:
     """The predicate materialised as a (B, 1, Q, K) boolean mask for scaled_dot_product_attention."""
-    b = torch.arange(batch, device=device)[:, None, None]
-    q = torch.arange(queries, device=device)[None, :, None]
-    kv = torch.arange(keys, device=device)[None, None, :]
-    h = torch.zeros((), dtype=torch.long, device=device)
+    # 32-bit positions: every comparison over the (B, Q, K) grid moves half the bytes
+    b = torch.arange(batch, device=device, dtype=torch.int32)[:, None, None]
+    q = torch.arange(queries, device=device, dtype=torch.int32)[None, :, None]
+    kv = torch.arange(keys, device=device, dtype=torch.int32)[None, None, :]
+    h = torch.zeros((), dtype=torch.int32, device=device)
     return mask_mod(b, h, q, kv).expand(batch, queries, keys)[:, None]
 
 

@@ -129,7 +129,7 @@ def test_requested_tracks_play_in_every_bar_they_are_due(service: GenerationServ
 def test_the_presence_plan_keeps_a_regenerated_track_s_rests_and_fills_new_tracks_under_kept_music() -> None:
     import numpy as np
 
-    from meloformer_core.generation.presence import presence_plan
+    from meloformer_core.generation.generate import presence_plan
 
     old = np.array([[0, 0, 60, 4, 20], [0, 50, 62, 4, 20]])  # slot 0 played in bars 0 and 2
     plan = presence_plan(old, np.array([0, 2]), {0, 3}, [True, True, False, True])

@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from meloformer_core.encoding import DEFAULT_VOCAB, TokenType, encode, quantize
 from meloformer_core.encoding.codec import slice_grid
 from meloformer_core.encoding.quantize import bar_ticks, to_grid
-from meloformer_core.generation import presence
 from meloformer_core.generation.sampling import (
     SamplingConfig,
     SamplingError,
@@ -440,60 +439,3 @@ def test_init_model_prints_the_true_parameter_count(tmp_path: Path) -> None:
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["parameters"] == load_bundle(tmp_path / "m").model.parameter_count()
     assert np.isclose(report["parameters"], 228_864, rtol=0.05)
-
-
-def _band_of_five(bars: int = 8) -> Song:
-    """Five tracks for ``bars`` bars of 4/4: four play in every bar; the last (slot 4) rests
-    in the third and the seventh."""
-
-    def part(pitch: int, bars_played) -> list[Note]:
-        return [Note(bar * 1920 + beat * 480, pitch + beat, 480, 80) for bar in bars_played for beat in range(4)]
-
-    every = range(bars)
-    return Song(tracks=(Track("lead", 73, False, part(72, every)), Track("keys", 0, False, part(60, every)),
-                        Track("guitar", 25, False, part(52, every)), Track("bass", 33, False, part(36, every)),
-                        Track("pad", 89, False, part(64, [b for b in every if b % 4 != 2]))))  # fmt: skip
-
-
-def test_a_continuation_keeps_every_track_that_played_a_phrase_before(tmp_path: Path) -> None:
-    torch.manual_seed(3)
-    model = MeloFormer(named_config("debug", len(VOCAB), max_seq_len=2048))  # room: no bar is closed for length
-    service = GenerationService(device="cpu")
-    service.load(save_bundle(model, VOCAB, tmp_path / "bundle"))
-    song = _band_of_five()
-
-    def played(result, bars=8) -> list[set[int]]:
-        grid = to_grid(result.song)
-        return presence.played_by_bar(grid)[8 : 8 + bars]
-
-    left_out = 0
-    for seed in range(3):
-        planned = played(service.continue_song(song, 8, SamplingConfig(seed=seed, takes=1)))
-        for bar, tracks in enumerate(planned):  # the tracks of the bar a phrase (8 bars) before, at least
-            assert tracks >= ({0, 1, 2, 3} if bar % 4 == 2 else {0, 1, 2, 3, 4}), (seed, bar)
-        free = played(service.continue_song(song, 8, SamplingConfig(seed=seed, takes=1), presence=False))
-        left_out += sum(len({0, 1, 2, 3, 4} - tracks) for tracks in free)
-    assert left_out > 0  # left to itself, this random model drops tracks: the plan is what keeps them
-
-
-def test_the_phrase_presence_plan_follows_the_song_and_the_bars_it_generates() -> None:
-    grid = to_grid(_band_of_five(3))  # shorter than a phrase: the period is the song's 3 bars
-    plan = presence.PhrasePresence(grid, VOCAB)
-    assert plan.bars == [{0, 1, 2, 3, 4}, {0, 1, 2, 3, 4}, {0, 1, 2, 3}] and plan.period == 3
-
-    from types import SimpleNamespace
-
-    session = SimpleNamespace(history=[VOCAB.bar_id], bar_tokens=[], bar_limit=100,  # what the plan reads of one
-                              decoder=SimpleNamespace(state=SimpleNamespace(used_slots={0, 4})))  # fmt: skip
-    plan.start_bar(session)  # the first new bar ended playing slots 0 and 4
-    assert plan.bars[-1] == {0, 4} and plan.due == {0, 1, 2, 3, 4}  # the bar 3 bars before: all five
-    allowed = torch.zeros(len(VOCAB), dtype=torch.bool)
-    allowed[[VOCAB.bar_id, VOCAB.offset[TokenType.TRACK] + 2]] = True
-    assert not plan.allowed(session, allowed.clone())[VOCAB.bar_id]  # due tracks first
-    for slot in range(5):
-        plan.entered(VOCAB.offset[TokenType.TRACK] + slot)
-    assert plan.due == set() and plan.allowed(session, allowed.clone())[VOCAB.bar_id]
-    session.bar_tokens = [0] * 100  # a bar grown to its limit may close even so
-    plan.start_bar(session)  # the second new bar owes what the song's third bar played
-    assert plan.due == {0, 1, 2, 3} and plan.allowed(session, allowed.clone())[VOCAB.bar_id]
-    assert presence.PhrasePresence(grid, VOCAB, active=False).period == 0  # off: nothing is ever due

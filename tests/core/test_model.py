@@ -54,6 +54,31 @@ def test_flex_and_dense_paths_agree_per_sequence(model: MeloFormer, seed: int, b
         assert torch.allclose(alone, dense[index, : len(row)], atol=1e-5)
 
 
+def test_long_dense_attention_in_prefix_chunks_equals_one_call(model: MeloFormer, monkeypatch) -> None:
+    """Past `PREFIX_CHUNK` tokens the dense update attention runs a chunk of queries at a time
+    over the tokens before the chunk's end: the logits and the gradients are those of one
+    call over every key, on packed documents with padding."""
+    from meloformer_core.model import transformer
+
+    rows = [np.concatenate(sequences(seed, 3)) for seed in (5, 6)]
+    rows = [rows[0][:900], rows[1][:640]]
+    layout = build_layout(rows, VOCAB)
+
+    def run(chunk: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        monkeypatch.setattr(transformer, "PREFIX_CHUNK", chunk)
+        model.zero_grad()
+        logits = model(layout, "dense")
+        (logits[~layout.is_pad] ** 2).mean().backward()
+        return logits.detach(), [p.grad.clone() for p in model.parameters()]
+
+    whole, whole_grads = run(10_000)
+    chunked, chunked_grads = run(128)  # 8 chunks of queries
+    assert (chunked - whole).abs().max() <= 1e-5
+    for a, b in zip(chunked_grads, whole_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+    model.zero_grad()
+
+
 def test_packed_documents_do_not_see_each_other(model: MeloFormer) -> None:
     first, second = sequences(3, 2)
     packed = build_layout([[first, second]], VOCAB)
