@@ -171,7 +171,7 @@ def update_mask_mod(layout: Layout, related_bar_offsets: Sequence[int]) -> MaskM
 
     # whether a bar at |distance| d is related: one lookup (d clamped to ``far``, never related)
     # instead of a comparison per offset (a dense mask evaluates this over every query-key pair)
-    far = max((abs(offset) for offset in related_bar_offsets), default=0) + 1
+    far = max([abs(offset) for offset in related_bar_offsets] + [0]) + 1
     near = torch.zeros(far + 1, dtype=torch.bool, device=bar.device)
     near[[abs(offset) for offset in related_bar_offsets]] = True
 

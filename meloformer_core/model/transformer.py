@@ -49,6 +49,14 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).type_as(x) * self.weight
 
 
+class Turns(NamedTuple):
+    """The rotary turns of some positions, shaped (…, 1, L, E/2) for heads (…, H, L, E)."""
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+    unit: torch.Tensor | None  # cos + i·sin; None under torch.compile (see `Rotary.rotate`)
+
+
 class Rotary(nn.Module):
     """Rotary position embedding: the pairs (x[2i], x[2i+1]) of a head are complex numbers
     turned by the angle of their position (`turns`), in one complex product (`rotate`)."""
@@ -60,17 +68,22 @@ class Rotary(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def turns(self, positions: torch.Tensor) -> torch.Tensor:
-        """positions (…, L) → complex turns (…, 1, L, E/2), ready for heads (…, H, L, E)."""
-        return torch.complex(self.cos[positions].float(), self.sin[positions].float()).unsqueeze(-3)
+    def turns(self, positions: torch.Tensor) -> Turns:
+        """The turns of ``positions`` (…, L)."""
+        cos, sin = self.cos[positions].float().unsqueeze(-3), self.sin[positions].float().unsqueeze(-3)
+        return Turns(cos, sin, None if torch.compiler.is_compiling() else torch.complex(cos, sin))
 
     @staticmethod
-    def rotate(x_BHLE: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
-        """``x`` turned by ``turns`` (`turns`), computed in float32 and returned in x's dtype."""
+    def rotate(x_BHLE: torch.Tensor, turns: Turns) -> torch.Tensor:
+        """``x`` turned by ``turns``, computed in float32 and returned in x's dtype."""
         if x_BHLE.dtype != torch.float32:  # (bf16 training) the turn in float32, then back
             return Rotary.rotate(x_BHLE.float(), turns).to(x_BHLE.dtype)
+        if turns.unit is None:  # compiling: inductor writes no code for complex numbers; the same turn in reals
+            x1, x2 = x_BHLE[..., 0::2], x_BHLE[..., 1::2]
+            cos, sin = turns.cos, turns.sin
+            return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
         pairs = torch.view_as_complex(x_BHLE.reshape(*x_BHLE.shape[:-1], -1, 2))
-        return torch.view_as_real(pairs * turns).reshape(x_BHLE.shape)
+        return torch.view_as_real(pairs * turns.unit).reshape(x_BHLE.shape)
 
     def forward(self, x_BHLE: torch.Tensor, positions_BL: torch.Tensor) -> torch.Tensor:
         return self.rotate(x_BHLE, self.turns(positions_BL))

@@ -79,6 +79,23 @@ def test_long_dense_attention_in_prefix_chunks_equals_one_call(model: MeloFormer
     model.zero_grad()
 
 
+def test_rotary_turns_in_reals_under_compile_as_in_complex_numbers() -> None:
+    """Under torch.compile (inductor writes no code for complex numbers) the pairs turn in real
+    arithmetic: the same rotation, in float32 and in bf16."""
+    from meloformer_core.model.transformer import Rotary, Turns
+
+    torch.manual_seed(0)
+    rotary = Rotary(16, 64, 10_000.0)
+    x = torch.randn(2, 3, 40, 16)
+    turns = rotary.turns(torch.randint(0, 64, (2, 40)))
+    reals = Turns(turns.cos, turns.sin, None)
+    assert (Rotary.rotate(x, reals) - Rotary.rotate(x, turns)).abs().max() <= 1e-6
+    half = x.bfloat16()
+    assert (Rotary.rotate(half, reals).float() - Rotary.rotate(half, turns).float()).abs().max() <= 1e-2
+    norms = Rotary.rotate(x, turns).reshape(2, 3, 40, 8, 2).norm(dim=-1)
+    assert torch.allclose(norms, x.reshape(2, 3, 40, 8, 2).norm(dim=-1), atol=1e-5)  # a turn keeps lengths
+
+
 def test_packed_documents_do_not_see_each_other(model: MeloFormer) -> None:
     first, second = sequences(3, 2)
     packed = build_layout([[first, second]], VOCAB)
