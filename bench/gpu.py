@@ -47,8 +47,9 @@ from generate import long_sequence  # noqa: E402
 from meloformer_core.encoding import DEFAULT_VOCAB  # noqa: E402
 from meloformer_core.generation.cache import DecodingCache, DecodingGroup, step_together  # noqa: E402
 from meloformer_core.model.config import named_config  # noqa: E402
+from meloformer_core.model.loss import document_loss  # noqa: E402
 from meloformer_core.model.transformer import MeloFormer  # noqa: E402
-from training.train import batch_layout, document_loss  # noqa: E402
+from training.train import batch_layout  # noqa: E402
 
 TOKENS_PER_STEP = 16_384  # 16 rows of 1,024 tokens, 2 rows of 8,192
 

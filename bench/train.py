@@ -91,8 +91,9 @@ def measure(size: str, seq_len: int, rows: int, steps: int, backend: str, device
 
     from meloformer_core.encoding import DEFAULT_VOCAB
     from meloformer_core.model.config import named_config
+    from meloformer_core.model.loss import document_loss
     from meloformer_core.model.transformer import MeloFormer
-    from training.train import batch_layout, document_loss
+    from training.train import batch_layout
 
     torch.manual_seed(0)
     tokens = long_sequence(seq_len * rows + 1)

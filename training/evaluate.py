@@ -302,8 +302,8 @@ def likelihood(model, vocab, windows: list[np.ndarray], pieces: list[tuple[Path,
     import torch
     from tqdm import tqdm
 
+    from meloformer_core.model.loss import document_loss
     from meloformer_core.model.masks import build_layout
-    from training.train import document_loss
 
     total, count = 0.0, 0
     with torch.no_grad():

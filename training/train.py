@@ -35,12 +35,12 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from meloformer_core.atomic import FolderKind, check_output_folder, json_marker, write_bytes_atomically
 from meloformer_core.encoding.vocab import DEFAULT_VOCAB
 from meloformer_core.errors import MeloformerError
 from meloformer_core.model.config import named_config
+from meloformer_core.model.loss import document_loss
 from meloformer_core.model.masks import build_layout
 from meloformer_core.model.transformer import MeloFormer, state_for_loading, state_for_saving, unfused_blocks
 from training.checkpoint import fuse_optimizer_state, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -86,17 +86,6 @@ def bf16_native(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.get_device_capability(device)[0] >= 8
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-
-
-def document_loss(logits: torch.Tensor, layout) -> tuple[torch.Tensor, int]:
-    """Mean next-token cross entropy over positions whose next token is in the same document."""
-    targets = layout.tokens[:, 1:]
-    same = (layout.document[:, 1:] == layout.document[:, :-1]) & ~layout.is_pad[:, 1:]
-    losses = F.cross_entropy(
-        logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
-    )
-    count = int(same.sum())
-    return (losses * same.reshape(-1)).sum() / max(count, 1), count
 
 
 # Model settings that may differ between the weights a run starts from and the run itself.
