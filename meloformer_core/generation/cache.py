@@ -65,8 +65,9 @@ class ContextFull(Exception):  # noqa: N818 - a signal, not a failure
 
 
 class DecodingGroup:
-    """What the caches decoded together share: the model's fused weights and one key/value
-    buffer with a row per cache, so a step attends for all of them in one operation.
+    """What the caches decoded together share: the weights they decode with (the model's own,
+    or 16-bit casts of them) and one key/value buffer with a row per cache, so a step runs
+    all of them through the blocks and attends for all of them in one operation.
 
     ``half_weights``: 16-bit copies of the weights (activations and the cache stay float32).
     One token reads every weight once, so on a CPU such a product is bound by memory
