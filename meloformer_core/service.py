@@ -39,7 +39,7 @@ class GenerationResult:
     bars_added: int  # new bars after the song (Continue); arranging and infilling add none
     bars_generated: int  # bars written
     tokens_generated: int  # sampled
-    tokens_fed: int  # known tokens (kept tracks, conductor) fed through the model, in runs where they fit
+    tokens_fed: int  # known tokens (kept tracks, conductor) fed through the model, in one pass where they fit
     tokens_per_s: float
     first_bar_s: float
     total_s: float

@@ -38,7 +38,7 @@ class CancelledError(MeloformerError):
 class GenerationStats:
     bars_generated: int = 0  # bars written (arranging and infilling add none to the song)
     tokens_generated: int = 0  # tokens sampled
-    tokens_fed: int = 0  # known tokens fed through the model one by one (arranging: the kept tracks)
+    tokens_fed: int = 0  # known tokens fed through the model, not sampled (arranging: the kept tracks)
     prompt_tokens: int = 0
     prefill_s: float = 0.0
     first_bar_s: float = 0.0
@@ -148,8 +148,8 @@ class Session:
         step([self], [token])
 
     def feed_known(self, tokens: list[int]) -> None:
-        """Take known ``tokens`` (kept music) and feed them in runs (`feed_run`): about one
-        step per segment instead of one per token. Token by token when they do not fit."""
+        """Take known ``tokens`` (kept music) and feed them in one pass (`feed_run`): about
+        one step instead of one per token. Token by token when they do not fit."""
         if any(cache.length + len(tokens) > cache.capacity for cache in self.caches):
             for token in tokens:  # the window slides on the way
                 self.feed(token)
