@@ -122,9 +122,6 @@ class Augmentation:
     # register into two tracks of the same instrument (see `split_by_register`): bars of
     # as many tracks as real songs have
     split_rate: float = 0.0
-    # share of the other windows whose header lists up to `REST_AT_MOST` more tracks that rest
-    # through the window, at random places among the playing ones (see `resting_tracks`)
-    rest_rate: float = 0.0
 
 
 class Augmenter:
@@ -174,8 +171,6 @@ class Augmenter:
             tokens = lead_and_some(tokens, self.vocab, rng)
         elif settings.split_rate and rng.random() < settings.split_rate:
             tokens = split_by_register(tokens, self.vocab, rng)
-        elif settings.rest_rate and rng.random() < settings.rest_rate:
-            tokens = resting_tracks(tokens, self.vocab, rng)
         if settings.repeat_rate and rng.random() < settings.repeat_rate:
             tokens = repeat_phrase(tokens, self.vocab, rng)
         if settings.arrange_rate and rng.random() < settings.arrange_rate:
@@ -405,50 +400,6 @@ def split_by_register(tokens: np.ndarray, vocab: Vocabulary, rng: np.random.Gene
         notes[lower, 0] = lower_slot[slot]
     result = _encode_tracks(grid, instruments, notes, vocab)
     bars = np.flatnonzero(vocab.type_of[result] == TokenType.BAR)  # more tokens than before: cut
-    fitting = bars[bars <= len(tokens)]
-    return result[: fitting[-1]] if len(fitting) > 1 else tokens
-
-
-REST_AT_MOST = 4  # resting tracks added to one window (`resting_tracks`)
-REST_DRUM_SHARE = 0.1  # of them, drum kits
-
-
-def resting_tracks(tokens: np.ndarray, vocab: Vocabulary, rng: np.random.Generator) -> np.ndarray:
-    """The window with 1 to `REST_AT_MOST` more tracks in its header that play nothing in it,
-    placed at random among its tracks (random GM instruments, a tenth of them kits): the
-    playing tracks move to later slots.
-
-    Real songs list tracks that rest for a while (a solo, strings for the chorus), and
-    their playing tracks often sit past the seventh slot, where the corpora's windows
-    seldom reach: on real band songs a model trained without this closed the bar before
-    most tracks after the seventh, where the real song kept them (docs/model-history.md).
-    A track resting through a window teaches that a listed track need not play; the
-    playing tracks at later slots, that a track's slot says nothing of whether it plays.
-    Windows of infilling, or with no room for another track, are returned as they are; the
-    header grows, so the window is cut by whole bars to its length.
-    """
-    kinds = vocab.type_of[tokens]
-    if (kinds == TokenType.FIM_GAP).any():
-        return tokens
-    grid = decode_grid(tokens, vocab)
-    room = min(REST_AT_MOST, vocab.config.max_tracks - len(grid.instruments))
-    if room < 1:
-        return tokens
-    count = int(rng.integers(1, room + 1))
-    total = len(grid.instruments) + count
-    resting = set(rng.choice(total, size=count, replace=False).tolist())
-    instruments, renumber = [], []
-    for slot in range(total):
-        if slot in resting:
-            drum = bool(rng.random() < REST_DRUM_SHARE)
-            instruments.append((0 if drum else int(rng.integers(0, 128)), drum))
-        else:
-            renumber.append(slot)
-            instruments.append(grid.instruments[len(renumber) - 1])
-    notes = grid.notes.copy()
-    notes[:, 0] = np.asarray(renumber, dtype=np.int64)[grid.notes[:, 0]]
-    result = _encode_tracks(grid, instruments, notes, vocab)
-    bars = np.flatnonzero(vocab.type_of[result] == TokenType.BAR)  # the header grew: cut
     fitting = bars[bars <= len(tokens)]
     return result[: fitting[-1]] if len(fitting) > 1 else tokens
 

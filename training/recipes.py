@@ -62,9 +62,6 @@ class TrainConfig:
     # three chordal tracks on two tracks each, split by register (training.data.split_by_register;
     # tried in run 15, not in the default recipe).
     split_rate: float = 0.0
-    # Tracks listed that rest: a share of the other windows list up to four more tracks that
-    # play nothing, among the playing ones (training.data.resting_tracks).
-    rest_rate: float = 0.0
     gradient_checkpointing: bool = False
     fsdp: bool = False  # shard parameters, gradients and optimizer state (large sizes)
     compile: bool = False  # torch.compile the model (GPU)
@@ -87,7 +84,7 @@ class TrainConfig:
         if not 0 < self.lr < 1:
             raise RecipeError(f"lr must be in (0, 1), got {self.lr}")
         rates = ("velocity_relevel", "track_shuffle_rate", "fim_rate", "repeat_rate", "arrange_rate", "thin_rate")
-        for name in (*rates, "split_rate", "rest_rate"):
+        for name in (*rates, "split_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise RecipeError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.velocity_track_spread < 0:

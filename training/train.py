@@ -221,7 +221,7 @@ class Trainer:
             config.max_transpose, config.tempo_jitter, config.track_shuffle_rate, config.fim_rate,
             velocity_relevel=config.velocity_relevel, velocity_track_spread=config.velocity_track_spread,
             repeat_rate=config.repeat_rate, arrange_rate=config.arrange_rate, thin_rate=config.thin_rate,
-            split_rate=config.split_rate, rest_rate=config.rest_rate,
+            split_rate=config.split_rate,
         )  # fmt: skip
         self.loader = PackedLoader(
             self.train_data, max_seq_len=config.max_seq_len, rows_per_batch=config.rows_per_batch,

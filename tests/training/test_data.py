@@ -19,7 +19,6 @@ from meloformer_core.model.masks import build_layout
 from meloformer_core.music import Song, TempoChange, Track
 from tests.conftest import FIXTURES
 from training.data import (
-    REST_AT_MOST,
     Augmentation,
     Augmenter,
     DataError,
@@ -29,7 +28,6 @@ from training.data import (
     TokenDataset,
     lead_and_some,
     repeat_phrase,
-    resting_tracks,
     split_by_register,
     target_last,
     transpose_key,
@@ -326,29 +324,6 @@ def test_splitting_by_register_plays_the_same_notes_on_more_tracks_of_the_same_i
     assert splits[0] >= 15 and splits[25] >= 15  # one or both chordal tracks; never the bass, drums or lead
     lone_melody = encode(Song(tracks=(band.tracks[-1],)))
     assert (split_by_register(lone_melody, DEFAULT_VOCAB, np.random.default_rng(0)) == lone_melody).all()
-
-
-def test_resting_tracks_are_listed_among_the_playing_ones_and_play_nothing() -> None:
-    band = _chordal_band(bars=8)
-    tokens = encode(band)
-    late = 0
-    for seed in range(40):
-        result = resting_tracks(tokens, DEFAULT_VOCAB, np.random.default_rng(seed))
-        validate(result)
-        assert len(result) <= len(tokens) and result[-1] != DEFAULT_VOCAB.eos_id  # cut by whole bars to fit
-        song = decode(result)
-        assert 6 <= len(song.tracks) <= 5 + REST_AT_MOST
-        playing = [track for track in song.tracks if len(track.notes)]
-        bars = int((DEFAULT_VOCAB.type_of[result] == TokenType.BAR).sum())
-        assert bars >= 6
-        # the playing tracks in their order, each with every note of its bars
-        assert [(t.program, t.is_drum) for t in playing] == [(t.program, t.is_drum) for t in band.tracks]
-        for before, after in zip(band.tracks, playing, strict=True):
-            assert sorted(after.notes) == sorted(n for n in before.notes if n.start < bars * 4 * 480)
-        late += song.tracks.index(playing[-1]) > 4  # the lead moved past its slot
-    assert late >= 20
-    full = encode(Song(tracks=tuple(band.tracks[0].with_notes(band.tracks[0].notes[:1]) for _ in range(32))))
-    assert (resting_tracks(full, DEFAULT_VOCAB, np.random.default_rng(0)) == full).all()  # no room for another
 
 
 def test_a_mix_draws_each_dataset_at_its_rate_every_epoch(dataset_dir: Path) -> None:
