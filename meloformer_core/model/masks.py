@@ -25,6 +25,7 @@ of the batch) and the dense boolean masks of the reference path.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -163,25 +164,33 @@ def summarise_mask_mod(layout: Layout) -> MaskMod:
     return mask_mod
 
 
+@functools.lru_cache(maxsize=4)
+def _related_bars(offsets: tuple[int, ...], length: int, device: str) -> torch.Tensor:
+    """Whether bars ``i + PADDING`` and ``j + PADDING`` are related, for bar numbers from
+    PADDING up to ``length`` (a bar has a token): their distance, either way (when infilling
+    the suffix's later bars come before the middle), is one of ``offsets``. One lookup per
+    query-key pair instead of a subtraction and a comparison per offset over the whole
+    (B, Q, K) grid of a dense mask; built once per length."""
+    numbers = torch.arange(PADDING, length, dtype=torch.int32, device=device)
+    distance = (numbers[:, None] - numbers[None, :]).abs()
+    return torch.isin(distance, torch.tensor(offsets, dtype=torch.int32, device=device))
+
+
 def update_mask_mod(layout: Layout, related_bar_offsets: Sequence[int]) -> MaskMod:
     """Regular token ``q`` may attend key ``kv`` (RR: header, own bar, related bars; RS: closed summaries)."""
     length = layout.tokens.shape[1]
     bar, slot, segment, document, is_pad = layout.bar, layout.slot, layout.segment, layout.document, layout.is_pad
     seg_end, seg_valid, seg_document = layout.seg_end, layout.seg_valid, layout.seg_document
 
-    # whether a bar at |distance| d is related: one lookup (d clamped to ``far``, never related)
-    # instead of a comparison per offset (a dense mask evaluates this over every query-key pair)
-    far = max([abs(offset) for offset in related_bar_offsets] + [0]) + 1
-    near = torch.zeros(far + 1, dtype=torch.bool, device=bar.device)
-    near[[abs(offset) for offset in related_bar_offsets]] = True
+    offsets = tuple(sorted({abs(offset) for offset in related_bar_offsets}))
+    related_bars = _related_bars(offsets, length, str(bar.device))
 
     def mask_mod(b: torch.Tensor, h: torch.Tensor, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
         regular = kv.clamp(max=length - 1)
         summary = (kv - length).clamp(min=0)
         query_bar = bar[b, q]
         key_bar = bar[b, regular]
-        # either direction: when infilling, the suffix (later bars) comes before the middle
-        related = near[(query_bar - key_bar).abs().clamp(max=far)]
+        related = related_bars[query_bar - PADDING, key_bar - PADDING]
         key_slot = slot[b, regular]
         related = related & ((key_slot == slot[b, q]) | (key_slot == 0))
         visible = (segment[b, regular] == HEADER) | (key_bar == query_bar) | related
