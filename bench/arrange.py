@@ -1,5 +1,5 @@
-"""Arrange and infill: the kept music fed in runs (a segment's tokens together, the default)
-against token by token, beside continuing the same song by the same bars.
+"""Arrange and infill: the kept music fed in one pass a bar (`feed_run`, the default) against
+token by token, beside continuing the same song by the same bars.
 
     .venv/bin/python bench/arrange.py [--seeds 3] [--input MIDI] [--bars 8]
 
@@ -7,7 +7,7 @@ Arranges a bass (program 33) under bars 1-``bars`` of the bundled chorale (or ``
 infills the same bars of its first track, and continues it by ``bars`` bars, with the default
 model, the recommended sampling and one take. The settings alternate seed by seed, so each
 ratio comes from one run. "Token by token" replaces the runs with the single steps every
-earlier version used (`_Session.feed`), nothing else changes. Prints a table (median
+earlier version used (`Session.feed`), nothing else changes. Prints a table (median
 seconds, model steps) and a JSON line.
 """
 
