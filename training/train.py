@@ -210,9 +210,7 @@ class Trainer:
         self.raw_model.to(self.device)
         self.model = self._wrap(self.raw_model)
         parameters = dict(self.raw_model.named_parameters())
-        order = self._optimizer_order()
-        decay = [parameters[name] for name in order if parameters[name].dim() >= 2]
-        no_decay = [parameters[name] for name in order if parameters[name].dim() < 2]
+        decay, no_decay = ([parameters[name] for name in group] for group in self._parameter_groups())
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=config.lr, betas=(0.9, config.beta2), fused=self.device.type == "cuda",
@@ -315,10 +313,10 @@ class Trainer:
             return get_state_dict(self.model, self.optimizer, options=options)
         return self.raw_model.state_dict(), self.optimizer.state_dict()
 
-    def _optimizer_order(self) -> list[str]:
-        """The parameters' names in the optimizer's order: the matrices (weight decay), then the rest."""
+    def _parameter_groups(self) -> tuple[list[str], list[str]]:
+        """The parameters' names in the optimizer's two groups: the matrices (weight decay), the rest."""
         named = list(self.raw_model.named_parameters())
-        return [n for n, p in named if p.dim() >= 2] + [n for n, p in named if p.dim() < 2]
+        return [n for n, p in named if p.dim() >= 2], [n for n, p in named if p.dim() < 2]
 
     def _resume(self) -> None:
         path = latest_checkpoint(self.out)
@@ -326,7 +324,8 @@ class Trainer:
             raise TrainingError(f"{self.out}: nothing to resume (no complete checkpoint)")
         model_state, optimizer_state, extra = load_checkpoint(path)
         if unfused_blocks(model_state):  # written before the blocks fused their projections
-            optimizer_state = fuse_optimizer_state(optimizer_state, self._optimizer_order())
+            decay, rest = self._parameter_groups()
+            optimizer_state = fuse_optimizer_state(optimizer_state, decay + rest)
         model_state = state_for_loading(self.raw_model.config, model_state)
         if extra.get("vocab_hash") != DEFAULT_VOCAB.hash:
             raise TrainingError(f"{path}: made with vocabulary {extra.get('vocab_hash')}, not {DEFAULT_VOCAB.hash}")

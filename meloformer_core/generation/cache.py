@@ -47,6 +47,7 @@ from meloformer_core.model.transformer import (
     BlockWeights,
     MeloFormer,
     SequenceKeys,
+    Turns,
     linear,
     merge_heads,
     split_heads,
@@ -324,7 +325,7 @@ class _CachedKeys:
             positions = torch.tensor([[item.position] for item in closing], device=device)
             self.summary_turns = model.rotary.turns(positions)
 
-    def write(self, layer: int, places: torch.Tensor, turns: torch.Tensor, pairs: list[tuple]) -> None:
+    def write(self, layer: int, places: torch.Tensor, turns: Turns, pairs: list[tuple]) -> None:
         """Store (B, L, D) keys (rotated by ``turns``) and values at ``places`` (B·L, H) of
         ``layer``: ``pairs`` of ((keys, values), (key buffer, value buffer))."""
         _, _, heads, slot_count, width = self.group.sum_k.shape
@@ -401,7 +402,6 @@ class _StepKeys(_CachedKeys):
                  caches: list[DecodingCache]) -> None:  # fmt: skip
         super().__init__(group, places, positions, closing)
         device = group.sum_k.device
-        self.stepped = len(caches)
         self.attending = []  # (the block's rows, its stepped rows' places among ``caches`` and in it, slots, mask)
         for block in group.blocks:
             stepped = {cache.row - block.start: place for place, cache in enumerate(caches) if cache.row in block}

@@ -32,6 +32,7 @@ from meloformer_core.model.transformer import (
     FUSED,
     TIED_HEAD,
     UNFUSED,
+    UNFUSED_ROWS,
     MeloFormer,
     state_for_loading,
     state_for_saving,
@@ -213,7 +214,7 @@ def expected_shapes(config: ModelConfig, unfused: bool = False) -> dict[str, tup
     for name in [name for name in shapes if name.endswith(FUSED)]:
         del shapes[name]
         prefix = name[: -len(FUSED)]
-        shapes.update({prefix + part: (rows * width, width) for part, rows in zip(UNFUSED, (1, 2, 1, 2), strict=True)})
+        shapes.update({prefix + part: (rows * width, width) for part, rows in zip(UNFUSED, UNFUSED_ROWS, strict=True)})
     return shapes
 
 

@@ -321,6 +321,7 @@ def state_for_saving(model: MeloFormer, state: dict[str, torch.Tensor] | None = 
 # earlier) hold each block's four query/key/value matrices apart, under these names; in
 # this order they are the rows of `Block.qkv`.
 UNFUSED = ("summarise.q_proj.weight", "summarise.kv_proj.weight", "update.q_proj.weight", "update.kv_proj.weight")
+UNFUSED_ROWS = (1, 2, 1, 2)  # each one's rows, in d_model
 FUSED = "qkv.weight"
 
 
@@ -374,7 +375,7 @@ class MeloFormer(nn.Module):
         drawn = [self.embed.weight]
         for block in self.blocks:
             summarise_q, summarise_kv, update_q, update_kv = block.qkv.weight.data.split(
-                [width, 2 * width, width, 2 * width]
+                [rows * width for rows in UNFUSED_ROWS]
             )
             drawn += [summarise_q, summarise_kv, block.summarise.out_proj.weight, update_q, update_kv,
                       block.update.out_proj.weight, block.mlp.gate_up.weight, block.mlp.down.weight]  # fmt: skip

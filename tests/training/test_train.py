@@ -267,6 +267,18 @@ def test_two_corpora_mixed_at_chosen_rates_each_validated(data: Path, tmp_path: 
     assert bad.returncode == 1 and "--mix gives 1 rates for 2 --data sources" in bad.stderr
 
 
+def _split_fused(weights: dict) -> None:
+    """Each block's `qkv` in ``weights`` as the four matrices it fused, under their old names."""
+    from meloformer_core.model.transformer import FUSED, UNFUSED, UNFUSED_ROWS
+
+    width = weights["embed.weight"].shape[1]
+    for name in [n for n in weights if n.endswith(FUSED)]:
+        parts = weights.pop(name).split([rows * width for rows in UNFUSED_ROWS])
+        weights.update(
+            {name.replace(FUSED, part): value.contiguous() for part, value in zip(UNFUSED, parts, strict=True)}
+        )
+
+
 def _unfuse(checkpoint: Path) -> None:
     """Rewrite ``checkpoint`` as a checkpoint written before the blocks fused their projections
     (MeloFormer 0.1.0): each block's `qkv` as four matrices under their old names, and the optimizer's
@@ -275,12 +287,12 @@ def _unfuse(checkpoint: Path) -> None:
     from safetensors.torch import load_file, save_file
 
     from meloformer_core.model.config import ModelConfig
-    from meloformer_core.model.transformer import FUSED, UNFUSED, MeloFormer
+    from meloformer_core.model.transformer import FUSED, UNFUSED, UNFUSED_ROWS, MeloFormer
     from training.checkpoint import MODEL, OPTIMIZER, STATE
 
     model = load_file(checkpoint / MODEL)
-    width = next(v for k, v in model.items() if k.endswith(FUSED)).shape[1]
-    rows = [width, 2 * width, width, 2 * width]
+    width = model["embed.weight"].shape[1]
+    rows = [rows * width for rows in UNFUSED_ROWS]
     state = json.loads((checkpoint / STATE).read_text())
     with torch.device("meta"):  # the parameters in the optimizer's order
         named = list(MeloFormer(ModelConfig.from_dict(state["model"])).named_parameters())
@@ -310,9 +322,7 @@ def _unfuse(checkpoint: Path) -> None:
                 old_moments[f"{new_index}/{field}"] = value.clone()
             if str(index) in state["optimizer"]["scalars"]:
                 scalars[str(new_index)] = state["optimizer"]["scalars"][str(index)]
-    for name in [n for n in model if n.endswith(FUSED)]:
-        for part, value in zip(UNFUSED, model.pop(name).split(rows), strict=True):
-            model[name.replace(FUSED, part)] = value.contiguous()
+    _split_fused(model)
     decay = [n for n in old_order if model[n].dim() >= 2]
     state["optimizer"]["param_groups"][0]["params"] = list(range(len(decay)))
     state["optimizer"]["param_groups"][1]["params"] = list(range(len(decay), len(old_order)))
@@ -332,7 +342,6 @@ def test_checkpoints_and_bundles_written_before_the_fused_projections_resume_exp
 
     from meloformer_core.encoding import DEFAULT_VOCAB, encode
     from meloformer_core.model.masks import build_layout
-    from meloformer_core.model.transformer import FUSED, UNFUSED
 
     out = tmp_path / "old-run"
     shutil.copytree(uninterrupted, out)
@@ -349,10 +358,7 @@ def test_checkpoints_and_bundles_written_before_the_fused_projections_resume_exp
     bundle = tmp_path / "legacy-bundle"  # the shipped default's names: the four parts apart
     shutil.copytree(tmp_path / "old-bundle", bundle)
     weights = load_file(bundle / "model.safetensors")
-    width = weights["embed.weight"].shape[1]
-    for name in [n for n in weights if n.endswith(FUSED)]:
-        for part, value in zip(UNFUSED, weights.pop(name).split([width, 2 * width, width, 2 * width]), strict=True):
-            weights[name.replace(FUSED, part)] = value.contiguous()
+    _split_fused(weights)
     save_file(weights, bundle / "model.safetensors")
     tokens = encode(read_midi(FIXTURES / "bach_chorale.mid"))[:200]
     layout = build_layout([tokens], DEFAULT_VOCAB)
