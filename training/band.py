@@ -1,9 +1,9 @@
 """`meloformer-corpus --band`: multi-track band arrangements rendered with MMA, for training.
 
     meloformer-corpus --band --output DIR [--seed N] [--workers N] [--limit N]
-                      [--sources tunes examples planetblupi] [--collections essenFolksong …]
+                      [--sources tunes examples planetblupi layered] [--collections essenFolksong …]
 
-Three sources, each in its own folder of DIR (docs/band-corpus.md):
+Four sources, each in its own folder of DIR (docs/band-corpus.md); the first three by default:
 
 - ``arrangements/<collection>/``: a folk tune of the music21 corpus (training composers
   only) played by a lead instrument over a band that MMA renders: a groove of MMA's
@@ -11,6 +11,8 @@ Three sources, each in its own folder of DIR (docs/band-corpus.md):
   voices, drum kit and drum tones, and the tune's own chords (training/band_tunes.py).
 - ``mma-examples/``: MMA's example songs, rendered as they are.
 - ``planetblupi/``: the MIDI files of Debian's planetblupi-music-midi, copied.
+- ``layered/<collection>/``: the tunes arranged again with 2-4 tracks of other styles'
+  grooves over the band (`choose_layers`), for bars of as many tracks as real bands play.
 
 The melody is merged after rendering rather than written into the MMA file as a Solo
 track: its notes stay exactly the tune's (MMA's note notation would round tuplets and
@@ -26,6 +28,7 @@ records every file's source, licence and arrangement.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -50,7 +53,8 @@ from training import mma
 from training.band_tunes import FOLK_COLLECTIONS, RESOLUTION, Tune, TuneRef, TuneSkipped, list_tunes, load_tune
 from training.isolation import run_isolated
 
-SOURCES = ("tunes", "examples", "planetblupi")
+SOURCES = ("tunes", "examples", "planetblupi", "layered")
+DEFAULT_SOURCES = ("tunes", "examples", "planetblupi")
 PLANETBLUPI = Path("/usr/share/planetblupi/music")
 LICENCES = {
     "arrangement": "melody: public domain (traditional tunes; 19th- and early 20th-century songs), encoded in the "
@@ -60,15 +64,18 @@ LICENCES = {
     "planetblupi": "GPL-3+ (Daniel Roux, EPSITEC SA & Denis Dumoulin; Mathieu Schroeter; "
     "/usr/share/doc/planetblupi-music-midi/copyright)",
 }
+LICENCES["layered"] = LICENCES["arrangement"]
 BAND_KIND = FolderKind(
     "band corpus",
-    frozenset({"corpus.json", "manifest.jsonl", "arrangements", "mma-examples", "planetblupi"}),
+    frozenset({"corpus.json", "manifest.jsonl", "arrangements", "mma-examples", "planetblupi", "layered"}),
     json_marker("corpus.json", lambda record: isinstance(record, dict) and record.get("kind") == "band"),
 )
 
 MIN_BARS = 16  # a short tune is played again until the arrangement has at least this many bars
 MAX_PASSES = 4
 INTRO_CHANCE, ENDING_CHANCE, VOICE_CHANGE_CHANCE = 0.5, 0.7, 0.5
+LAYERS = (2, 3, 4)  # tracks of other grooves a layered arrangement adds
+LAYER_DRAWS = 24  # donor grooves tried before a layered arrangement settles for fewer layers
 LEAD_PROGRAMS = (0, 4, 11, 12, 21, 22, 25, 26, 40, 56, 59, 60, 64, 65, 66, 68, 71, 73, 74, 75, 78, 80, 105, 110)
 KITS = (0, 8, 16, 24, 25, 32, 40)  # Standard, Room, Power, Electronic, TR-808, Jazz, Brush
 KIT_WEIGHTS = (4, 1, 1, 1, 1, 1, 1)
@@ -122,6 +129,7 @@ class Plan:
     tone_set: str
     voices: tuple[tuple[str, int], ...]  # (MMA track, General MIDI program) replacing the groove's voice
     mma_seed: int
+    layers: tuple[tuple[str, str], ...] = ()  # (MMA track, the groove of another style it plays as)
 
 
 def voice_pool(track: str, program: int) -> str | None:
@@ -137,8 +145,9 @@ def voice_pool(track: str, program: int) -> str | None:
     return "winds" if 56 <= program < 80 else None
 
 
-def plan_arrangement(tune: Tune, rng: random.Random) -> Plan:
-    """Choose a style among those with a groove for the tune's metre, then one of its grooves."""
+def plan_arrangement(tune: Tune, rng: random.Random, layered: bool = False) -> Plan:
+    """Choose a style among those with a groove for the tune's metre, then one of its grooves;
+    ``layered``: and 2-4 tracks of other styles' grooves to play over it (`choose_layers`)."""
     metre = (tune.numerator, tune.denominator)
     fits = [(groove, beat) for groove in mma.groove_catalogue() if (beat := groove.fit(*metre))]
     if not fits:
@@ -152,6 +161,7 @@ def plan_arrangement(tune: Tune, rng: random.Random) -> Plan:
     ending = rng.choice(groove.endings) if groove.endings and rng.random() < ENDING_CHANCE else None
     voices, seen = [], set()
     tracks = mma.groove_tracks(style)
+    names = {track for name in (groove.name, intro, ending) for track, _ in tracks.get((name or "").upper(), ())}
     for name in (groove.name, intro, ending):
         for track, program in tracks.get((name or "").upper(), ()):
             if track in seen or program is None:
@@ -160,13 +170,50 @@ def plan_arrangement(tune: Tune, rng: random.Random) -> Plan:
             pool = voice_pool(track, program)
             if pool and rng.random() < VOICE_CHANGE_CHANCE:
                 voices.append((track, rng.choice(VOICE_POOLS[pool])))
-    return Plan(
+    plan = Plan(
         groove, beat, tempo, intro, intro_bars, ending,
         passes=min(MAX_PASSES, max(1, math.ceil(MIN_BARS / tune.bars))),
         lead_program=rng.choice(LEAD_PROGRAMS), lead_velocity=rng.randint(88, 106),
         kit=rng.choices(KITS, KIT_WEIGHTS)[0], tone_set=rng.choice(sorted(TONE_SETS)),
         voices=tuple(voices), mma_seed=rng.randrange(1, 2**31),
     )  # fmt: skip
+    if not layered:
+        return plan
+    layers = choose_layers(groove, [fit[0] for fit in fits if fit[1] == beat], names, rng)
+    if not layers:
+        raise TuneSkipped("no other groove of this metre to layer")
+    layer_voices = []
+    for track, _donor, program in layers:
+        pool = voice_pool(track, program)
+        if pool and rng.random() < VOICE_CHANGE_CHANCE:
+            layer_voices.append((track, rng.choice(VOICE_POOLS[pool])))
+    layer_pairs = tuple((track, donor.name) for track, donor, _ in layers)
+    return dataclasses.replace(plan, voices=plan.voices + tuple(layer_voices), layers=layer_pairs)
+
+
+def choose_layers(groove: mma.Groove, fits: list[mma.Groove], taken: set[str],
+                  rng: random.Random) -> list[tuple[str, mma.Groove, int]]:  # fmt: skip
+    """Tracks of other styles' grooves in the same metre to play over ``groove``, as a band adds
+    a pad, an arpeggio, a second guitar or a horn line: (MMA track, its groove, its program).
+    Never a drum or a second bass, never a track name the arrangement already has."""
+    wanted = rng.choice(LAYERS)
+    donors = [other for other in fits if other.style != groove.style and other.beats == groove.beats]
+    layers: list[tuple[str, mma.Groove, int]] = []
+    names = {name.upper() for name in taken}
+    for _ in range(LAYER_DRAWS):
+        if len(layers) == wanted or not donors:
+            break
+        donor = rng.choice(donors)
+        playable = [
+            (track, program) for track, program in mma.groove_tracks(donor.style).get(donor.name.upper(), ())
+            if program is not None and track.upper() not in names and voice_pool(track, program) != "bass"
+            and track.split("-")[0].upper() not in ("BASS", "WALK")
+        ]  # fmt: skip
+        if playable:
+            track, program = rng.choice(playable)
+            names.add(track.upper())
+            layers.append((track, donor, program))
+    return layers
 
 
 @dataclass(frozen=True)
@@ -208,6 +255,8 @@ def mma_song(tune: Tune, plan: Plan, timeline: Timeline, title: str) -> str:
         f"// {title}",
         f"RndSeed {plan.mma_seed}",
         "ToneTr " + " ".join(f"{old}={new}" for old, new in tones.items()),
+        # a track plays as another style's groove only once that groove is loaded
+        *dict.fromkeys(f"Groove {donor}" for _, donor in plan.layers),
         f"Tempo {plan.tempo}",
     ]
     tracks = mma.groove_tracks(plan.groove.style)
@@ -217,8 +266,9 @@ def mma_song(tune: Tune, plan: Plan, timeline: Timeline, title: str) -> str:
     beats = plan.groove.beats
     for bar in range(timeline.groove_bars):
         if bar in grooves:
-            in_groove = {track for track, _ in tracks.get(grooves[bar].upper(), ())}
+            in_groove = {track for track, _ in tracks.get(grooves[bar].upper(), ())} | {t for t, _ in plan.layers}
             lines.append(f"Groove {grooves[bar]}")
+            lines += [f"{track} Groove {donor}" for track, donor in plan.layers]
             lines += [f"{track} Voice {program}" for track, program in plan.voices if track in in_groove]
             lines.append(f"AllTracks Drum Voice {plan.kit}")
         chords = []
@@ -284,11 +334,12 @@ def describe(song: Song) -> dict:
     }
 
 
-def arrange(ref: TuneRef, seed: int, target: Path) -> dict:
-    """Arrange one tune into ``target``; the record the manifest keeps."""
+def arrange(ref: TuneRef, seed: int, target: Path, layered: bool = False) -> dict:
+    """Arrange one tune into ``target``; the record the manifest keeps. A layered arrangement
+    draws from its own random generator, so it differs from the tune's plain one."""
     tune = load_tune(ref)
-    rng = random.Random(f"{seed}/{ref.key}")
-    plan = plan_arrangement(tune, rng)
+    rng = random.Random(f"{seed}/layered/{ref.key}" if layered else f"{seed}/{ref.key}")
+    plan = plan_arrangement(tune, rng, layered)
     timeline = Timeline.of(tune, plan)
     with tempfile.TemporaryDirectory(prefix="meloformer-band-") as folder:
         title = f"{ref.key}: {tune.title}".encode("ascii", "replace").decode()  # MMA files are plain ASCII
@@ -302,7 +353,8 @@ def arrange(ref: TuneRef, seed: int, target: Path) -> dict:
         "chords": tune.chord_source, "style": plan.groove.style, "groove": plan.groove.name, "intro": plan.intro,
         "ending": plan.ending, "mma_tempo": plan.tempo, "qpm": round(float(plan.tempo * plan.beat), 1),
         "passes": plan.passes, "lead": plan.lead_program, "kit": plan.kit, "tone_set": plan.tone_set,
-        "voices": dict(plan.voices), **describe(read_midi(target)),  # as written: unisons on one track merge
+        "voices": dict(plan.voices), **({"layers": dict(plan.layers)} if layered else {}),
+        **describe(read_midi(target)),  # as written: unisons on one track merge
     }  # fmt: skip
 
 
@@ -381,9 +433,9 @@ def render_item(job: tuple[str, str, object, str, int]) -> dict:
     kind, path, source, output, seed = job
     target = Path(output) / path
     try:
-        if kind == "arrangement":
+        if kind in ("arrangement", "layered"):
             ref: TuneRef = source  # type: ignore[assignment]
-            record = arrange(ref, seed, target)
+            record = arrange(ref, seed, target, layered=kind == "layered")
             origin = f"music21 corpus: {ref.collection}/{Path(ref.path).name}, tune {ref.index + 1}"
         elif kind == "mma-example":
             record, origin = render_example(Path(str(source)), seed, target), str(source)
@@ -409,11 +461,14 @@ def plan_jobs(output: Path, seed: int, limit: int | None, sources: tuple[str, ..
         examples = sorted(mma.EXAMPLES.rglob("*.mma"))[:limit]
         jobs += [("mma-example", f"mma-examples/{p.relative_to(mma.EXAMPLES).with_suffix('.mid').as_posix()}",
                   str(p), str(output), seed) for p in examples]  # fmt: skip
-    if "tunes" in sources:
+    if "tunes" in sources or "layered" in sources:
         tunes = list_tunes(collections)
         random.Random(seed).shuffle(tunes)
         tunes.sort(key=lambda ref: not ref.chord_symbols)  # stable: the shuffled order within each group
-        jobs += [("arrangement", f"arrangements/{ref.key}.mid", ref, str(output), seed) for ref in tunes[:limit]]
+        if "tunes" in sources:
+            jobs += [("arrangement", f"arrangements/{ref.key}.mid", ref, str(output), seed) for ref in tunes[:limit]]
+        if "layered" in sources:
+            jobs += [("layered", f"layered/{ref.key}.mid", ref, str(output), seed) for ref in tunes[:limit]]
     return jobs
 
 
@@ -431,7 +486,7 @@ def _read_manifest(path: Path) -> dict[str, dict]:
 
 def summarise(records: list[dict], seed: int, failures: list[dict]) -> dict:
     written = [r for r in records if "skipped" not in r]
-    arrangements = [r for r in written if r["kind"] == "arrangement"]
+    arrangements = [r for r in written if r["kind"] in ("arrangement", "layered")]
     families: Counter = Counter()
     for record in written:
         for _name, program, is_drum, _notes in record["tracks"]:
@@ -474,7 +529,7 @@ def build(output: Path, *, seed: int, workers: int, limit: int | None, timeout: 
     """Build (or continue) the band corpus in ``output``; returns what corpus.json holds."""
     from tqdm import tqdm
 
-    if "tunes" in sources or "examples" in sources:
+    if {"tunes", "examples", "layered"} & set(sources):
         mma.mma_program()
     check_output_folder(output, BAND_KIND)
     record_path = output / "corpus.json"
@@ -495,7 +550,7 @@ def build(output: Path, *, seed: int, workers: int, limit: int | None, timeout: 
         return path in done and ("skipped" in done[path] or (output / path).exists())
 
     todo = [job for job in jobs if not finished(job[1])]
-    if "tunes" in sources:
+    if "tunes" in sources or "layered" in sources:
         mma.groove_catalogue()  # read once here: the forked workers inherit it
     failures = []
     bar = tqdm(total=len(todo), desc="band corpus", unit="file", disable=not progress)
@@ -510,7 +565,8 @@ def build(output: Path, *, seed: int, workers: int, limit: int | None, timeout: 
                 manifest.flush()
             bar.update(1)
     bar.close()
-    records = [done[path] for path in sorted(done) if path in wanted]
+    # the whole folder is counted: a run of one source (--sources layered) adds to the others
+    records = [done[path] for path in sorted(done) if path in wanted or (output / path).exists()]
     lines = "".join(json.dumps(done[path]) + "\n" for path in sorted(done))
     write_bytes_atomically(manifest_path, lines.encode())
     summary = summarise(records, seed, failures)
@@ -525,7 +581,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--limit", type=int, default=None, help="only the first N files of each source")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per file")
-    parser.add_argument("--sources", nargs="+", choices=SOURCES, default=list(SOURCES))
+    parser.add_argument(
+        "--sources",
+        nargs="+",
+        choices=SOURCES,
+        default=list(DEFAULT_SOURCES),
+        help="layered: the tunes arranged again, with 2-4 tracks of other grooves over the band",
+    )
     parser.add_argument("--collections", nargs="+", default=list(FOLK_COLLECTIONS), help="folk collections to arrange")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)

@@ -100,6 +100,36 @@ def test_the_same_seed_writes_the_same_bytes_and_a_rerun_resumes(tiny: tuple[Pat
     assert main(["--output", str(again), "--seed", "6", "--sources", "tunes", "--quiet"]) == 1
 
 
+@needs_mma
+def test_layered_arrangements_add_tracks_of_other_grooves_and_leave_the_plain_ones_alone(
+    tiny: tuple[Path, dict], tmp_path: Path
+) -> None:
+    folder, _ = tiny
+    build(tmp_path, progress=False, **TINY)
+    summary = build(tmp_path, progress=False, **{**TINY, "sources": ("layered",)})  # added to the folder
+    assert not summary["failures"] and summary["files"]["layered"] >= 1
+    assert summary["files"]["arrangement"] == tiny[1]["files"]["arrangement"]  # corpus.json counts both
+    for plain in folder.rglob("*.mid"):  # the plain arrangements are the same bytes with or without layers
+        assert (tmp_path / plain.relative_to(folder)).read_bytes() == plain.read_bytes()
+    layered = [r for r in _records(tmp_path) if r["kind"] == "layered" and "skipped" not in r]
+    for record in layered:
+        plain = next(r for r in _records(folder) if r["path"] == record["path"].replace("layered/", "arrangements/"))
+        song = read_midi(tmp_path / record["path"])
+        names = [track.name.upper() for track in song.tracks]
+        assert len(names) == len(set(names))  # every track its own
+        groove_names = {name.upper() for name, _ in mma.groove_tracks(record["style"])[record["groove"].upper()]}
+        assert 1 <= len(record["layers"]) <= 4
+        for track, donor in record["layers"].items():
+            assert track.upper() not in groove_names  # a track the groove does not have …
+            donor_style = next(g.style for g in mma.groove_catalogue() if g.name.upper() == donor.upper())
+            assert donor_style != record["style"]  # … from another style's groove
+            played = song.tracks[names.index(track.upper())]
+            assert len(played.notes) and not played.is_drum and not 32 <= played.program <= 39  # never a drum or bass
+        # the lead is still the tune, the layers follow its metre
+        assert song.tracks[0].name == "Lead" and record["metre"] == plain["metre"]
+        assert record["licence"] == plain["licence"]
+
+
 def test_missing_mma_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     from training.corpus import main as corpus_main
@@ -191,7 +221,7 @@ def test_chord_symbols_are_the_tunes_own_and_a_groove_can_be_chosen(
     plan = dataclasses.replace(plan_arrangement(tune, random.Random(0)),
                                groove=next(g for g in mma.groove_catalogue() if g.name == "Folk"),
                                beat=Fraction(1), intro=None, intro_bars=0, ending=None, voices=())  # fmt: skip
-    monkeypatch.setattr("training.band.plan_arrangement", lambda tune, rng: plan)
+    monkeypatch.setattr("training.band.plan_arrangement", lambda tune, rng, layered=False: plan)
     record = arrange(reel, 0, tmp_path / "reel.mid")
     song = read_midi(tmp_path / "reel.mid")
     drums = next(t for t in song.tracks if t.is_drum)
