@@ -22,6 +22,9 @@ Filters (documented in the manifest): fewer than ``--min-notes`` notes; more tra
 the encoding holds; songs the encoding refuses (longer than its bar limit). The split is
 by content hash: a file goes to validation when its hash, read as a number, falls in the
 lowest ``--valid-permille`` of the range, so it never depends on the order of the run.
+A band corpus's layered arrangement (``…/layered/X.mid``, `training.band`) takes the split
+of the same tune's plain arrangement (``…/arrangements/X.mid``) when the run has it: a
+tune's melody and chords are never on both sides.
 """
 
 from __future__ import annotations
@@ -104,6 +107,20 @@ def content_hash(path: Path) -> tuple[str, str | None]:
 
 def is_valid_split(file_hash: str, permille: int) -> bool:
     return int(file_hash[:8], 16) % 1000 < permille
+
+
+def split_hashes(files: list[Path], hashes: list[tuple[str, str | None]]) -> list[str]:
+    """The hash that decides each file's split: its own, or for a layered band arrangement
+    the hash of the same tune's plain arrangement where that is among ``files``."""
+    by_path = {path: file_hash for path, (file_hash, error) in zip(files, hashes, strict=True) if not error}
+    result = []
+    for path, (file_hash, _) in zip(files, hashes, strict=True):
+        parts = path.parts
+        if "layered" in parts:
+            at = len(parts) - 1 - parts[::-1].index("layered")
+            file_hash = by_path.get(Path(*parts[:at], "arrangements", *parts[at + 1 :]), file_hash)
+        result.append(file_hash)
+    return result
 
 
 def process_file(job: tuple[str, Options]) -> dict:
@@ -233,22 +250,22 @@ def preprocess(
     # 1-2. hashes and duplicates, deterministic in sorted order
     hashes = hash_files(files, workers, progress) if listed is None else listed[1]
     seen: dict[str, int] = {}
-    unique: list[tuple[Path, str]] = []
+    unique: list[tuple[Path, str, str]] = []
     failures: list[dict] = []
     duplicates = 0
-    for path, (file_hash, error) in zip(files, hashes, strict=True):
+    for path, (file_hash, error), split_hash in zip(files, hashes, split_hashes(files, hashes), strict=True):
         if error:
             failures.append({"path": str(path), "reason": error})
         elif file_hash in seen:
             duplicates += 1
         else:
             seen[file_hash] = len(unique)
-            unique.append((path, file_hash))
+            unique.append((path, file_hash, split_hash))
 
     # 3-4. chunks of unique files, skipping finished ones
     chunks = [unique[i : i + options.chunk_size] for i in range(0, len(unique), options.chunk_size)]
     todo = [k for k in range(len(chunks)) if not (output / "chunks" / f"chunk-{k:06d}.json").exists()]
-    jobs = [(k * options.chunk_size + i, (str(path), options)) for k in todo for i, (path, _) in enumerate(chunks[k])]
+    jobs = [(k * options.chunk_size + i, (str(path), options)) for k in todo for i, (path, *_) in enumerate(chunks[k])]
     results: dict[int, dict] = {}
     remaining = {k: len(chunks[k]) for k in todo}
     bar = tqdm(total=len(unique), initial=len(unique) - len(jobs), desc="encoding", disable=not progress, unit="file")
@@ -266,14 +283,14 @@ def preprocess(
 
 
 def _finish_chunk(
-    output: Path, k: int, chunk: list[tuple[Path, str]], results: dict[int, dict], options: Options
+    output: Path, k: int, chunk: list[tuple[Path, str, str]], results: dict[int, dict], options: Options
 ) -> None:
     rows, record = [], []
-    for i, (path, file_hash) in enumerate(chunk):
+    for i, (path, file_hash, split_hash) in enumerate(chunk):
         result = results.pop(k * options.chunk_size + i)
         entry = {"path": str(path), "hash": file_hash, "status": result["status"]}
         if result["status"] == "kept":
-            valid = is_valid_split(file_hash, options.valid_permille)
+            valid = is_valid_split(split_hash, options.valid_permille)
             for w, tokens in enumerate(result["windows"]):
                 rows.append({"tokens": tokens, "file_hash": file_hash[:16], "window": w, "valid": valid})
             entry.update(windows=len(result["windows"]), tokens=int(sum(len(t) for t in result["windows"])),

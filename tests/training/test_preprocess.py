@@ -143,3 +143,32 @@ def test_show_writes_a_stored_window_back_as_the_source_bars(
     assert main(["--show", str(data), "--file", "no_such.mid"]) == 1
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "no file 'no_such.mid'" in error
+
+
+def test_a_layered_band_arrangement_takes_the_split_of_its_tunes_plain_arrangement(tmp_path: Path) -> None:
+    """A tune's melody and chords are never on both sides of the split."""
+    import numpy as np
+
+    from meloformer_core.midi_io import write_midi
+    from tests.core.strategies import random_song
+    from training.preprocess import Options, is_valid_split, preprocess
+
+    band = tmp_path / "band"
+    rng = np.random.default_rng(3)
+    for source in ("arrangements", "layered"):
+        (band / source / "folk").mkdir(parents=True)
+        for index in range(12):
+            write_midi(random_song(rng, bars=6, tracks=3), band / source / "folk" / f"tune_{index}.mid")
+    options = Options(max_seq_len=512, valid_permille=500, chunk_size=8)
+    preprocess(band, tmp_path / "ds", workers=1, limit=None, options=options, progress=False)
+    entries = {
+        Path(e["path"]).relative_to(band).as_posix(): e
+        for chunk in sorted((tmp_path / "ds" / "chunks").glob("*.json"))
+        for e in json.loads(chunk.read_text())
+        if e["status"] == "kept"
+    }
+    pairs = [(entries[f"arrangements/folk/tune_{i}.mid"], entries[f"layered/folk/tune_{i}.mid"]) for i in range(12)]
+    assert {plain["valid"] for plain, _ in pairs} == {True, False}  # both splits hold tunes
+    assert all(layered["valid"] == plain["valid"] for plain, layered in pairs)
+    # by their own content, some layered files would have gone to the other side
+    assert any(is_valid_split(layered["hash"], 500) != plain["valid"] for plain, layered in pairs)
