@@ -145,6 +145,14 @@ def voice_pool(track: str, program: int) -> str | None:
     return "winds" if 56 <= program < 80 else None
 
 
+def changed_voice(track: str, program: int, rng: random.Random) -> tuple[str, int] | None:
+    """One time in two, another voice of the track's kind (`voice_pool`): (track, program)."""
+    pool = voice_pool(track, program)
+    if pool and rng.random() < VOICE_CHANGE_CHANCE:
+        return track, rng.choice(VOICE_POOLS[pool])
+    return None
+
+
 def plan_arrangement(tune: Tune, rng: random.Random, layered: bool = False) -> Plan:
     """Choose a style among those with a groove for the tune's metre, then one of its grooves;
     ``layered``: and 2-4 tracks of other styles' grooves to play over it (`choose_layers`)."""
@@ -159,17 +167,16 @@ def plan_arrangement(tune: Tune, rng: random.Random, layered: bool = False) -> P
     tune_bars_per_groove_bar = groove.beats * beat / Fraction(4 * tune.numerator, tune.denominator)
     intro_bars = int(rng.choice((2, 4)) / tune_bars_per_groove_bar) if intro else 0
     ending = rng.choice(groove.endings) if groove.endings and rng.random() < ENDING_CHANCE else None
-    voices, seen = [], set()
+    voices, seen, names = [], set(), set()  # names: every track, drums too, that layers must not take
     tracks = mma.groove_tracks(style)
-    names = {track for name in (groove.name, intro, ending) for track, _ in tracks.get((name or "").upper(), ())}
     for name in (groove.name, intro, ending):
         for track, program in tracks.get((name or "").upper(), ()):
+            names.add(track)
             if track in seen or program is None:
                 continue
             seen.add(track)
-            pool = voice_pool(track, program)
-            if pool and rng.random() < VOICE_CHANGE_CHANCE:
-                voices.append((track, rng.choice(VOICE_POOLS[pool])))
+            if voice := changed_voice(track, program, rng):
+                voices.append(voice)
     plan = Plan(
         groove, beat, tempo, intro, intro_bars, ending,
         passes=min(MAX_PASSES, max(1, math.ceil(MIN_BARS / tune.bars))),
@@ -182,13 +189,9 @@ def plan_arrangement(tune: Tune, rng: random.Random, layered: bool = False) -> P
     layers = choose_layers(groove, [fit[0] for fit in fits if fit[1] == beat], names, rng)
     if not layers:
         raise TuneSkipped("no other groove of this metre to layer")
-    layer_voices = []
-    for track, _donor, program in layers:
-        pool = voice_pool(track, program)
-        if pool and rng.random() < VOICE_CHANGE_CHANCE:
-            layer_voices.append((track, rng.choice(VOICE_POOLS[pool])))
+    layer_voices = tuple(voice for track, _, program in layers if (voice := changed_voice(track, program, rng)))
     layer_pairs = tuple((track, donor.name) for track, donor, _ in layers)
-    return dataclasses.replace(plan, voices=plan.voices + tuple(layer_voices), layers=layer_pairs)
+    return dataclasses.replace(plan, voices=plan.voices + layer_voices, layers=layer_pairs)
 
 
 def choose_layers(groove: mma.Groove, fits: list[mma.Groove], taken: set[str],
@@ -206,8 +209,9 @@ def choose_layers(groove: mma.Groove, fits: list[mma.Groove], taken: set[str],
         donor = rng.choice(donors)
         playable = [
             (track, program) for track, program in mma.groove_tracks(donor.style).get(donor.name.upper(), ())
-            if program is not None and track.upper() not in names and voice_pool(track, program) != "bass"
-            and track.split("-")[0].upper() not in ("BASS", "WALK")
+            if program is not None and track.upper() not in names
+            and voice_pool(track, program) != "bass"  # a bass voice …
+            and track.split("-")[0].upper() not in ("BASS", "WALK")  # … or a bass line on another voice
         ]  # fmt: skip
         if playable:
             track, program = rng.choice(playable)
