@@ -202,6 +202,39 @@ def update_mask_mod(layout: Layout, related_bar_offsets: Sequence[int]) -> MaskM
     return mask_mod
 
 
+def dense_update_mask(layout: Layout, related_bar_offsets: Sequence[int]) -> torch.Tensor:
+    """`update_mask_mod` materialised as a (B, 1, T, T + S) boolean mask, the same values
+    built at the level of groups of tokens: every term of RR but ``kv <= q`` and ``kv == q``
+    depends only on the (document, segment, bar, slot, padding) of the query and of the key,
+    so the predicate is decided once per pair of groups (a few hundred) and spread over the
+    (T, T) grid by one lookup, then cut to the causal triangle. About twice as fast as
+    evaluating the predicate over the grid, which a training step on a CPU does every batch."""
+    batch, length, summaries = layout.shape
+    device = layout.tokens.device
+    offsets = tuple(sorted({abs(offset) for offset in related_bar_offsets}))
+    related_bars = _related_bars(offsets, length, str(device))
+    positions = torch.arange(length, device=device)
+    causal = torch.ones(length, length, dtype=torch.bool, device=device).tril_()
+    mask = torch.empty(batch, 1, length, length + summaries, dtype=torch.bool, device=device)
+    for b in range(batch):
+        columns = (layout.document[b], layout.segment[b], layout.bar[b], layout.slot[b], layout.is_pad[b].long())
+        groups, group = torch.unique(torch.stack(columns, dim=1), dim=0, return_inverse=True)
+        document, segment, bar, slot, is_pad = groups.unbind(dim=1)
+        related = related_bars[bar[:, None] - PADDING, bar[None, :] - PADDING]
+        related = related & ((slot[None, :] == slot[:, None]) | (slot[None, :] == 0))
+        visible = (segment[None, :] == HEADER) | (bar[None, :] == bar[:, None]) | related
+        sees = visible & (document[None, :] == document[:, None]) & (is_pad[None, :] == 0)
+        rr = mask[b, 0, :, :length]
+        torch.logical_and(sees[group[:, None], group[None, :]], causal, out=rr)
+        rr.diagonal().fill_(True)  # every token sees itself (padding too: no empty rows)
+        mask[b, 0, :, length:] = (
+            (layout.seg_end[b][None, :] < positions[:, None])
+            & layout.seg_valid[b][None, :]
+            & (layout.seg_document[b][None, :] == layout.document[b][:, None])
+        )
+    return mask
+
+
 def dense_mask(mask_mod: MaskMod, batch: int, queries: int, keys: int, device: torch.device) -> torch.Tensor:
     """The predicate materialised as a (B, 1, Q, K) boolean mask for scaled_dot_product_attention."""
     # 32-bit positions: every comparison over the (B, Q, K) grid moves half the bytes

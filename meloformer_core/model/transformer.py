@@ -33,7 +33,14 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from meloformer_core.model.config import ModelConfig
-from meloformer_core.model.masks import Layout, block_mask, dense_mask, summarise_mask_mod, update_mask_mod
+from meloformer_core.model.masks import (
+    Layout,
+    block_mask,
+    dense_mask,
+    dense_update_mask,
+    summarise_mask_mod,
+    update_mask_mod,
+)
 
 BACKENDS = ("dense", "flex")
 
@@ -397,14 +404,14 @@ class MeloFormer(nn.Module):
         batch, length, summaries = layout.shape
         keys = length + summaries
         summarise = summarise_mask_mod(layout)
-        update = update_mask_mod(layout, self.config.related_bar_offsets)
         device = layout.tokens.device
         if backend == "dense":
             return (
                 dense_mask(summarise, batch, summaries, keys, device),
-                dense_mask(update, batch, length, keys, device),
+                dense_update_mask(layout, self.config.related_bar_offsets),
             )
         if backend == "flex":
+            update = update_mask_mod(layout, self.config.related_bar_offsets)
             return (
                 block_mask(summarise, batch, summaries, keys, device),
                 block_mask(update, batch, length, keys, device),

@@ -15,7 +15,7 @@ from meloformer_core.encoding.vocab import TokenType
 from meloformer_core.generation.cache import ContextFull, DecodingCache, DecodingGroup, feed_run, step_together
 from meloformer_core.midi_io import read_midi
 from meloformer_core.model.config import SIZES, ConfigError, ModelConfig, named_config
-from meloformer_core.model.masks import build_layout
+from meloformer_core.model.masks import build_layout, dense_mask, dense_update_mask, update_mask_mod
 from meloformer_core.model.transformer import MeloFormer
 from tests.conftest import FIXTURES
 from tests.core.strategies import random_song
@@ -52,6 +52,28 @@ def test_flex_and_dense_paths_agree_per_sequence(model: MeloFormer, seed: int, b
         with torch.no_grad():
             alone = model(build_layout([row], VOCAB), "dense")[0]
         assert torch.allclose(alone, dense[index, : len(row)], atol=1e-5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**16), st.integers(1, 3), st.booleans(), st.sampled_from([(1, 2, 4, 8), (1,), (2, 3)]))
+def test_the_dense_update_mask_built_per_group_equals_the_predicate(
+    seed: int, batch: int, infill: bool, offsets: tuple[int, ...]
+) -> None:
+    """The training path's update mask (`dense_update_mask`, decided per pair of token
+    groups) is the predicate `update_mask_mod` itself, key by key: packed documents,
+    padding, infilling layouts (later bars before the middle) and other related bars."""
+    from training.data import fill_in_the_middle
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for index, tokens in enumerate(sequences(seed, batch)):
+        if infill:
+            tokens = fill_in_the_middle(tokens, VOCAB, rng, max_gap=2, max_suffix=2)
+        rows.append([tokens, sequences(seed + 1, 1)[0]] if index == 0 else tokens[: len(tokens) - 5 * index])
+    layout = build_layout(rows, VOCAB)
+    batch_size, length, summaries = layout.shape
+    expected = dense_mask(update_mask_mod(layout, offsets), batch_size, length, length + summaries, "cpu")
+    assert torch.equal(dense_update_mask(layout, offsets), expected)
 
 
 def test_long_dense_attention_in_prefix_chunks_equals_one_call(model: MeloFormer, monkeypatch) -> None:
