@@ -440,7 +440,9 @@ class SynthOutput:
                 arrived, message = self._queue.popleft()
                 if synth is None:
                     continue
-                offset = min(frames - 1, max(0, int((arrived - block_start) * self.sample_rate)))
+                # a thousandth of a frame over: the clock's rounding puts a span of a whole number
+                # of frames just under it, which would start the note a frame early
+                offset = min(frames - 1, max(0, int((arrived - block_start) * self.sample_rate + 1e-3)))
                 synth.handle(message, synth.frame + offset)
                 if self.log is not None and message[0] & 0xF0 == NOTE_ON and len(message) > 2 and message[2]:
                     self.log.append((arrived, synth.frame + offset, message))
