@@ -176,28 +176,42 @@ def _related_bars(offsets: tuple[int, ...], length: int, device: str) -> torch.T
     return torch.isin(distance, torch.tensor(offsets, dtype=torch.int32, device=device))
 
 
+def _related_bar_table(layout: Layout, related_bar_offsets: Sequence[int]) -> torch.Tensor:
+    offsets = tuple(sorted({abs(offset) for offset in related_bar_offsets}))
+    return _related_bars(offsets, layout.tokens.shape[1], str(layout.bar.device))
+
+
+def _token_sees(related_bars: torch.Tensor, query: tuple, key: tuple) -> torch.Tensor:
+    """RR but for causality: whether a query token of (document, segment, bar, slot, padding)
+    ``query`` (its segment and padding unused) sees a key token of ``key`` (header, own bar,
+    or a related bar of its own track or the conductor, in its document, not padding). The
+    one statement of the rule, for the predicate and for `dense_update_mask`."""
+    query_document, _, query_bar, query_slot, _ = query
+    key_document, key_segment, key_bar, key_slot, key_pad = key
+    related = related_bars[query_bar - PADDING, key_bar - PADDING] & ((key_slot == query_slot) | (key_slot == 0))
+    visible = (key_segment == HEADER) | (key_bar == query_bar) | related
+    return visible & (key_document == query_document) & ~key_pad
+
+
+def _summary_seen(layout: Layout, b, q: torch.Tensor, summary: torch.Tensor) -> torch.Tensor:
+    """RS: token ``q`` sees the summaries of its document's segments closed before it."""
+    closed = (layout.seg_end[b, summary] < q) & layout.seg_valid[b, summary]
+    return closed & (layout.seg_document[b, summary] == layout.document[b, q])
+
+
 def update_mask_mod(layout: Layout, related_bar_offsets: Sequence[int]) -> MaskMod:
     """Regular token ``q`` may attend key ``kv`` (RR: header, own bar, related bars; RS: closed summaries)."""
     length = layout.tokens.shape[1]
-    bar, slot, segment, document, is_pad = layout.bar, layout.slot, layout.segment, layout.document, layout.is_pad
-    seg_end, seg_valid, seg_document = layout.seg_end, layout.seg_valid, layout.seg_document
-
-    offsets = tuple(sorted({abs(offset) for offset in related_bar_offsets}))
-    related_bars = _related_bars(offsets, length, str(bar.device))
+    related_bars = _related_bar_table(layout, related_bar_offsets)
+    columns = (layout.document, layout.segment, layout.bar, layout.slot, layout.is_pad)
 
     def mask_mod(b: torch.Tensor, h: torch.Tensor, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
         regular = kv.clamp(max=length - 1)
         summary = (kv - length).clamp(min=0)
-        query_bar = bar[b, q]
-        key_bar = bar[b, regular]
-        related = related_bars[query_bar - PADDING, key_bar - PADDING]
-        key_slot = slot[b, regular]
-        related = related & ((key_slot == slot[b, q]) | (key_slot == 0))
-        visible = (segment[b, regular] == HEADER) | (key_bar == query_bar) | related
-        rr = (regular <= q) & (document[b, regular] == document[b, q]) & ~is_pad[b, regular] & visible
-        rr = rr | (regular == q)  # every token sees itself (padding too: no empty rows)
-        rs = (seg_end[b, summary] < q) & seg_valid[b, summary] & (seg_document[b, summary] == document[b, q])
-        return torch.where(kv < length, rr, rs)
+        query = (layout.document[b, q], None, layout.bar[b, q], layout.slot[b, q], None)  # the terms it uses
+        sees = _token_sees(related_bars, query, tuple(column[b, regular] for column in columns))
+        rr = ((regular <= q) & sees) | (regular == q)  # every token sees itself (padding too: no empty rows)
+        return torch.where(kv < length, rr, _summary_seen(layout, b, q, summary))
 
     return mask_mod
 
@@ -211,8 +225,7 @@ def dense_update_mask(layout: Layout, related_bar_offsets: Sequence[int]) -> tor
     evaluating the predicate over the grid, which a training step on a CPU does every batch."""
     batch, length, summaries = layout.shape
     device = layout.tokens.device
-    offsets = tuple(sorted({abs(offset) for offset in related_bar_offsets}))
-    related_bars = _related_bars(offsets, length, str(device))
+    related_bars = _related_bar_table(layout, related_bar_offsets)
     positions = torch.arange(length, device=device)
     causal = torch.ones(length, length, dtype=torch.bool, device=device).tril_()
     mask = torch.empty(batch, 1, length, length + summaries, dtype=torch.bool, device=device)
@@ -220,18 +233,12 @@ def dense_update_mask(layout: Layout, related_bar_offsets: Sequence[int]) -> tor
         columns = (layout.document[b], layout.segment[b], layout.bar[b], layout.slot[b], layout.is_pad[b].long())
         groups, group = torch.unique(torch.stack(columns, dim=1), dim=0, return_inverse=True)
         document, segment, bar, slot, is_pad = groups.unbind(dim=1)
-        related = related_bars[bar[:, None] - PADDING, bar[None, :] - PADDING]
-        related = related & ((slot[None, :] == slot[:, None]) | (slot[None, :] == 0))
-        visible = (segment[None, :] == HEADER) | (bar[None, :] == bar[:, None]) | related
-        sees = visible & (document[None, :] == document[:, None]) & (is_pad[None, :] == 0)
+        query = (document[:, None], None, bar[:, None], slot[:, None], None)
+        sees = _token_sees(related_bars, query, (document, segment, bar, slot, is_pad.bool()))
         rr = mask[b, 0, :, :length]
         torch.logical_and(sees[group[:, None], group[None, :]], causal, out=rr)
         rr.diagonal().fill_(True)  # every token sees itself (padding too: no empty rows)
-        mask[b, 0, :, length:] = (
-            (layout.seg_end[b][None, :] < positions[:, None])
-            & layout.seg_valid[b][None, :]
-            & (layout.seg_document[b][None, :] == layout.document[b][:, None])
-        )
+        mask[b, 0, :, length:] = _summary_seen(layout, b, positions[:, None], torch.arange(summaries, device=device))
     return mask
 
 
