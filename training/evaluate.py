@@ -74,7 +74,8 @@ value is not trivially ideal, for the real bars (``real_in_scale_rate``,
 
 Prints the scalars, then the continuation measures as a table of model | copy | real, then
 one JSON object as the last line; ``--records`` also writes each file's measures (one JSON
-object a line, with the per-track values). Same seed, same numbers.
+object a line, with the per-track values and the ``bar_features`` of model, copy and real, from
+which the distribution measure can be computed again). Same seed, same numbers.
 """
 
 from __future__ import annotations
@@ -380,9 +381,10 @@ def continuations(service, pieces: list[tuple[Path, GridSong]], bars_prompt: int
         copied_grid = copy_continuation(grid, bars_prompt, bars_generate)
         songs = {"model": generated, "copy": from_grid(slice_grid(copied_grid, bars_prompt, stop)), "real": real}
         file_scores = {variant: continuation_scores(song, real, prompt) for variant, song in songs.items()}
-        for variant, song in songs.items():
+        file_features = {variant: bar_features(song, bars_generate) for variant, song in songs.items()}
+        for variant in songs:
             scores[variant].append(file_scores[variant])
-            for name, values in bar_features(song, bars_generate).items():
+            for name, values in file_features[variant].items():
                 features[variant][name] += values
         said = set(bar_contents(grid, 0, bars_prompt)) - {b""}
         rows.append({
@@ -396,6 +398,8 @@ def continuations(service, pieces: list[tuple[Path, GridSong]], bars_prompt: int
             "copy_restated_bar_rate": restated_share(copied_grid, said, bars_prompt, stop),
             **{f"real_{key}": file_scores["real"][key] for key in ("in_scale_rate", "empty", "drum_in_kit_rate")},
             "tokens_per_s": result.tokens_per_s, "takes": len(result.takes), "prompt_bars_heard": heard,
+            "bar_features": {variant: {name: [v.tolist() for v in values] for name, values in named.items()}
+                             for variant, named in file_features.items()},
         })  # fmt: skip
         if arrange is not None:
             arranged = arrange_under_lead(service, prompt, replace(sampling, seed=seed + index), **arrange)
