@@ -422,7 +422,7 @@ def continuation_report(rows: list[dict], scores: dict, features: dict, sampling
         """The new measures of one variant over the files: track measures pooled, and OA."""
         prefix = "" if variant == "model" else f"{variant}_"
         pooled = {f"{prefix}{key}": rounded(value) for key, value in pooled_track_measures(scores[variant]).items()}
-        overlap = distribution_overlap(features["real"], features[variant], seed)
+        overlap = distribution_overlap(features["real"], features[variant])
         mean_overlap = rounded(overlap.pop("mean"))
         by_feature = {name: rounded(value) for name, value in overlap.items()}
         return {
