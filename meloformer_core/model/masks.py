@@ -242,6 +242,31 @@ def dense_update_mask(layout: Layout, related_bar_offsets: Sequence[int]) -> tor
     return mask
 
 
+@dataclass(frozen=True)
+class KeyChunk:
+    """Queries ``start:stop`` of a dense mask with only the keys some query among them sees."""
+
+    start: int
+    stop: int
+    keys: torch.Tensor  # (K_c,) long: the key indices, in order
+    mask: torch.Tensor  # (B, 1, stop - start, K_c) bool: the dense mask's rows and those columns
+
+
+def key_chunks(mask: torch.Tensor, queries: int) -> tuple[KeyChunk, ...]:
+    """A (B, 1, Q, K) mask cut into chunks of ``queries`` query rows, each keeping the keys that
+    any row of the chunk, in any sequence of the batch, sees. The update mask is sparse: a
+    token sees its bar, four related bars of its track, the header and the closed summaries,
+    about 7 % of a 3,072-token row; chunks of 128 queries of band music keep 800-950 of its
+    3,250 keys, where a causal attention reads 1,536 on average. Built once per pass, shared
+    by every block (`chunked_attention`)."""
+    chunks = []
+    for start in range(0, mask.shape[2], queries):
+        rows = mask[:, :, start : start + queries]
+        keys = rows.any(dim=2).any(dim=1).any(dim=0).nonzero().squeeze(1)  # every row sees itself: never empty
+        chunks.append(KeyChunk(start, start + rows.shape[2], keys, rows.index_select(3, keys)))
+    return tuple(chunks)
+
+
 def dense_mask(mask_mod: MaskMod, batch: int, queries: int, keys: int, device: torch.device) -> torch.Tensor:
     """The predicate materialised as a (B, 1, Q, K) boolean mask for scaled_dot_product_attention."""
     # 32-bit positions: every comparison over the (B, Q, K) grid moves half the bytes

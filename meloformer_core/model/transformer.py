@@ -34,10 +34,12 @@ from torch.utils.checkpoint import checkpoint
 
 from meloformer_core.model.config import ModelConfig
 from meloformer_core.model.masks import (
+    KeyChunk,
     Layout,
     block_mask,
     dense_mask,
     dense_update_mask,
+    key_chunks,
     summarise_mask_mod,
     update_mask_mod,
 )
@@ -284,31 +286,26 @@ class SequenceKeys:
         q = self.rotate(split_heads(queries, self.heads), self.token_turns)
         k, v = self._keys(layer, 1, summaries)
         mask = self.masks[1]
-        if isinstance(mask, torch.Tensor) and q.shape[2] > PREFIX_CHUNK:
-            return merge_heads(_prefix_attention(q, k, v, mask, self.dropout))
+        if isinstance(mask, tuple):
+            return merge_heads(chunked_attention(q, k, v, mask, self.dropout))
         return merge_heads(attend(q, k, v, mask, self.dropout))
 
 
-# Dense update attention in chunks of this many queries (`_prefix_attention`).
-PREFIX_CHUNK = 1024
+# Queries per chunk of the dense update attention (`key_chunks`, `chunked_attention`).
+QUERY_CHUNK = 128
 
 
-def _prefix_attention(q_BHTE: torch.Tensor, k_BHKE: torch.Tensor, v_BHKE: torch.Tensor, mask: torch.Tensor,
+def chunked_attention(q_BHTE: torch.Tensor, k_BHKE: torch.Tensor, v_BHKE: torch.Tensor, chunks: tuple[KeyChunk, ...],
                       dropout: float) -> torch.Tensor:  # fmt: skip
-    """The update attention with a dense mask, a chunk of `PREFIX_CHUNK` queries at a time
-    over the tokens up to the chunk's end and the summaries: a token never sees a later
-    token (`update_mask_mod`), so this is the same attention at about half the work of one
-    call over every key (`scaled_dot_product_attention` skips no masked block)."""
-    length = q_BHTE.shape[2]
-    chunks = []
-    for start in range(0, length, PREFIX_CHUNK):
-        end = min(start + PREFIX_CHUNK, length)
-        keys = torch.cat([k_BHKE[:, :, :end], k_BHKE[:, :, length:]], dim=2)
-        values = torch.cat([v_BHKE[:, :, :end], v_BHKE[:, :, length:]], dim=2)
-        sees = torch.cat([mask[..., start:end, :end], mask[..., start:end, length:]], dim=-1)
-        chunks.append(F.scaled_dot_product_attention(q_BHTE[:, :, start:end], keys, values, attn_mask=sees,
-                                                     dropout_p=dropout))  # fmt: skip
-    return torch.cat(chunks, dim=2)
+    """The update attention with a dense mask cut into `key_chunks`: each chunk of queries
+    attends over only the keys its queries see, so the same attention reads about a third of
+    the keys a causal attention reads (`scaled_dot_product_attention` with a mask skips no
+    masked key; FlexAttention, which would, has no backward on a CPU)."""
+    return torch.cat([F.scaled_dot_product_attention(q_BHTE[:, :, chunk.start : chunk.stop],
+                                                     k_BHKE.index_select(2, chunk.keys),
+                                                     v_BHKE.index_select(2, chunk.keys),
+                                                     attn_mask=chunk.mask, dropout_p=dropout)
+                      for chunk in chunks], dim=2)  # fmt: skip
 
 
 TIED_HEAD = "head.weight"  # with tied embeddings, the same tensor as "embed.weight"
@@ -408,7 +405,7 @@ class MeloFormer(nn.Module):
         if backend == "dense":
             return (
                 dense_mask(summarise, batch, summaries, keys, device),
-                dense_update_mask(layout, self.config.related_bar_offsets),
+                key_chunks(dense_update_mask(layout, self.config.related_bar_offsets), QUERY_CHUNK),
             )
         if backend == "flex":
             update = update_mask_mod(layout, self.config.related_bar_offsets)

@@ -76,28 +76,33 @@ def test_the_dense_update_mask_built_per_group_equals_the_predicate(
     assert torch.equal(dense_update_mask(layout, offsets), expected)
 
 
-def test_long_dense_attention_in_prefix_chunks_equals_one_call(model: MeloFormer, monkeypatch) -> None:
-    """Past `PREFIX_CHUNK` tokens the dense update attention runs a chunk of queries at a time
-    over the tokens before the chunk's end: the logits and the gradients are those of one
-    call over every key, on packed documents with padding."""
+def test_dense_attention_in_chunks_of_the_keys_they_see_equals_one_call(model: MeloFormer) -> None:
+    """The dense update attention runs a chunk of queries at a time over only the keys its
+    queries see (`key_chunks`): the logits and the gradients are those of one call over
+    every key, on packed documents with padding, and chunks do leave keys out."""
     from meloformer_core.model import transformer
+    from meloformer_core.model.masks import key_chunks
 
     rows = [np.concatenate(sequences(seed, 3)) for seed in (5, 6)]
     rows = [rows[0][:900], rows[1][:640]]
     layout = build_layout(rows, VOCAB)
+    summarise, chunks = model.masks(layout, "dense")
+    whole_mask = dense_update_mask(layout, model.config.related_bar_offsets)
 
-    def run(chunk: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        monkeypatch.setattr(transformer, "PREFIX_CHUNK", chunk)
+    def run(masks: tuple) -> tuple[torch.Tensor, list[torch.Tensor]]:
         model.zero_grad()
-        logits = model(layout, "dense")
+        logits = model(layout, "dense", masks=masks)
         (logits[~layout.is_pad] ** 2).mean().backward()
         return logits.detach(), [p.grad.clone() for p in model.parameters()]
 
-    whole, whole_grads = run(10_000)
-    chunked, chunked_grads = run(128)  # 8 chunks of queries
-    assert (chunked - whole).abs().max() <= 1e-5
-    for a, b in zip(chunked_grads, whole_grads, strict=True):
-        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+    whole, whole_grads = run((summarise, whole_mask))
+    for queries in (transformer.QUERY_CHUNK, 100):
+        chunks = key_chunks(whole_mask, queries)
+        assert sum(len(chunk.keys) for chunk in chunks) < 0.8 * len(chunks) * whole_mask.shape[-1]
+        chunked, chunked_grads = run((summarise, chunks))
+        assert (chunked - whole).abs().max() <= 1e-5
+        for a, b in zip(chunked_grads, whole_grads, strict=True):
+            assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
     model.zero_grad()
 
 
