@@ -131,9 +131,12 @@ def attend(
     q_BHQE: torch.Tensor, k_BHKE: torch.Tensor, v_BHKE: torch.Tensor, mask, dropout: float = 0.0
 ) -> torch.Tensor:
     """Attention of (B, H, Q, E) queries over keys and values; ``mask`` is a dense bool mask
-    (`scaled_dot_product_attention`) or a FlexAttention BlockMask."""
+    (`scaled_dot_product_attention`), one cut into `key_chunks` (`chunked_attention`) or a
+    FlexAttention BlockMask."""
     if isinstance(mask, torch.Tensor):
         return F.scaled_dot_product_attention(q_BHQE, k_BHKE, v_BHKE, attn_mask=mask, dropout_p=dropout)
+    if isinstance(mask, tuple):
+        return chunked_attention(q_BHQE, k_BHKE, v_BHKE, mask, dropout)
     return _flex_attention(q_BHQE, k_BHKE, v_BHKE, block_mask=mask)
 
 
@@ -285,14 +288,12 @@ class SequenceKeys:
     def update(self, layer: int, queries: torch.Tensor, summaries: tuple | None) -> torch.Tensor:
         q = self.rotate(split_heads(queries, self.heads), self.token_turns)
         k, v = self._keys(layer, 1, summaries)
-        mask = self.masks[1]
-        if isinstance(mask, tuple):
-            return merge_heads(chunked_attention(q, k, v, mask, self.dropout))
-        return merge_heads(attend(q, k, v, mask, self.dropout))
+        return merge_heads(attend(q, k, v, self.masks[1], self.dropout))
 
 
-# Queries per chunk of the dense update attention (`key_chunks`, `chunked_attention`).
+# Queries per chunk of the dense attentions (`key_chunks`, `chunked_attention`): tokens, summaries.
 QUERY_CHUNK = 128
+SUMMARY_CHUNK = 64
 
 
 def chunked_attention(q_BHTE: torch.Tensor, k_BHKE: torch.Tensor, v_BHKE: torch.Tensor, chunks: tuple[KeyChunk, ...],
@@ -404,7 +405,7 @@ class MeloFormer(nn.Module):
         device = layout.tokens.device
         if backend == "dense":
             return (
-                dense_mask(summarise, batch, summaries, keys, device),
+                key_chunks(dense_mask(summarise, batch, summaries, keys, device), SUMMARY_CHUNK),
                 key_chunks(dense_update_mask(layout, self.config.related_bar_offsets), QUERY_CHUNK),
             )
         if backend == "flex":
