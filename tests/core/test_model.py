@@ -77,16 +77,17 @@ def test_the_dense_update_mask_built_per_group_equals_the_predicate(
 
 
 def test_dense_attention_in_chunks_of_the_keys_they_see_equals_one_call(model: MeloFormer) -> None:
-    """The dense update attention runs a chunk of queries at a time over only the keys its
-    queries see (`key_chunks`): the logits and the gradients are those of one call over
-    every key, on packed documents with padding, and chunks do leave keys out."""
+    """The dense attentions run a chunk of queries at a time over only the keys its queries
+    see (`key_chunks`): the logits and the gradients are those of one call over every key,
+    on packed documents with padding, and chunks do leave keys out."""
     from meloformer_core.model import transformer
-    from meloformer_core.model.masks import key_chunks
+    from meloformer_core.model.masks import key_chunks, summarise_mask_mod
 
     rows = [np.concatenate(sequences(seed, 3)) for seed in (5, 6)]
     rows = [rows[0][:900], rows[1][:640]]
     layout = build_layout(rows, VOCAB)
-    summarise, chunks = model.masks(layout, "dense")
+    batch, length, summaries = layout.shape
+    summarise = dense_mask(summarise_mask_mod(layout), batch, summaries, length + summaries, "cpu")
     whole_mask = dense_update_mask(layout, model.config.related_bar_offsets)
 
     def run(masks: tuple) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -99,10 +100,13 @@ def test_dense_attention_in_chunks_of_the_keys_they_see_equals_one_call(model: M
     for queries in (transformer.QUERY_CHUNK, 100):
         chunks = key_chunks(whole_mask, queries)
         assert sum(len(chunk.keys) for chunk in chunks) < 0.8 * len(chunks) * whole_mask.shape[-1]
-        chunked, chunked_grads = run((summarise, chunks))
-        assert (chunked - whole).abs().max() <= 1e-5
-        for a, b in zip(chunked_grads, whole_grads, strict=True):
-            assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+        summary_chunks = key_chunks(summarise, transformer.SUMMARY_CHUNK)
+        assert sum(len(chunk.keys) for chunk in summary_chunks) < 0.8 * len(summary_chunks) * summarise.shape[-1]
+        for masks in ((summarise, chunks), (summary_chunks, chunks), model.masks(layout, "dense")):
+            chunked, chunked_grads = run(masks)
+            assert (chunked - whole).abs().max() <= 1e-5
+            for a, b in zip(chunked_grads, whole_grads, strict=True):
+                assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
     model.zero_grad()
 
 
