@@ -46,7 +46,7 @@ Without ``--model`` the default bundle is evaluated.
 - distributions: ``distribution_overlap``, the mean over five per-bar features (pitch
   range, pitch-class histogram, inter-onset interval, note length, polyphony) of Yang &
   Lerch's overlapping area of the real bars' intra-set distances with the generated bars'
-  distances to them (1 = spread like the real bars), each in ``distribution_overlap_by_feature``
+  distances to them, over every bar (1 = spread like the real bars), each in ``distribution_overlap_by_feature``
   (definitions in `training.continuation_metrics`);
 - context: ``prompt_heard_rate``, the share of prompts whose every bar fits the part of the
   model's context a continuation gives the prompt, and ``prompt_bars_heard_min``;
