@@ -214,18 +214,26 @@ def test_cached_decoding_equals_the_full_forward_pass(model: MeloFormer, split: 
 
 
 @settings(max_examples=12, deadline=None)
-@given(st.integers(0, 10_000), st.booleans())
-def test_feeding_known_tokens_in_runs_equals_the_full_pass(model: MeloFormer, seed: int, half: bool) -> None:
+@given(st.integers(0, 10_000), st.booleans(), st.booleans())
+def test_feeding_known_tokens_in_runs_equals_the_full_pass(model: MeloFormer, seed: int, half: bool,
+                                                           bf16_runs: bool) -> None:  # fmt: skip
     """Arrange and infill feed the kept music in runs (one pass through the network, however
     many segments a run opens and closes): every run's last logits and every later step are
-    those of the full pass."""
+    those of the full pass; with 16-bit weights, whether the runs multiply in bfloat16 (a CPU
+    that computes it) or in float32 (one that does not)."""
+    from unittest import mock
+
+    from meloformer_core.generation import cache as cache_module
+
     rng = np.random.default_rng(seed)
     tokens = np.concatenate(sequences(seed, 2))[:900]
     split = int(rng.integers(1, 60))
     cuts = np.sort(rng.choice(np.arange(split + 1, len(tokens)), size=min(8, len(tokens) - split - 1), replace=False))
     with torch.no_grad():
         full = model(build_layout([tokens], VOCAB), "dense")[0]
-    cache = DecodingCache(model, VOCAB, half_weights=half)
+    with mock.patch.object(cache_module, "_computes_bf16", return_value=bf16_runs):
+        cache = DecodingCache(model, VOCAB, half_weights=half)
+    assert (cache.group.weights(16)[1].dtype == torch.bfloat16) == (half and bf16_runs)
     cache.prefill(tokens[:split])
     bounds = [split, *cuts.tolist(), len(tokens)]
     for index, (start, stop) in enumerate(itertools.pairwise(bounds)):
