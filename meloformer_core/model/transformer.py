@@ -298,10 +298,11 @@ SUMMARY_CHUNK = 64
 
 def chunked_attention(q_BHTE: torch.Tensor, k_BHKE: torch.Tensor, v_BHKE: torch.Tensor, chunks: tuple[KeyChunk, ...],
                       dropout: float) -> torch.Tensor:  # fmt: skip
-    """The update attention with a dense mask cut into `key_chunks`: each chunk of queries
-    attends over only the keys its queries see, so the same attention reads about a third of
-    the keys a causal attention reads (`scaled_dot_product_attention` with a mask skips no
-    masked key; FlexAttention, which would, has no backward on a CPU)."""
+    """Attention with a dense mask cut into `key_chunks`: each chunk of queries attends over
+    only the keys its queries see, so the update attention reads about a third of the keys a
+    causal attention reads and the summarise attention about a third of its keys
+    (`scaled_dot_product_attention` with a mask skips no masked key; FlexAttention, which
+    would, has no backward on a CPU)."""
     return torch.cat([F.scaled_dot_product_attention(q_BHTE[:, :, chunk.start : chunk.stop],
                                                      k_BHKE.index_select(2, chunk.keys),
                                                      v_BHKE.index_select(2, chunk.keys),
