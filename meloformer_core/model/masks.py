@@ -262,7 +262,7 @@ def key_chunks(mask: torch.Tensor, queries: int) -> tuple[KeyChunk, ...]:
     chunks = []
     for start in range(0, mask.shape[2], queries):
         rows = mask[:, :, start : start + queries]
-        keys = rows.any(dim=2).any(dim=1).any(dim=0).nonzero().squeeze(1)  # every row sees itself: never empty
+        keys = rows.flatten(0, 2).any(dim=0).nonzero().squeeze(1)  # every row sees itself: never empty
         chunks.append(KeyChunk(start, start + rows.shape[2], keys, rows.index_select(3, keys)))
     return tuple(chunks)
 
