@@ -66,7 +66,7 @@ def main() -> None:
         collect(from_grid(slice_grid(to_grid(result.song, vocab), 8, 16)), found["model"])
         continued += 1
     print(f"{continued} files continued; {sampling}")
-    print("family   bars   notes  quartiles and 90th percentile (quarters)  mean   off the eighth  shares",
+    print("family   set    notes  quartiles and 90th percentile (quarters)  mean   off the eighth  shares",
           " ".join(EDGE_NAMES))  # fmt: skip
     for family in sorted(found["real"].keys() | found["model"].keys()):
         for variant in ("real", "model"):

@@ -147,3 +147,37 @@ def test_eval_arranges_drums_and_bass_under_the_lead_and_says_how_much_of_the_pr
     assert (groove["arrange_bass_register_distance"] is not None) == has_bass
     # the prompt fits the context whole, or the measure says which bars were left out
     assert all(1 <= r["prompt_bars_heard"] <= 2 for r in records if r["decodable"])
+
+
+def test_split_halves_scores_other_songs_the_copy_and_the_model_from_records(tmp_path: Path) -> None:
+    """`scripts/split_halves.py` on a records file: a copy equal to the real bars scores near 1,
+    a model whose bars lie far from them scores low, and an undecodable file is left out."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    rng = np.random.default_rng(3)
+
+    def bars(shift: float) -> dict:
+        histograms = rng.dirichlet(np.ones(12), 8)
+        values = {name: (rng.uniform(0.5, 2, (8, 1)) + shift).tolist() for name in FEATURES}
+        return {**values, "pitch_class_histogram": histograms.tolist()}
+
+    rows = []
+    for index in range(8):
+        real = bars(0.0)
+        rows.append({"file": f"{index}.mid", "decodable": True,
+                     "bar_features": {"real": real, "copy": real, "model": bars(20.0)}})  # fmt: skip
+    rows.insert(3, {"file": "broken.mid", "decodable": False})
+    records = tmp_path / "records.jsonl"
+    records.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "split_halves.py"), str(records)],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("4 and 4 files")
+    scores = {line[:30].strip(): [float(v) for v in line[30:].split()] for line in lines[2:]}
+    assert scores.keys() == {"real bars, second half", "copy, first half", "model, first half", "model, second half"}
+    assert all(len(values) == len(FEATURES) + 1 for values in scores.values())
+    assert scores["copy, first half"][-1] > 0.95
+    assert scores["model, first half"][-1] < scores["real bars, second half"][-1] - 0.2
