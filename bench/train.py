@@ -160,7 +160,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(**json.loads(args.child))))
         return
-    from training.train import bf16_native
+    from meloformer_core.model.transformer import bf16_native
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     backend = args.backend if args.backend != "auto" else ("flex" if device == "cuda" else "dense")

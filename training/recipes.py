@@ -65,7 +65,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     fsdp: bool = False  # shard parameters, gradients and optimizer state (large sizes)
     compile: bool = False  # torch.compile the model (GPU)
-    bf16: bool = True  # autocast to bfloat16 where the device has native bf16 (see train.bf16_native)
+    bf16: bool = True  # autocast to bfloat16 where the device has native bf16 (see `transformer.bf16_native`)
     attention: str = "auto"  # auto: FlexAttention on GPUs, the dense reference on CPUs
     wandb: bool = False
     wandb_project: str = "meloformer"

@@ -42,7 +42,13 @@ from meloformer_core.errors import MeloformerError
 from meloformer_core.model.config import named_config
 from meloformer_core.model.loss import document_loss
 from meloformer_core.model.masks import build_layout
-from meloformer_core.model.transformer import MeloFormer, state_for_loading, state_for_saving, unfused_blocks
+from meloformer_core.model.transformer import (
+    MeloFormer,
+    bf16_native,
+    state_for_loading,
+    state_for_saving,
+    unfused_blocks,
+)
 from training.checkpoint import fuse_optimizer_state, latest_checkpoint, load_checkpoint, save_checkpoint
 from training.cut_windows import ContextView
 from training.data import Augmentation, LoaderState, MixedDataset, PackedLoader, TokenDataset
@@ -77,15 +83,6 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     progress = min(1.0, (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps))
     floor = config.lr * config.min_lr_ratio
     return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def bf16_native(device: torch.device) -> bool:
-    """Whether ``device`` computes in bfloat16 natively: an NVIDIA GPU from Ampere on, or a
-    CPU with AVX-512 BF16 or AMX, where bf16 autocast trains the `default` model about 1.5×
-    faster than float32 (`bench/train.py`)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_capability(device)[0] >= 8
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 # Model settings that may differ between the weights a run starts from and the run itself.

@@ -48,6 +48,7 @@ from meloformer_core.model.transformer import (
     MeloFormer,
     SequenceKeys,
     Turns,
+    bf16_native,
     linear,
     merge_heads,
     split_heads,
@@ -59,14 +60,6 @@ _OPENERS = tuple(int(t) for t in (TokenType.BAR, TokenType.TRACK, TokenType.EOS,
 
 
 HALF_ROWS = 2  # float16 weights pay for products of up to this many rows (see `DecodingGroup`)
-
-
-def _computes_bf16(device: torch.device) -> bool:
-    """Whether ``device`` multiplies bfloat16 natively (any GPU torch decodes on; a CPU with
-    AVX-512 BF16 or AMX)."""
-    if device.type != "cpu":
-        return True
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 class ContextFull(Exception):  # noqa: N818 - a signal, not a failure
@@ -113,7 +106,7 @@ class DecodingGroup:
         self.mask = torch.zeros(rows, shape[3], device=device, dtype=torch.bool)
 
         self._half = self._prepared(torch.float16) if half_weights else None
-        self._batch_dtype = torch.bfloat16 if half_weights and _computes_bf16(device) else None
+        self._batch_dtype = torch.bfloat16 if half_weights and bf16_native(device) else None
         self._full = self._prepared(self._batch_dtype) if not half_weights or rows > HALF_ROWS else None
 
     def _prepared(self, weight_dtype: torch.dtype | None) -> tuple[list[BlockWeights] | None, torch.Tensor]:

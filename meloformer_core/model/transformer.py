@@ -98,6 +98,18 @@ class Rotary(nn.Module):
         return self.rotate(x_BHLE, self.turns(positions_BL))
 
 
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: an NVIDIA GPU from Ampere on, or a
+    CPU with AVX-512 BF16 or AMX. Elsewhere bfloat16 is converted in software and runs
+    slower than float32: training then skips bf16 autocast (`training.train`), and batch
+    decoding keeps float32 weights (`generation.cache.DecodingGroup`)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type == "cpu":
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return False
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``x @ weight.T``; with weights of another dtype (decoding with 16-bit weights), x is
     cast to theirs and the result back (under autocast, autocast chooses)."""

@@ -231,7 +231,7 @@ def test_feeding_known_tokens_in_runs_equals_the_full_pass(model: MeloFormer, se
     cuts = np.sort(rng.choice(np.arange(split + 1, len(tokens)), size=min(8, len(tokens) - split - 1), replace=False))
     with torch.no_grad():
         full = model(build_layout([tokens], VOCAB), "dense")[0]
-    with mock.patch.object(cache_module, "_computes_bf16", return_value=bf16_runs):
+    with mock.patch.object(cache_module, "bf16_native", return_value=bf16_runs):
         cache = DecodingCache(model, VOCAB, half_weights=half)
     assert (cache.group.weights(16)[1].dtype == torch.bfloat16) == (half and bf16_runs)
     cache.prefill(tokens[:split])

@@ -15,9 +15,10 @@ import pytest
 from meloformer_core.generation.sampling import SamplingConfig
 from meloformer_core.midi_io import read_midi
 from meloformer_core.model.bundle import load_bundle
+from meloformer_core.model.transformer import bf16_native
 from meloformer_core.service import GenerationService, TrackRequest
 from tests.conftest import FIXTURES
-from training.train import KILL_AFTER_STEP_ENV, NAN_AT_STEP_ENV, bf16_native
+from training.train import KILL_AFTER_STEP_ENV, NAN_AT_STEP_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = ["--set", "max_steps=6", "--set", "checkpoint_every=3", "--set", "eval_every=3", "--set", "warmup_steps=2"]
