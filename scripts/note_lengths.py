@@ -23,10 +23,9 @@ from meloformer_core.midi_io import read_midi
 from meloformer_core.music import Song
 from meloformer_core.sampling_settings import RECOMMENDED
 from meloformer_core.service import GenerationService
+from training.band import GM_FAMILIES
 from training.evaluate import evaluation_files
 
-FAMILIES = ("piano", "chromatic", "organ", "guitar", "bass", "strings", "ensemble", "brass", "reed", "pipe",
-            "lead", "pad", "effects", "ethnic", "percussive", "sound effects")  # fmt: skip
 EDGES = (0, 0.5, 1, 1.5, 2.01, 3.01, 4.01, 8.01, np.inf)  # quarter notes
 EDGE_NAMES = ("<0.5", "<1", "<1.5", "≤2", "≤3", "≤4", "≤8", ">8")
 
@@ -36,7 +35,7 @@ def collect(song: Song, into: dict) -> None:
         notes = track.notes.array
         if not len(notes):
             continue
-        name = "drums" if track.is_drum else FAMILIES[track.program // 8]
+        name = "drums" if track.is_drum else GM_FAMILIES[track.program // 8]
         family = into.setdefault(name, {"durations": [], "beats": []})
         family["durations"] += list(notes[:, 2] / song.resolution)
         family["beats"] += list(notes[:, 0] % song.resolution / song.resolution)
@@ -66,18 +65,18 @@ def main() -> None:
         collect(from_grid(slice_grid(to_grid(result.song, vocab), 8, 16)), found["model"])
         continued += 1
     print(f"{continued} files continued; {sampling}")
-    print("family   set    notes  quartiles and 90th percentile (quarters)  mean   off the eighth  shares",
+    print(f"{'family':21s}set    notes  quartiles and 90th percentile (quarters)  mean   off the eighth  shares",
           " ".join(EDGE_NAMES))  # fmt: skip
     for family in sorted(found["real"].keys() | found["model"].keys()):
         for variant in ("real", "model"):
             if family not in found[variant]:
-                print(f"{family:9s}{variant:6s} no notes")
+                print(f"{family:21s}{variant:6s} no notes")
                 continue
             durations, beats = (np.array(found[variant][family][key]) for key in ("durations", "beats"))
             off_eighth = np.mean(~np.isclose(beats * 2, np.round(beats * 2)))
             shares = np.histogram(durations, EDGES)[0] / len(durations)
             quantiles = np.round(np.percentile(durations, [25, 50, 75, 90]), 2)
-            print(f"{family:9s}{variant:6s}{len(durations):6d}  {quantiles}  {durations.mean():5.2f}"
+            print(f"{family:21s}{variant:6s}{len(durations):6d}  {quantiles}  {durations.mean():5.2f}"
                   f"  {off_eighth:5.2f}  {np.round(shares, 3)}")  # fmt: skip
 
 
