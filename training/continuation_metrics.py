@@ -13,6 +13,7 @@ Every function here is small and pure. Songs are continuations as `from_grid` gi
 - pitch classes: `pitch_class_profile`, `pitch_class_overlap`, `profile_baseline`,
   `best_scale`, `in_scale_rate` (histograms from `meloformer_core.metrics`);
 - texture and dynamics: `polyphony`, `mean_velocity`;
+- harmony: `chord_change_rate`, how often the bar's chord (the encoder's label) changes;
 - form: `bar_contents`, `restated_share`, `copy_continuation`;
 - drums: `drum_in_kit_counts`, the notes of drum tracks on General MIDI percussion keys 35–81;
 - per track: `track_pairs`, `track_density_ratios`, `register_distances`;
@@ -28,8 +29,10 @@ from itertools import pairwise
 
 import numpy as np
 
+from meloformer_core.encoding.chords import bar_chords
 from meloformer_core.encoding.codec import slice_grid
 from meloformer_core.encoding.grid import GridSong, in_force
+from meloformer_core.encoding.vocab import NO_CHORD
 from meloformer_core.metrics import histogram_overlap, pitch_class_shares
 from meloformer_core.music import Song, Track
 
@@ -120,6 +123,27 @@ def polyphony(song: Song) -> float:
         return 0.0
     starts = np.concatenate([notes.starts for notes in melodic])
     return mean_sounding(starts, starts + np.concatenate([notes.durations for notes in melodic]))
+
+
+# --- harmony ---------------------------------------------------------------------------
+def chord_change_rate(song: Song, bars: int) -> float | None:
+    """The share of the bar lines between two of the first ``bars`` bars where the harmony
+    moves: the chord the encoder's labeller (`bar_chords`) gives one bar differs from the
+    next one's. Bars without melodic notes are left out; None when fewer than two are left.
+    A continuation that holds one chord for eight bars scores 0 where the real bars change
+    chord at most bar lines."""
+    melodic = [track.notes.array for track in song.tracks if not track.is_drum and len(track.notes)]
+    if not melodic:
+        return None
+    notes = np.concatenate(melodic)
+    bounds = np.asarray(bar_bounds(song, bars))
+    notes = notes[(notes[:, 0] >= bounds[0]) & (notes[:, 0] < bounds[-1])]
+    bar = np.searchsorted(bounds, notes[:, 0], side="right") - 1
+    labels = bar_chords(bar, notes[:, 0], notes[:, 1], notes[:, 2], bounds[1:], len(bounds) - 1)
+    labelled = [label for label in labels if label != NO_CHORD]
+    if len(labelled) < 2:
+        return None
+    return float(np.mean([a != b for a, b in pairwise(labelled)]))
 
 
 # --- form ------------------------------------------------------------------------------

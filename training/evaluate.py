@@ -33,6 +33,9 @@ Without ``--model`` the default bundle is evaluated.
   the prompt exactly (the same notes of every track at the same places in the bar; silent
   bars do not count), ``reference_restated_bar_rate`` the same for the real bars: how much
   a piece recalls its material, and whether the model does too;
+- harmony: ``chord_change_rate``, the mean over files of the share of bar lines where the
+  chord changes (each bar labelled as the encoder labels it), with ``real_chord_change_rate``:
+  a continuation that sits on one chord scores near 0 where the real bars keep moving;
 - recall: ``phrase_nll_per_token`` is the model's NLL per token of the first 4 bars of
   each file played three times in a row, for each statement: a model that recalls what
   it has just heard finds the second and third far easier than the first;
@@ -110,6 +113,7 @@ from training.continuation_metrics import (
     FEATURES,
     bar_contents,
     bar_features,
+    chord_change_rate,
     continuation_scores,
     copy_continuation,
     distribution_overlap,
@@ -132,6 +136,7 @@ SIDE_BY_SIDE: tuple[tuple[str, str | float], ...] = (
     ("velocity_difference", 0.0),
     ("empty_rate", "real_empty_rate"),
     ("restated_bar_rate", "reference_restated_bar_rate"),
+    ("chord_change_rate", "real_chord_change_rate"),
     ("drum_in_kit_rate", "real_drum_in_kit_rate"),
     ("track_density_ratio", 1.0),
     ("silent_track_rate", 0.0),
@@ -380,7 +385,9 @@ def continuations(service, pieces: list[tuple[Path, GridSong]], bars_prompt: int
             continue
         copied_grid = copy_continuation(grid, bars_prompt, bars_generate)
         songs = {"model": generated, "copy": from_grid(slice_grid(copied_grid, bars_prompt, stop)), "real": real}
-        file_scores = {variant: continuation_scores(song, real, prompt) for variant, song in songs.items()}
+        file_scores = {variant: {**continuation_scores(song, real, prompt),
+                                 "chord_change_rate": chord_change_rate(song, bars_generate)}
+                       for variant, song in songs.items()}  # fmt: skip
         file_features = {variant: bar_features(song, bars_generate) for variant, song in songs.items()}
         for variant in songs:
             scores[variant].append(file_scores[variant])
@@ -396,7 +403,8 @@ def continuations(service, pieces: list[tuple[Path, GridSong]], bars_prompt: int
             "reference_restated_bar_rate": restated_share(grid, said, bars_prompt, stop),
             **{f"copy_{key}": value for key, value in file_scores["copy"].items()},
             "copy_restated_bar_rate": restated_share(copied_grid, said, bars_prompt, stop),
-            **{f"real_{key}": file_scores["real"][key] for key in ("in_scale_rate", "empty", "drum_in_kit_rate")},
+            **{f"real_{key}": file_scores["real"][key]
+               for key in ("in_scale_rate", "empty", "drum_in_kit_rate", "chord_change_rate")},
             "tokens_per_s": result.tokens_per_s, "takes": len(result.takes), "prompt_bars_heard": heard,
             "bar_features": {variant: {name: [v.tolist() for v in values] for name, values in named.items()}
                              for variant, named in file_features.items()},
@@ -417,6 +425,11 @@ def continuation_report(rows: list[dict], scores: dict, features: dict, sampling
 
     def mean(key: str) -> float:
         return round(float(np.mean([r[key] for r in scored])), 4) if scored else 0.0
+
+    def mean_known(key: str) -> float | None:
+        """The mean over the files that have the measure (None when none has)."""
+        known = [r[key] for r in scored if r[key] is not None]
+        return round(float(np.mean(known)), 4) if known else None
 
     def continuation_summary(variant: str) -> dict:
         """The new measures of one variant over the files: track measures pooled, and OA."""
@@ -446,13 +459,16 @@ def continuation_report(rows: list[dict], scores: dict, features: dict, sampling
         "restated_bar_rate": mean("restated_bar_rate"),
         "reference_restated_bar_rate": mean("reference_restated_bar_rate"),
         "empty_rate": mean("empty"),
+        "chord_change_rate": mean_known("chord_change_rate"),
         **continuation_summary("model"),
         **copy_baseline,
         "copy_restated_bar_rate": mean("copy_restated_bar_rate"),
         "copy_empty_rate": mean("copy_empty"),
+        "copy_chord_change_rate": mean_known("copy_chord_change_rate"),
         **continuation_summary("copy"),
         "real_in_scale_rate": median("real_in_scale_rate"),
         "real_empty_rate": mean("real_empty"),
+        "real_chord_change_rate": mean_known("real_chord_change_rate"),
         "real_drum_in_kit_rate": rounded(pooled_track_measures(scores["real"])["drum_in_kit_rate"]),
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,

@@ -23,6 +23,7 @@ from training.continuation_metrics import (
     bar_features,
     best_scale,
     binned_density,
+    chord_change_rate,
     continuation_scores,
     copy_continuation,
     density_overlap,
@@ -161,6 +162,27 @@ def test_a_copy_restates_every_bar_that_plays(song: Song, bars_prompt: int, bars
     )
     if b"" not in bar_contents(grid, 0, bars_prompt):  # no silent bar to copy
         assert restated_share(copied, said, bars_prompt, bars_prompt + bars_generate) == 1.0
+
+
+# --- harmony ---------------------------------------------------------------------------
+def chords_in_bars(*roots: int | None) -> Song:
+    """A bass note and a major triad for each bar (None: a silent bar), over a drum track."""
+    triad = tuple(enumerate((0, 4, 7, 12)))  # (beat, interval)
+    notes = [(bar * BAR + beat * Q, root + interval, Q, 80)
+             for bar, root in enumerate(roots) if root is not None for beat, interval in triad]  # fmt: skip
+    bass = [(bar * BAR, root - 12, BAR, 80) for bar, root in enumerate(roots) if root is not None]
+    drums = [(k * Q, 36 + k % 3, Q, 90) for k in range(4 * len(roots))]
+    return Song(tracks=(track(0, notes), track(33, bass), track(0, drums, drum=True)))
+
+
+def test_the_chord_change_rate_counts_the_bar_lines_where_the_harmony_moves() -> None:
+    assert chord_change_rate(chords_in_bars(60, 60, 60, 60), 4) == 0.0  # eight bars of C would sound stuck
+    assert chord_change_rate(chords_in_bars(60, 65, 67, 60), 4) == 1.0  # I IV V I
+    assert chord_change_rate(chords_in_bars(60, 60, 67, 67), 4) == pytest.approx(1 / 3)
+    assert chord_change_rate(chords_in_bars(60, None, 60, 67), 4) == 0.5  # a silent bar is left out
+    assert chord_change_rate(chords_in_bars(60, 65, 67, 60), 2) == 1.0  # only the first bars count
+    assert chord_change_rate(chords_in_bars(60, None, None), 3) is None  # one chord: nothing to change
+    assert chord_change_rate(chords_in_bars(60, 65).replace(tracks=()), 2) is None
 
 
 # --- drums and tracks -------------------------------------------------------------------

@@ -23,10 +23,11 @@ KEYS = {"nll_per_token", "bigram_nll_per_token", "decodable_rate", "pitch_class_
         "reference_restated_bar_rate", "phrase_nll_per_token", "baseline_pitch_class_overlap",
         "pitch_class_overlap_interval"}  # fmt: skip
 NEW_KEYS = {"drum_in_kit_rate", "track_density_ratio", "silent_track_rate", "exploding_track_rate",
-            "register_distance", "bass_within_octave_rate", "distribution_overlap"}  # fmt: skip
+            "register_distance", "bass_within_octave_rate", "distribution_overlap", "chord_change_rate"}  # fmt: skip
 # every continuation measure of the model has the copy baseline's beside it
 CONTINUATION = {metric for metric, _ in SIDE_BY_SIDE}
-REAL = {"real_in_scale_rate", "real_empty_rate", "real_drum_in_kit_rate", "reference_restated_bar_rate"}
+REAL = {"real_in_scale_rate", "real_empty_rate", "real_drum_in_kit_rate", "reference_restated_bar_rate",
+        "real_chord_change_rate"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,8 @@ def test_eval_sets_the_model_beside_the_copy_and_the_real_bars(random_bundle: Pa
     table = {line.split()[0]: line.split()[1:] for line in lines[lines.index(header) + 1 : -2]}
     assert table["restated_bar_rate"][1] == "1" and table["pitch_class_overlap"][2] == "(1)"
     assert table["drum_in_kit_rate"][1:] == ["1", "1"] and set(FEATURES) <= table.keys()
+    assert 0 <= result["real_chord_change_rate"] <= 1 and 0 <= result["copy_chord_change_rate"] <= 1
+    assert table["chord_change_rate"][2] == f"{result['real_chord_change_rate']:.4g}"
     rows = [json.loads(line) for line in records.read_text().splitlines()]
     assert [row["file"] for row in rows] == sorted(path.name for path in FIXTURES.glob("*.mid"))
     groove = next(row for row in rows if row["file"] == "drum_groove.mid")
