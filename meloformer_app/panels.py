@@ -43,7 +43,7 @@ RECOMMENDED_PRESET = "Balanced"
 PRESETS = {
     "Faithful": replace(RECOMMENDED, temperature=0.6, prompt_guidance=2.0),
     RECOMMENDED_PRESET: RECOMMENDED,
-    "Adventurous": replace(RECOMMENDED, temperature=1.0, prompt_guidance=1.0, top_p=0.98),
+    "Adventurous": replace(RECOMMENDED, temperature=1.2, prompt_guidance=1.0, min_p=0.05),
 }
 CUSTOM = "Custom"
 

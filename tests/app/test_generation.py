@@ -535,12 +535,12 @@ def test_the_generate_panel_speaks_music_presets_and_reset(window, qtbot) -> Non
     assert panel.preset.currentText() == "Balanced"
     panel.preset.setCurrentText("Adventurous")
     panel.preset.activated.emit(panel.preset.currentIndex())
-    assert panel.temperature.value() == 1.0 and panel.guidance.value() == 1.0
+    assert panel.temperature.value() == 1.2 and panel.guidance.value() == 1.0
     panel.temperature.setValue(0.66)
     assert panel.preset.currentText() == "Custom"
     panel.take_count.setValue(4)
     panel.reset_button.click()
     sampling = panel.sampling()
-    assert (sampling.temperature, sampling.top_p, sampling.prompt_guidance) == (
-        RECOMMENDED.temperature, RECOMMENDED.top_p, RECOMMENDED.prompt_guidance)  # fmt: skip
+    assert (sampling.temperature, sampling.top_p, sampling.min_p, sampling.prompt_guidance) == (
+        RECOMMENDED.temperature, RECOMMENDED.top_p, RECOMMENDED.min_p, RECOMMENDED.prompt_guidance)  # fmt: skip
     assert panel.take_count.value() == RECOMMENDED.takes and panel.preset.currentText() == "Balanced"
