@@ -176,7 +176,7 @@ def chords_in_bars(*roots: int | None) -> Song:
 
 
 def test_the_chord_change_rate_counts_the_bar_lines_where_the_harmony_moves() -> None:
-    assert chord_change_rate(chords_in_bars(60, 60, 60, 60), 4) == 0.0  # eight bars of C would sound stuck
+    assert chord_change_rate(chords_in_bars(60, 60, 60, 60), 4) == 0.0  # one chord held for every bar: stuck
     assert chord_change_rate(chords_in_bars(60, 65, 67, 60), 4) == 1.0  # I IV V I
     assert chord_change_rate(chords_in_bars(60, 60, 67, 67), 4) == pytest.approx(1 / 3)
     assert chord_change_rate(chords_in_bars(60, None, 60, 67), 4) == 0.5  # a silent bar is left out
