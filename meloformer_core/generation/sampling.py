@@ -3,8 +3,9 @@
 Order of operations on the logits of one step (vocabulary-sized 1-D tensors):
 grammar mask → repetition penalty → temperature → min-p → top-k → top-p → draw.
 The grammar mask comes first so every filter chooses among tokens that keep the
-sequence decodable; temperature 0 means greedy. With prompt guidance the logits passed in
-are already guided (`generate._Session.sample`).
+sequence decodable; temperature 0 means greedy. A note's length is drawn from its whole
+tempered distribution, without min-p, top-k and top-p (``whole_N`` of `choose_tokens`).
+With prompt guidance the logits passed in are already guided (`session.Session.candidates`).
 """
 
 from __future__ import annotations
@@ -60,10 +61,11 @@ def choose_token(
     config: SamplingConfig,
     generator: torch.Generator,
     recent_penalised: torch.Tensor | None = None,
+    whole: bool = False,
 ) -> int:
     """One token id from the logits (V,) of one step, among the ``allowed`` ones."""
     recent = None if recent_penalised is None else [recent_penalised]
-    return choose_tokens(logits[None], allowed[None], config, [generator], recent)[0]
+    return choose_tokens(logits[None], allowed[None], config, [generator], recent, torch.tensor([whole]))[0]
 
 
 def choose_tokens(
@@ -72,10 +74,17 @@ def choose_tokens(
     config: SamplingConfig,
     generators: list[torch.Generator],
     recent_penalised: list[torch.Tensor] | None = None,
+    whole_N: torch.Tensor | None = None,
 ) -> list[int]:
     """One token id per row of logits (N, V), each row drawn with its own generator: row i
     gets exactly the token it would get alone, whatever the other rows (takes decoded
-    together equal their seeds decoded one by one)."""
+    together equal their seeds decoded one by one).
+
+    ``whole_N`` (booleans, one per row): rows drawn from their whole tempered distribution,
+    without min-p, top-k and top-p. The session asks it for a note's length: the model
+    spreads a long note's chance over many neighbouring lengths (a ringing guitar string
+    lasts 3, 4, 6 or 13 beats) and a short one's over few, so a cut by rank keeps the short
+    lengths and drops the long ones, however likely long is as a whole."""
     logits = mask_disallowed(logits_NV.float(), allowed_NV)
     if recent_penalised is not None:
         logits = torch.stack([penalise_repetitions(row, recent, config.repetition_penalty)
@@ -83,9 +92,8 @@ def choose_tokens(
     if config.temperature == 0:
         return logits.argmax(dim=-1).tolist()
     logits = logits / config.temperature
-    logits = min_p_filter(logits, config.min_p)
-    logits = top_k_filter(logits, config.top_k)
-    logits = top_p_filter(logits, config.top_p)
+    filtered = top_p_filter(top_k_filter(min_p_filter(logits, config.min_p), config.top_k), config.top_p)
+    logits = filtered if whole_N is None else torch.where(whole_N[:, None], logits, filtered)
     probs = torch.softmax(logits, dim=-1)
     # the draw torch.multinomial(probs, 1) makes (argmax of p / q with q ~ Exp(1)), row by
     # row from each row's generator

@@ -180,8 +180,9 @@ class Session:
         """A token among ``allowed`` (already intersected with the grammar by the caller)."""
         return sample_together([self], [allowed])[0]
 
-    def candidates(self, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """For the next token: (its guided logits, the tokens allowed, recent pitches to penalise)."""
+    def candidates(self, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
+        """For the next token: (its guided logits, the tokens allowed, recent pitches to penalise,
+        whether it is drawn from the whole distribution: a note's length, `choose_tokens`)."""
         vocab = self.vocab
         allowed[vocab.eos_id] = False  # the user asked for bars: the song does not end here
         allowed[self._fim_start] = False  # infilling layouts are built by the caller, never sampled
@@ -208,7 +209,7 @@ class Session:
         logits = self.logits
         if self.guide is not None:
             logits = self.guide_logits + self.sampling.prompt_guidance * (logits - self.guide_logits)
-        return logits, allowed, recent
+        return logits, allowed, recent, state.expect == Expect.DURATION
 
     def _playable(self, slot: int) -> torch.Tensor:
         """Every token but the pitches (or drum keys) that the slot's instrument does not play
@@ -285,10 +286,11 @@ def sample_together(sessions: list[Session], allowed: list[torch.Tensor]) -> lis
     """The next token of each session (all with the same sampling settings), among its
     ``allowed`` ones: one filtering pass over all of them, each drawn from its own seed."""
     picked = [session.candidates(mask) for session, mask in zip(sessions, allowed, strict=True)]
-    logits, allowed, recent = ([item[part] for item in picked] for part in range(3))
+    logits, allowed, recent, whole = ([item[part] for item in picked] for part in range(4))
     recent = None if all(r is None for r in recent) else recent
     generators = [session.generator for session in sessions]
-    return choose_tokens(torch.stack(logits), torch.stack(allowed), sessions[0].sampling, generators, recent)
+    return choose_tokens(torch.stack(logits), torch.stack(allowed), sessions[0].sampling, generators, recent,
+                         torch.tensor(whole))  # fmt: skip
 
 
 def _slide(cache: DecodingCache, decoder: StreamingDecoder, bar_tokens: list[int], backend: str) -> None:

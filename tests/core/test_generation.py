@@ -74,20 +74,51 @@ def test_tokens_chosen_together_are_each_the_token_chosen_alone() -> None:
     torch.manual_seed(0)
     logits = torch.randn(6, 40) * 3
     allowed = torch.rand(6, 40) > 0.3
+    whole = torch.tensor([True, False, False, True, False, False])  # rows drawn without min-p, top-k, top-p
     for config in (SamplingConfig(), SamplingConfig(temperature=1.0, top_k=5, min_p=0.05, top_p=0.9),
                    SamplingConfig(temperature=0), SamplingConfig(repetition_penalty=1.5)):  # fmt: skip
         recent = [torch.tensor([row, row + 1]) for row in range(6)]
         for seed in range(5):
             together = choose_tokens(logits, allowed, config, [torch.Generator().manual_seed(seed + row)
-                                                               for row in range(6)], recent)  # fmt: skip
+                                                               for row in range(6)], recent, whole)  # fmt: skip
             alone = [choose_token(logits[row], allowed[row], config, torch.Generator().manual_seed(seed + row),
-                                  recent[row]) for row in range(6)]  # fmt: skip
+                                  recent[row], bool(whole[row])) for row in range(6)]  # fmt: skip
             assert together == alone
             assert all(allowed[row, token] for row, token in enumerate(together))
     probs = torch.softmax(torch.where(allowed[0], logits[0], float("-inf")), 0)  # SamplingConfig(): T 1, no filter
     for seed in range(20):
         drawn = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(seed))
         assert choose_token(logits[0], allowed[0], SamplingConfig(), torch.Generator().manual_seed(seed)) == int(drawn)
+
+
+def test_a_row_drawn_whole_keeps_the_long_tail_the_filters_cut() -> None:
+    """A note's length: one short length at half the chance, twenty long ones sharing the
+    rest. Min-p 0.1 keeps only the short one; drawn whole, long comes half the time."""
+    logits = torch.log(torch.tensor([0.5] + [0.025] * 20))
+    allowed = torch.ones(21, dtype=torch.bool)
+    config = SamplingConfig(min_p=0.1, top_p=0.9)
+    cut = [choose_token(logits, allowed, config, torch.Generator().manual_seed(s)) for s in range(200)]
+    whole = [choose_token(logits, allowed, config, torch.Generator().manual_seed(s), whole=True) for s in range(200)]
+    assert set(cut) == {0}
+    assert 70 < sum(token > 0 for token in whole) < 130
+
+
+def test_continuing_draws_note_lengths_whole_and_nothing_else(service: GenerationService,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Every step that picks a note's length, and no other, skips min-p, top-k and top-p."""
+    import meloformer_core.generation.session as session_module
+
+    steps: list[tuple[bool, bool]] = []  # (the step allows only lengths, drawn whole), per row
+
+    def spy(logits, allowed, config, generators, recent=None, whole=None):
+        lengths_only = ~(allowed & (torch.as_tensor(VOCAB.type_of) != TokenType.DURATION)).any(dim=-1)
+        steps.extend(zip(lengths_only.tolist(), whole.tolist(), strict=True))
+        return choose_tokens(logits, allowed, config, generators, recent, whole)
+
+    monkeypatch.setattr(session_module, "choose_tokens", spy)
+    service.continue_song(read_midi(FIXTURES / "bach_chorale.mid"), 2, SamplingConfig(seed=0, min_p=0.5, takes=2))
+    assert sum(lengths for lengths, _ in steps) > 10
+    assert all(lengths == whole for lengths, whole in steps)
 
 
 @pytest.mark.parametrize(
