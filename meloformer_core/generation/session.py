@@ -289,8 +289,8 @@ def sample_together(sessions: list[Session], allowed: list[torch.Tensor]) -> lis
     logits, allowed, recent, whole = ([item[part] for item in picked] for part in range(4))
     recent = None if all(r is None for r in recent) else recent
     generators = [session.generator for session in sessions]
-    return choose_tokens(torch.stack(logits), torch.stack(allowed), sessions[0].sampling, generators, recent,
-                         torch.tensor(whole))  # fmt: skip
+    whole_N = torch.tensor(whole) if any(whole) else None  # most steps are not a note's length
+    return choose_tokens(torch.stack(logits), torch.stack(allowed), sessions[0].sampling, generators, recent, whole_N)
 
 
 def _slide(cache: DecodingCache, decoder: StreamingDecoder, bar_tokens: list[int], backend: str) -> None:

@@ -112,7 +112,8 @@ def test_continuing_draws_note_lengths_whole_and_nothing_else(service: Generatio
 
     def spy(logits, allowed, config, generators, recent=None, whole=None):
         lengths_only = ~(allowed & (torch.as_tensor(VOCAB.type_of) != TokenType.DURATION)).any(dim=-1)
-        steps.extend(zip(lengths_only.tolist(), whole.tolist(), strict=True))
+        drawn_whole = [False] * len(logits) if whole is None else whole.tolist()
+        steps.extend(zip(lengths_only.tolist(), drawn_whole, strict=True))
         return choose_tokens(logits, allowed, config, generators, recent, whole)
 
     monkeypatch.setattr(session_module, "choose_tokens", spy)
