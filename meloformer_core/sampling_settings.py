@@ -86,12 +86,14 @@ CONTROLS = (
             "How closely the new music keeps to the song's own motifs and harmony: 1 is off (about 1.5× as fast, "
             "freer), higher keeps closer"),
     Control("top_k", "--top-k", "Likeliest ideas only", 0, 1000, 1,
-            "Choose each next step among only this many of the model's likeliest ideas (0: no limit)", True),
+            "Choose each next step among only this many of the model's likeliest ideas (0: no limit; "
+            "a note's length is never limited)", True),
     Control("top_p", "--top-p", "Leave out the unlikely", 0.01, 1.0, 0.01,
             "Leave out the model's unlikeliest ideas: keep the likeliest that together make this share of its "
-            "confidence (1: keep all)", True),
+            "confidence (1: keep all; a note's length is never limited)", True),
     Control("min_p", "--min-p", "Leave out below", 0.0, 0.99, 0.01,
-            "Leave out ideas less likely than this share of the likeliest one (0: off)", True),
+            "Leave out ideas less likely than this share of the likeliest one (0: off; a note's length is never "
+            "limited)", True),
     Control("repetition_penalty", "--repetition-penalty", "Avoid recent pitches", 0.5, 3.0, 0.05,
             "Above 1 avoids the pitches just played (1: off)", True),
 )  # fmt: skip
@@ -100,8 +102,9 @@ assert {c.name for c in CONTROLS} <= {f.name for f in fields(SamplingConfig)}
 
 # What the app, the CLI and meloformer-eval start from: the model's own temperature
 # without its unlikely tail (min-p 0.1: every idea under a tenth of the likeliest one's
-# chance is left out), which keeps continuations in key while note lengths, rhythms and
-# chord changes keep the spread the model learnt; a lower temperature narrows them all
+# chance is left out; never a note's length: `sampling.choose_tokens`), which keeps
+# continuations in key while note lengths, rhythms and chord changes keep the spread the
+# model learnt; a lower temperature narrows them all
 # (temperature 0.7 and top-p 0.95 before: the classical split's continuations scored 0.969
 # on the distribution measure against the copy's 0.975, this 0.977). No prompt guidance
 # (with guidance 2 the band model replays prompt bars exactly in 26 % of the new bars of
