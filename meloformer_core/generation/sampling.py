@@ -65,7 +65,8 @@ def choose_token(
 ) -> int:
     """One token id from the logits (V,) of one step, among the ``allowed`` ones."""
     recent = None if recent_penalised is None else [recent_penalised]
-    return choose_tokens(logits[None], allowed[None], config, [generator], recent, torch.tensor([whole]))[0]
+    whole_N = torch.tensor([True]) if whole else None
+    return choose_tokens(logits[None], allowed[None], config, [generator], recent, whole_N)[0]
 
 
 def choose_tokens(
