@@ -106,7 +106,8 @@ assert {c.name for c in CONTROLS} <= {f.name for f in fields(SamplingConfig)}
 # continuations in key while note lengths, rhythms and chord changes keep the spread the
 # model learnt; a lower temperature narrows them all
 # (temperature 0.7 and top-p 0.95 before: the classical split's continuations scored 0.969
-# on the distribution measure against the copy's 0.975, this 0.977). No prompt guidance
+# on the distribution measure against the copy's 0.975, this 0.976 and 0.978 with two
+# seeds). No prompt guidance
 # (with guidance 2 the band model replays prompt bars exactly in 26 % of the new bars of
 # classical music, 2.3x as often as the real next bars do; 1.5 still 1.7x); and the most
 # typical of as many takes as fit the time of about one take of a 4-voice chorale
