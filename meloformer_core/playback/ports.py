@@ -206,6 +206,16 @@ def list_output_ports() -> tuple[list[OutputPort], list[str]]:
     return ports, problems
 
 
+# How long a JACK output stays open after its last message. RtMidi's close_port waits for one
+# JACK cycle to move our queued messages into the port, then unregisters it at once; a client
+# reading that port (a synthesizer) that has not run that cycle yet, which happens on a busy
+# machine, reads an empty buffer. The last messages sent are the note-offs that end the
+# music, so losing them leaves notes hanging: `meloformer play` lost the final chord's
+# note-offs in about 1 run in 20 with both cores busy. A period is 1-100 ms, so waiting
+# this long lets the cycle that carries them end for every client.
+JACK_DRAIN_SECONDS = 0.25
+
+
 class MidiOutput:
     """An open output port: ``send`` takes one message as a list of bytes; ``problem`` says
     whether it is still there."""
@@ -217,6 +227,7 @@ class MidiOutput:
         self._listing: int | None = None  # the thread listing ports in `problem`: its errors are not the port's
         self._listing_failed = False
         self.jack_server: str | None = None  # the JACK server it was opened on (see `_jack_server`)
+        self._last_send = -float("inf")  # time.monotonic() of the last message sent
         if handle is not None:
             handle.set_error_callback(self._rtmidi_error)
         if api is not None and _rtmidi().get_api_name(api) == "jack":
@@ -241,6 +252,7 @@ class MidiOutput:
             raise self._lost("it was closed")
         try:
             self._handle.send_message(message)
+            self._last_send = time.monotonic()
         except Exception as error:  # whatever RtMidi's layers raise, it is this port failing
             why = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise self._lost(f"writing failed ({why})") from error
@@ -280,6 +292,8 @@ class MidiOutput:
             if self._handle is None:
                 return
             handle, self._handle = self._handle, None
+        if self.jack_server is not None:  # let the last messages reach the clients that read them
+            time.sleep(max(0.0, self._last_send + JACK_DRAIN_SECONDS - time.monotonic()))
         handle.close_port()
         if self.jack_server is not None:
             # RtMidi's JACK output frees its message buffer before it closes its client, so a

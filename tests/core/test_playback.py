@@ -206,3 +206,60 @@ def test_audition_sounds_one_note_and_ends_it() -> None:
     assert recorder.messages[-1][0] - started >= 0.1  # not cut short
     assert not recorder.sounding()
     player.close()
+
+
+class FakeClock:
+    """`time` for the ports module: ``sleep`` moves the clock on instead of waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.0)
+
+
+class FakeHandle:
+    """RtMidi's MidiOut, recording when each call came (on the fake clock)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock, self.calls = clock, []
+
+    def set_error_callback(self, _callback) -> None:
+        pass
+
+    def send_message(self, message) -> None:
+        self.calls.append(("send", self.clock.now))
+
+    def close_port(self) -> None:
+        self.calls.append(("close_port", self.clock.now))
+
+    def delete(self) -> None:
+        self.calls.append(("delete", self.clock.now))
+
+
+def test_a_jack_output_keeps_its_port_until_the_last_messages_can_be_read(monkeypatch) -> None:
+    """RtMidi unregisters a JACK port one cycle after the last messages were queued, before a
+    synthesizer may have read them: the note-offs that end the music were lost. Closed right
+    after a message, a JACK output keeps its port open for the drain time first; one that has
+    been quiet that long closes at once, and an output of another MIDI system never waits."""
+    from meloformer_core.playback import ports
+
+    clock = FakeClock()
+    monkeypatch.setattr(ports, "time", clock)
+    for jack_server, quiet, waits in (("mf-server", 0.0, True), ("mf-server", 1.0, False), (None, 0.0, False)):
+        handle = FakeHandle(clock)
+        output = ports.MidiOutput(None, handle, "synth:in (JACK)")
+        output.jack_server = jack_server  # as opened on that JACK server (None: ALSA, CoreMIDI, …)
+        output.send([0x80, 60, 0])
+        clock.sleep(quiet)
+        sent, closing = handle.calls[0][1], clock.now
+        output.close()
+        closed = dict(handle.calls)["close_port"]
+        assert [call for call, _ in handle.calls] == ["send", "close_port", "delete"]
+        if waits:
+            assert closed - sent == pytest.approx(ports.JACK_DRAIN_SECONDS)
+        else:
+            assert closed == closing
