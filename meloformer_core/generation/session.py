@@ -25,6 +25,9 @@ from meloformer_core.model.transformer import MeloFormer
 
 SLIDE_SHARE = 0.5  # of the context kept when the window slides during generation
 BAR_SHARE = 0.25  # longest generated bar, as a share of the context: a slide always fits
+# A drum track that has played in this many bars of the prompt keeps to its kit: the model,
+# left alone, swapped a groove's ride and maracas for cowbell, toms and congas (`Session._playable`)
+KIT_BARS = 2
 
 
 class CancelledError(MeloformerError):
@@ -115,7 +118,7 @@ class Session:
         self._fim_end = vocab.offset[TokenType.FIM_END]
         self._fim_start = slice(vocab.offset[TokenType.FIM_GAP], vocab.offset[TokenType.FIM_END])  # GAP and MIDDLE
         self._playable_masks: dict[int, torch.Tensor] = {}
-        self._heard_pitches = like._heard_pitches if like is not None else _pitch_reach(prompt, vocab)
+        self._heard = like._heard if like is not None else _heard_notes(prompt, vocab)
 
     @property
     def caches(self) -> list[DecodingCache]:
@@ -213,17 +216,21 @@ class Session:
 
     def _playable(self, slot: int) -> torch.Tensor:
         """Every token but the pitches (or drum keys) that the slot's instrument does not play
-        and that the slot has not played in the prompt."""
+        and that the slot has not played in the prompt; a drum track that has played in
+        `KIT_BARS` bars of the prompt plays only the keys it has played (its kit)."""
         if slot not in self._playable_masks:
             program, is_drum = self.decoder.state.instruments[slot]
             low, high = playable_range(program, is_drum)
-            heard = self._heard_pitches.get(slot)
-            if heard is not None:  # a part the song already plays outside the range keeps its reach
-                low, high = min(low, heard[0]), max(high, heard[1])
+            keys, bars = self._heard.get(slot, (np.zeros(0, np.int64), 0))
+            if len(keys):  # a part the song already plays outside the range keeps its reach
+                low, high = min(low, int(keys.min())), max(high, int(keys.max()))
             mask = torch.ones(len(self.vocab), dtype=torch.bool)
             first = self.vocab.offset[TokenType.DRUM if is_drum else TokenType.PITCH]
-            mask[first : first + low] = False
-            mask[first + high + 1 : first + 128] = False
+            mask[first : first + 128] = False
+            if is_drum and bars >= KIT_BARS:
+                mask[first + torch.from_numpy(keys)] = True
+            else:
+                mask[first + low : first + high + 1] = True
             self._playable_masks[slot] = mask
         return self._playable_masks[slot]
 
@@ -245,13 +252,15 @@ class Session:
 _PITCH_NEXT = (Expect.PITCH, Expect.AFTER_NOTE)  # the grammar states in which a pitch may come
 
 
-def _pitch_reach(tokens: np.ndarray, vocab: Vocabulary) -> dict[int, tuple[int, int]]:
-    """The lowest and highest pitch (or drum key) each track slot plays in ``tokens``."""
+def _heard_notes(tokens: np.ndarray, vocab: Vocabulary) -> dict[int, tuple[np.ndarray, int]]:
+    """For each track slot that plays in ``tokens``: the distinct pitches (or drum keys) it
+    plays, and in how many bars."""
     kinds = vocab.type_of[tokens]
     notes = (kinds == TokenType.PITCH) | (kinds == TokenType.DRUM)
-    slots = token_metadata(tokens, vocab)["slot"][notes] - 1
-    pitches = vocab.value_index[tokens[notes]]
-    return {int(s): (int(pitches[slots == s].min()), int(pitches[slots == s].max())) for s in np.unique(slots)}
+    metadata = token_metadata(tokens, vocab)
+    slots, bars = metadata["slot"][notes] - 1, metadata["bar"][notes]
+    pitches = vocab.value_index[tokens[notes]].astype(np.int64)
+    return {int(s): (np.unique(pitches[slots == s]), len(np.unique(bars[slots == s]))) for s in np.unique(slots)}
 
 
 def is_guided(sampling: SamplingConfig, prompt: np.ndarray, vocab: Vocabulary) -> bool:

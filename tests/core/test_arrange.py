@@ -162,6 +162,25 @@ def test_written_notes_stay_in_their_instrument_s_range(service: GenerationServi
         assert all(23 <= n.pitch <= max(high_bass.notes.pitches) for n in bass.notes)
 
 
+def test_a_drum_groove_keeps_to_its_kit(service: GenerationService) -> None:
+    """A drum track that has played for bars keeps to the kit pieces it played (the shipped
+    model, left alone, swapped a groove's ride and maracas for cowbell, toms and congas);
+    drums that have hit once are still free to choose (the untrained test model spreads its
+    keys over the whole General MIDI kit)."""
+    song = read_midi(FIXTURES / "drum_groove.mid")
+    drums = song.tracks[0]
+    assert drums.is_drum and set(drums.notes.pitches) == {36, 38, 42}
+    written = []
+    for seed in range(3):
+        new = service.continue_song(song, 4, SamplingConfig(seed=seed)).song.tracks[0].notes[len(drums.notes) :]
+        written += [n.pitch for n in new]
+    assert written and set(written) <= {36, 38, 42}
+    one_hit = song.replace(tracks=[drums.with_notes(drums.notes[:1]), *song.tracks[1:]])
+    free = [n.pitch for seed in range(3)
+            for n in service.continue_song(one_hit, 4, SamplingConfig(seed=seed)).song.tracks[0].notes[1:]]  # fmt: skip
+    assert len(set(free)) > 3 and all(35 <= key <= 81 for key in free)
+
+
 def test_playable_ranges_hold_what_each_instrument_plays() -> None:
     from meloformer_core.gm import playable_range
 
