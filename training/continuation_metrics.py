@@ -16,6 +16,7 @@ Every function here is small and pure. Songs are continuations as `from_grid` gi
 - harmony: `chord_change_rate`, how often the bar's chord (the encoder's label) changes;
 - form: `bar_contents`, `restated_share`, `copy_continuation`;
 - drums: `drum_in_kit_counts`, the notes of drum tracks on General MIDI percussion keys 35–81;
+  `drum_new_key_counts`, those on keys the track did not play in the prompt (a kit piece new to the song);
 - per track: `track_pairs`, `track_density_ratios`, `register_distances`;
 - one file's measures together: `continuation_scores`; over files: `pooled_track_measures`;
 - distributions: `bar_features`, `overlapping_area`, `distribution_overlap` (Yang & Lerch 2020).
@@ -208,6 +209,19 @@ def drum_in_kit_counts(song: Song) -> tuple[int, int]:
     return int(((keys >= GM_KIT[0]) & (keys <= GM_KIT[1])).sum()), len(keys)
 
 
+def drum_new_key_counts(song: Song, prompt: Song) -> tuple[int, int]:
+    """(notes of drum tracks on keys their track did not play in ``prompt``, notes of drum
+    tracks): a drummer keeps to the kit pieces of the song's groove, and adds one (a crash,
+    a tom fill) now and then."""
+    new = total = 0
+    for before, track in track_pairs(prompt, song):
+        if track.is_drum:
+            heard = before.notes.pitches if before is not None else np.zeros(0, dtype=np.int64)
+            new += int((~np.isin(track.notes.pitches, heard)).sum())
+            total += len(track.notes)
+    return new, total
+
+
 def track_pairs(candidate: Song, real: Song) -> list[tuple[Track | None, Track]]:
     """Each track of ``real`` with its counterpart in ``candidate``: the track of the same
     instrument (program and drum flag) in the same order among that instrument's tracks, or
@@ -268,6 +282,7 @@ def continuation_scores(candidate: Song, real: Song, prompt: Song) -> dict:
     ``prompt`` (all three songs of bars from tick 0). Lists keep the per-track values that
     `pooled_track_measures` pools over files."""
     in_kit, drum_notes = drum_in_kit_counts(candidate)
+    new_keys = drum_new_key_counts(candidate, prompt)
     densities = track_density_ratios(candidate, real)
     median_density, silent, exploding = density_shares(densities)
     melodic, bass = register_distances(candidate, real)
@@ -280,6 +295,8 @@ def continuation_scores(candidate: Song, real: Song, prompt: Song) -> dict:
         "empty": candidate.note_count == 0,
         "drum_in_kit_rate": in_kit / drum_notes if drum_notes else None,
         "drum_notes": [in_kit, drum_notes],
+        "drum_new_key_rate": new_keys[0] / new_keys[1] if new_keys[1] else None,
+        "drum_new_keys": list(new_keys),
         "track_density_ratio": median_density,
         "silent_track_rate": silent,
         "exploding_track_rate": exploding,
@@ -293,17 +310,20 @@ def continuation_scores(candidate: Song, real: Song, prompt: Song) -> dict:
 
 def pooled_track_measures(scores: Sequence[dict]) -> dict:
     """The drum, density and register measures over many files (`continuation_scores`), pooled:
-    the share of all drum notes in the kit, the median and the silent and exploding shares of
-    all tracks' density ratios, the median register distance of all melodic tracks and the
-    share of all bass tracks within an octave. None where no file has such notes or tracks."""
+    the shares of all drum notes in the kit and on keys new to their track, the median and
+    the silent and exploding shares of all tracks' density ratios, the median register
+    distance of all melodic tracks and the share of all bass tracks within an octave. None
+    where no file has such notes or tracks."""
     in_kit = sum(score["drum_notes"][0] for score in scores)
     drum_notes = sum(score["drum_notes"][1] for score in scores)
+    new_keys = sum(score["drum_new_keys"][0] for score in scores)
     densities = [ratio for score in scores for ratio in score["track_density_ratios"]]
     median_density, silent, exploding = density_shares(densities)
     melodic = [distance for score in scores for distance in score["register_distances"]]
     bass = [distance for score in scores for distance in score["bass_register_distances"]]
     return {
         "drum_in_kit_rate": in_kit / drum_notes if drum_notes else None,
+        "drum_new_key_rate": new_keys / drum_notes if drum_notes else None,
         "track_density_ratio": median_density,
         "silent_track_rate": silent,
         "exploding_track_rate": exploding,

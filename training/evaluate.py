@@ -40,7 +40,8 @@ Without ``--model`` the default bundle is evaluated.
   each file played three times in a row, for each statement: a model that recalls what
   it has just heard finds the second and third far easier than the first;
 - drums and tracks (over every file's tracks together): ``drum_in_kit_rate``, the share of
-  the notes of drum tracks on General MIDI percussion keys 35–81 (null without drum notes);
+  the notes of drum tracks on General MIDI percussion keys 35–81 (null without drum notes),
+  and ``drum_new_key_rate``, the share on keys their track did not play in the prompt;
   ``track_density_ratio``, the median over the tracks that play in the real bars of their
   generated / real notes, with ``silent_track_rate`` (under 0.25×) and
   ``exploding_track_rate`` (over 4×); ``register_distance``, the median over melodic tracks
@@ -73,7 +74,8 @@ A number that copying wins is not measuring music, so every continuation measure
 given for a ``copy`` baseline (``copy_`` + its name), the prompt's last ``--bars-generate`` bars
 played again (the whole prompt repeated when it is shorter), and, where the real bars' own
 value is not trivially ideal, for the real bars (``real_in_scale_rate``,
-``real_empty_rate``, ``real_drum_in_kit_rate``; ``reference_restated_bar_rate``).
+``real_empty_rate``, ``real_drum_in_kit_rate``, ``real_drum_new_key_rate``;
+``reference_restated_bar_rate``).
 
 Prints the scalars, then the continuation measures as a table of model | copy | real, then
 one JSON object as the last line; ``--records`` also writes each file's measures (one JSON
@@ -138,6 +140,7 @@ SIDE_BY_SIDE: tuple[tuple[str, str | float], ...] = (
     ("restated_bar_rate", "reference_restated_bar_rate"),
     ("chord_change_rate", "real_chord_change_rate"),
     ("drum_in_kit_rate", "real_drum_in_kit_rate"),
+    ("drum_new_key_rate", "real_drum_new_key_rate"),
     ("track_density_ratio", 1.0),
     ("silent_track_rate", 0.0),
     ("exploding_track_rate", 0.0),
@@ -404,7 +407,7 @@ def continuations(service, pieces: list[tuple[Path, GridSong]], bars_prompt: int
             **{f"copy_{key}": value for key, value in file_scores["copy"].items()},
             "copy_restated_bar_rate": restated_share(copied_grid, said, bars_prompt, stop),
             **{f"real_{key}": file_scores["real"][key]
-               for key in ("in_scale_rate", "empty", "drum_in_kit_rate", "chord_change_rate")},
+               for key in ("in_scale_rate", "empty", "drum_in_kit_rate", "drum_new_key_rate", "chord_change_rate")},
             "tokens_per_s": result.tokens_per_s, "takes": len(result.takes), "prompt_bars_heard": heard,
             "bar_features": {variant: {name: [v.tolist() for v in values] for name, values in named.items()}
                              for variant, named in file_features.items()},
@@ -445,6 +448,7 @@ def continuation_report(rows: list[dict], scores: dict, features: dict, sampling
         }
 
     copy_baseline = {f"copy_{key}": median(f"copy_{key}") for key in FILE_MEDIANS}
+    real_pooled = pooled_track_measures(scores["real"])
     return {
         "continuations": len(rows),
         "decodable_rate": round(len(scored) / len(rows), 4) if rows else 0.0,
@@ -469,7 +473,8 @@ def continuation_report(rows: list[dict], scores: dict, features: dict, sampling
         "real_in_scale_rate": median("real_in_scale_rate"),
         "real_empty_rate": mean("real_empty"),
         "real_chord_change_rate": mean_known("real_chord_change_rate"),
-        "real_drum_in_kit_rate": rounded(pooled_track_measures(scores["real"])["drum_in_kit_rate"]),
+        "real_drum_in_kit_rate": rounded(real_pooled["drum_in_kit_rate"]),
+        "real_drum_new_key_rate": rounded(real_pooled["drum_new_key_rate"]),
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
         "prompt_guidance": sampling.prompt_guidance,

@@ -29,6 +29,7 @@ from training.continuation_metrics import (
     density_overlap,
     distribution_overlap,
     drum_in_kit_counts,
+    drum_new_key_counts,
     mean_velocity,
     overlapping_area,
     pitch_class_overlap,
@@ -196,6 +197,19 @@ def test_drum_notes_outside_the_general_midi_kit_lower_the_rate() -> None:
     assert scores["drum_in_kit_rate"] == 0.6 < 1
     assert continuation_scores(song.replace(tracks=song.tracks[1:]), song, song)["drum_in_kit_rate"] is None
     assert drum_in_kit_counts(read_midi(FIXTURES / "drum_groove.mid"))[0] == 51  # a real groove: all in the kit
+
+
+def test_drum_notes_on_kit_pieces_new_to_the_track_are_counted() -> None:
+    groove = track(0, [(0, 36, Q, 90), (Q, 38, Q, 90), (2 * Q, 42, Q, 90)], drum=True)
+    prompt = Song(tracks=(groove, track(0, [(0, 49, Q, 90)])))  # the piano's 49 is no kit piece
+    fill = Song(tracks=(track(0, [(0, 36, Q, 90), (Q, 45, Q, 90), (2 * Q, 49, Q, 90), (3 * Q, 42, Q, 9)], True),
+                        track(0, [(0, 60, Q, 90)])))  # fmt: skip
+    assert drum_new_key_counts(fill, prompt) == (2, 4)  # a tom and a crash the groove never played
+    assert drum_new_key_counts(prompt, prompt) == (0, 3)
+    entering = Song(tracks=(track(0, [(0, 60, Q, 90)]), track(0, [(0, 36, Q, 90)], drum=True)))
+    assert drum_new_key_counts(entering, entering.replace(tracks=entering.tracks[:1])) == (1, 1)  # drums come in
+    scores = [continuation_scores(fill, prompt, prompt), continuation_scores(prompt, prompt, prompt)]
+    assert scores[0]["drum_new_key_rate"] == 0.5 and pooled_track_measures(scores)["drum_new_key_rate"] == 2 / 7
 
 
 def test_per_track_density_counts_silent_and_exploding_tracks() -> None:

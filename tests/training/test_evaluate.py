@@ -22,12 +22,12 @@ KEYS = {"nll_per_token", "bigram_nll_per_token", "decodable_rate", "pitch_class_
         "polyphony_ratio", "in_scale_rate", "velocity_difference", "empty_rate", "restated_bar_rate",
         "reference_restated_bar_rate", "phrase_nll_per_token", "baseline_pitch_class_overlap",
         "pitch_class_overlap_interval"}  # fmt: skip
-NEW_KEYS = {"drum_in_kit_rate", "track_density_ratio", "silent_track_rate", "exploding_track_rate",
+NEW_KEYS = {"drum_in_kit_rate", "drum_new_key_rate", "track_density_ratio", "silent_track_rate", "exploding_track_rate",
             "register_distance", "bass_within_octave_rate", "distribution_overlap", "chord_change_rate"}  # fmt: skip
 # every continuation measure of the model has the copy baseline's beside it
 CONTINUATION = {metric for metric, _ in SIDE_BY_SIDE}
-REAL = {"real_in_scale_rate", "real_empty_rate", "real_drum_in_kit_rate", "reference_restated_bar_rate",
-        "real_chord_change_rate"}  # fmt: skip
+REAL = {"real_in_scale_rate", "real_empty_rate", "real_drum_in_kit_rate", "real_drum_new_key_rate",
+        "reference_restated_bar_rate", "real_chord_change_rate"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,7 @@ def test_eval_sets_the_model_beside_the_copy_and_the_real_bars(random_bundle: Pa
     assert [row["file"] for row in rows] == sorted(path.name for path in FIXTURES.glob("*.mid"))
     groove = next(row for row in rows if row["file"] == "drum_groove.mid")
     assert groove["real_drum_in_kit_rate"] == 1.0 and groove["copy_bass_within_octave_rate"] == 1.0
+    assert groove["copy_drum_new_key_rate"] == 0.0  # the prompt's own bars play its own kit
     assert len(groove["track_density_ratios"]) == 4  # drums, bass and two organs play in the real bars
 
 
