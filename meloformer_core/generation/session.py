@@ -6,6 +6,7 @@ each take's prompt-guidance stream). The window slides at bar lines when the cac
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 
 from meloformer_core.encoding.codec import StreamingDecoder, encode_grid, slice_grid
-from meloformer_core.encoding.grammar import Expect, token_metadata
+from meloformer_core.encoding.grammar import NO_POSITION, Expect, token_metadata
 from meloformer_core.encoding.grid import GridSong
 from meloformer_core.encoding.vocab import TokenType, Vocabulary
 from meloformer_core.encoding.windows import window_start
@@ -28,6 +29,12 @@ BAR_SHARE = 0.25  # longest generated bar, as a share of the context: a slide al
 # A drum track that has played in this many bars of the prompt keeps to its kit: the model,
 # left alone, swapped a groove's ride and maracas for cowbell, toms and congas (`Session._playable`)
 KIT_BARS = 2
+# ... and keeps its groove: of the chance of what it writes next (a key, its next hit's place,
+# the end of its bar), this share goes to what it wrote next from the same place in the
+# prompt's bars. Left alone, the model kept the kit but let a groove's ornaments and the
+# hi-hat under the kick drop: a tenth of the drums' notes (`Session._keep_groove`)
+GROOVE_SHARE = 0.5
+_END = 1 << 20  # a groove's "no more hits in this bar"
 
 
 class CancelledError(MeloformerError):
@@ -119,6 +126,9 @@ class Session:
         self._fim_start = slice(vocab.offset[TokenType.FIM_GAP], vocab.offset[TokenType.FIM_END])  # GAP and MIDDLE
         self._playable_masks: dict[int, torch.Tensor] = {}
         self._heard = like._heard if like is not None else _heard_notes(prompt, vocab)
+        self._grooves = like._grooves if like is not None else _grooves(prompt, vocab)
+        kinds = torch.from_numpy(vocab.type_of.astype(np.int64))
+        self._closers = ~torch.isin(kinds, torch.tensor([TokenType.POSITION, TokenType.PITCH, TokenType.DRUM]))
 
     @property
     def caches(self) -> list[DecodingCache]:
@@ -212,7 +222,29 @@ class Session:
         logits = self.logits
         if self.guide is not None:
             logits = self.guide_logits + self.sampling.prompt_guidance * (logits - self.guide_logits)
+        if GROOVE_SHARE > 0 and slot in self._grooves and state.expect in _GROOVE_STEPS:
+            after = _groove_next(self._grooves[slot], state.meta.position, state.last_pitch, vocab)
+            logits = self._keep_groove(logits, allowed, after)
         return logits, allowed, recent, state.expect == Expect.DURATION
+
+    def _keep_groove(self, logits: torch.Tensor, allowed: torch.Tensor, after: dict[int, float]) -> torch.Tensor:
+        """``logits`` with `GROOVE_SHARE` of the chance given to what the prompt's groove writes
+        next (``after``, `_groove_next`: a key, a position, or `_END`, shared among the tokens
+        that close the track's bar as the model shares it). The lengths and loudness of the hits,
+        and whether the track plays a bar at all, stay the model's."""
+        probs = torch.softmax(logits.float().masked_fill(~allowed, float("-inf")), dim=-1)
+        target = torch.zeros_like(probs)
+        for token, share in after.items():
+            if token == _END:
+                closers = allowed & self._closers
+                mass = probs[closers]
+                if mass.sum() > 0:
+                    target[closers] += share * mass / mass.sum()
+            elif allowed[token]:
+                target[token] += share
+        if not target.sum() > 0:
+            return logits
+        return torch.log((1 - GROOVE_SHARE) * probs + GROOVE_SHARE * target / target.sum())
 
     def _playable(self, slot: int) -> torch.Tensor:
         """Every token but the pitches (or drum keys) that the slot's instrument does not play
@@ -250,6 +282,7 @@ class Session:
 
 
 _PITCH_NEXT = (Expect.PITCH, Expect.AFTER_NOTE)  # the grammar states in which a pitch may come
+_GROOVE_STEPS = (Expect.NOTE_POSITION, Expect.PITCH, Expect.AFTER_NOTE)  # where a drum part's groove is kept
 
 
 def _heard_notes(tokens: np.ndarray, vocab: Vocabulary) -> dict[int, tuple[np.ndarray, int]]:
@@ -261,6 +294,44 @@ def _heard_notes(tokens: np.ndarray, vocab: Vocabulary) -> dict[int, tuple[np.nd
     slots, bars = metadata["slot"][notes] - 1, metadata["bar"][notes]
     pitches = vocab.value_index[tokens[notes]].astype(np.int64)
     return {int(s): (np.unique(pitches[slots == s]), len(np.unique(bars[slots == s]))) for s in np.unique(slots)}
+
+
+def _grooves(tokens: np.ndarray, vocab: Vocabulary) -> dict[int, list[np.ndarray]]:
+    """For each drum slot that plays in `KIT_BARS` bars of ``tokens``: its hits in each bar
+    it plays (its groove), as (position, key) rows in the order they are written."""
+    kinds = vocab.type_of[tokens]
+    metadata = token_metadata(tokens, vocab)
+    drums = kinds == TokenType.DRUM
+    slots, bars, positions = (metadata[name][drums] for name in ("slot", "bar", "position"))
+    keys = vocab.value_index[tokens[drums]].astype(np.int64)
+    grooves = {}
+    for slot in np.unique(slots).tolist():
+        mine = slots == slot
+        played = np.unique(bars[mine])
+        if len(played) >= KIT_BARS:
+            grooves[slot - 1] = [np.stack([positions[mine & (bars == bar)], keys[mine & (bars == bar)]], axis=1)
+                                 for bar in played.tolist()]  # fmt: skip
+    return grooves
+
+
+def _groove_next(groove: list[np.ndarray], position: int, key: int, vocab: Vocabulary) -> dict[int, float]:
+    """What the groove writes next after its hit ``key`` at ``position`` (key -1: before the
+    first key of a hit; position `NO_POSITION`: the start of the bar), as shares of the
+    bars that can go on from there: the token of its next key at this position, of its next
+    hit's position, or `_END` when the bar has no hit after it."""
+    nexts: Counter[int] = Counter()
+    for hits in groove:
+        later = (hits[:, 0] > position) | ((hits[:, 0] == position) & (hits[:, 1] > key))
+        if not later.any():
+            nexts[_END] += 1
+            continue
+        there, hit = (int(v) for v in hits[int(np.argmax(later))])
+        if there == position:
+            nexts[vocab.offset[TokenType.DRUM] + hit] += 1
+        elif key >= 0 or position == NO_POSITION:  # after a key, or at the bar's start: a new hit may come
+            nexts[vocab.offset[TokenType.POSITION] + there] += 1
+    total = sum(nexts.values())
+    return {token: n / total for token, n in nexts.items()}
 
 
 def is_guided(sampling: SamplingConfig, prompt: np.ndarray, vocab: Vocabulary) -> bool:

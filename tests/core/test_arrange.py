@@ -9,11 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from meloformer_core.encoding import encode
+from meloformer_core.encoding.grammar import NO_POSITION
 from meloformer_core.encoding.quantize import to_grid
+from meloformer_core.encoding.vocab import TokenType
 from meloformer_core.generation.sampling import SamplingConfig
+from meloformer_core.generation.session import _END, GROOVE_SHARE, Session, _groove_next, _grooves
 from meloformer_core.midi_io import read_midi
+from meloformer_core.music import Song
 from meloformer_core.service import GenerationService, ServiceError, TrackRequest
 from tests.conftest import FIXTURES
 
@@ -179,6 +184,61 @@ def test_a_drum_groove_keeps_to_its_kit(service: GenerationService) -> None:
     free = [n.pitch for seed in range(3)
             for n in service.continue_song(one_hit, 4, SamplingConfig(seed=seed)).song.tracks[0].notes[1:]]  # fmt: skip
     assert len(set(free)) > 3 and all(35 <= key <= 81 for key in free)
+
+
+def groove_prompt() -> tuple[Song, set[int]]:
+    """The 4/4 bars of `drum_groove.mid` (kick, snare, eighth hi-hats and a triplet ghost
+    snare before the bar line), and the places in the bar where its drums hit."""
+    song = read_midi(FIXTURES / "drum_groove.mid")
+    bar = int(song.time_signature_at(0).bar_ticks(song.resolution))
+    tracks = [t.with_notes([n for n in t.notes if n.start < 3 * bar]) for t in song.tracks]
+    song = song.replace(time_signatures=song.time_signatures[:1], tracks=tracks)
+    return song, {n.start % bar for n in song.tracks[0].notes}
+
+
+def test_a_drum_groove_keeps_its_rhythm(service: GenerationService) -> None:
+    """A drum track that has played for bars keeps hitting where its groove hits (the shipped
+    model, left alone, let a groove's sixteenth and triplet ornaments drop within a bar or
+    two): the untrained test model puts one of its hits in ten there."""
+    song, groove = groove_prompt()
+    bar = int(song.time_signature_at(0).bar_ticks(song.resolution))
+    drums = song.tracks[0]
+    onsets = [{n.start for n in service.continue_song(song, 4, SamplingConfig(seed=seed)).song.tracks[0].notes}
+              - set(drums.notes.starts.tolist()) for seed in range(6)]  # fmt: skip
+    on_groove = [start % bar in groove for starts in onsets for start in starts]
+    assert len(on_groove) >= 20 and np.mean(on_groove) > 0.4
+
+
+def test_the_groove_gives_its_share_to_what_the_drums_played_next(service: GenerationService) -> None:
+    """After each hit the groove knows what the prompt's drums wrote next: another key of the
+    same hit, the next hit's place, or the end of the bar; it takes `GROOVE_SHARE` of the
+    chance for that and leaves the rest where the model put it."""
+    song, _ = groove_prompt()
+    model, vocab = service.bundle.model, service.bundle.vocab
+    tokens = encode(song)
+    grooves = _grooves(tokens, vocab)
+    assert list(grooves) == [0]  # the drums only
+    step = vocab.config.steps_per_quarter
+    position, drum = vocab.offset[TokenType.POSITION], vocab.offset[TokenType.DRUM]
+    assert _groove_next(grooves[0], NO_POSITION, -1, vocab) == {position: 1.0}  # the bar opens on beat 1
+    assert _groove_next(grooves[0], 0, -1, vocab) == {drum + 36: 1.0}  # with a kick
+    assert _groove_next(grooves[0], 0, 36, vocab) == {drum + 42: 1.0}  # and a hi-hat
+    assert _groove_next(grooves[0], 0, 42, vocab) == {position + step // 2: 1.0}  # then the next eighth
+    ghost = 11 * step // 3  # the triplet ghost snare before the bar line, in every bar
+    assert _groove_next(grooves[0], 7 * step // 2, 42, vocab) == {position + ghost: 1.0}
+    assert _groove_next(grooves[0], ghost, 38, vocab) == {_END: 1.0}
+    assert _groove_next(grooves[0], 7 * step // 2 + 1, -1, vocab) == {}  # a place the groove never hits
+    session = Session(model, vocab, tokens, SamplingConfig(seed=0), None, "dense", False)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        logits = torch.randn(len(vocab), generator=generator)
+        allowed = torch.rand(len(vocab), generator=generator) < 0.5
+        allowed[[position + step, drum + 38]] = True
+        before = torch.softmax(logits.masked_fill(~allowed, float("-inf")), -1)
+        mixed = torch.exp(session._keep_groove(logits, allowed, {position + step: 0.75, drum + 38: 0.25}))
+        assert mixed[allowed].sum() == pytest.approx(1.0, abs=1e-5) and not mixed[~allowed].any()
+        assert (mixed[allowed] >= (1 - GROOVE_SHARE) * before[allowed] - 1e-6).all()
+        assert mixed[position + step] >= GROOVE_SHARE * 0.75 and mixed[drum + 38] >= GROOVE_SHARE * 0.25
 
 
 def test_playable_ranges_hold_what_each_instrument_plays() -> None:
