@@ -51,6 +51,9 @@ from meloformer_core.playback.ports import VIRTUAL, list_output_ports, virtual_p
 DOCK_WIDTHS_PX = (330, 260)  # Tracks, Generate when the window opens
 
 
+_port_poll: threading.Thread | None = None  # the listing of MIDI outputs running now (`MainWindow._poll_ports`)
+
+
 class MainWindow(GenerationMixin, EditMixin, ExportMixin, QMainWindow):
     _ports_polled = Signal(object)  # the output labels a poll found (None: the listing failed)
 
@@ -522,8 +525,13 @@ class MainWindow(GenerationMixin, EditMixin, ExportMixin, QMainWindow):
 
     def _poll_ports(self) -> None:
         """Look for MIDI outputs that came or went, off the GUI thread: listing opens a client
-        per MIDI system (about 50 ms with a JACK server), a visible hitch every 5 s."""
-        if self.transport.playing or self.port_box.view().isVisible() or self._polling:
+        per MIDI system (about 50 ms with a JACK server), a visible hitch every 5 s. One
+        listing at a time in the whole process: a MIDI system slow to answer gets no second
+        client from the next tick (nor from another window) while the first waits."""
+        global _port_poll
+        if self._closing or self.transport.playing or self.port_box.view().isVisible() or self._polling:
+            return
+        if _port_poll is not None and _port_poll.is_alive():
             return
         self._polling = True
 
@@ -535,7 +543,8 @@ class MainWindow(GenerationMixin, EditMixin, ExportMixin, QMainWindow):
             with contextlib.suppress(RuntimeError):  # the window was closed meanwhile
                 self._ports_polled.emit(labels)
 
-        threading.Thread(target=look, name="meloformer-port-poll", daemon=True).start()
+        _port_poll = threading.Thread(target=look, name="meloformer-port-poll", daemon=True)
+        _port_poll.start()
 
     def _ports_changed(self, labels: list[str] | None) -> None:
         self._polling = False
@@ -628,6 +637,8 @@ class MainWindow(GenerationMixin, EditMixin, ExportMixin, QMainWindow):
                 event.ignore()
                 return
             self._closing = True
+        self.ports_timer.stop()
+        self.autosave_timer.stop()
         self.autosave.clear()  # this window's only: another running MeloFormer keeps its own
         self.panel.store(self.settings)
         self.settings.geometry = bytes(self.saveGeometry().toBase64()).decode()

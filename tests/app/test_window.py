@@ -336,31 +336,6 @@ def test_theme_and_shortcut_overrides_are_remembered(window, qtbot) -> None:
     second.generator.shutdown()
 
 
-def test_a_port_that_appears_is_listed_without_blocking_the_window(window, qtbot, monkeypatch) -> None:
-    import threading
-
-    import meloformer_app.main_window as main_window
-    import meloformer_app.transport as transport
-    from meloformer_core.playback.ports import OutputPort
-
-    synth = OutputPort("jack", "fluidsynth:midi_00", 0)
-    listed_on = []
-
-    def fake_listing():
-        listed_on.append(threading.current_thread())
-        return [synth], []
-
-    monkeypatch.setattr(main_window, "list_output_ports", fake_listing)
-    monkeypatch.setattr(transport, "list_output_ports", lambda: ([synth], []))  # what the refresh then lists
-    window._poll_ports()
-    qtbot.waitUntil(lambda: window.port_box.findData(synth.label) >= 0, timeout=3000)
-    assert listed_on and threading.main_thread() not in listed_on  # listed on the polling thread
-    assert "1 port" in window.midi_label.text()
-    window._poll_ports()  # the same ports again: nothing to rebuild
-    qtbot.waitUntil(lambda: not window._polling, timeout=3000)
-    assert window.port_box.findData(synth.label) >= 0
-
-
 def test_quantize_acts_on_the_selection_or_the_selected_track_never_silently_on_everything(window, monkeypatch) -> None:
     from meloformer_app.edit_dialogs import QuantizeDialog, QuantizeSettings
 
