@@ -3,8 +3,9 @@
 Order of operations on the logits of one step (vocabulary-sized 1-D tensors):
 grammar mask → repetition penalty → temperature → min-p → top-k → top-p → draw.
 The grammar mask comes first so every filter chooses among tokens that keep the
-sequence decodable; temperature 0 means greedy. A note's length is drawn from its whole
-tempered distribution, without min-p, top-k and top-p (``whole_N`` of `choose_tokens`).
+sequence decodable; temperature 0 means greedy. A note's length and a bar's chord are drawn
+from their whole tempered distribution, without min-p, top-k and top-p (``whole_N`` of
+`choose_tokens`).
 With prompt guidance the logits passed in are already guided (`session.Session.candidates`).
 """
 
@@ -82,10 +83,14 @@ def choose_tokens(
     together equal their seeds decoded one by one).
 
     ``whole_N`` (booleans, one per row): rows drawn from their whole tempered distribution,
-    without min-p, top-k and top-p. The session asks it for a note's length: the model
-    spreads a long note's chance over many neighbouring lengths (a ringing guitar string
-    lasts 3, 4, 6 or 13 beats) and a short one's over few, so a cut by rank keeps the short
-    lengths and drops the long ones, however likely long is as a whole."""
+    without min-p, top-k and top-p. The session asks it where one choice competes with many
+    that share its rival's chance, so that a cut by rank keeps the one and drops the many,
+    however likely they are as a whole:
+    - a note's length: the model spreads a long note's chance over many neighbouring
+      lengths (a ringing guitar string lasts 3, 4, 6 or 13 beats) and a short one's over few;
+    - a bar's chord: holding the last bar's chord is one token, moving on is shared among the
+      chords the harmony may move to. Cut, band continuations held their chord at a quarter
+      of bar lines where the real bars do at a tenth."""
     logits = mask_disallowed(logits_NV.float(), allowed_NV)
     if recent_penalised is not None:
         logits = torch.stack([penalise_repetitions(row, recent, config.repetition_penalty)

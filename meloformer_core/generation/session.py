@@ -125,8 +125,7 @@ class Session:
         self._fim_end = vocab.offset[TokenType.FIM_END]
         self._fim_start = slice(vocab.offset[TokenType.FIM_GAP], vocab.offset[TokenType.FIM_END])  # GAP and MIDDLE
         self._playable_masks: dict[int, torch.Tensor] = {}
-        self._heard = like._heard if like is not None else _heard_notes(prompt, vocab)
-        self._grooves = like._grooves if like is not None else _grooves(prompt, vocab)
+        self._heard, self._grooves = (like._heard, like._grooves) if like is not None else _prompt_parts(prompt, vocab)
         kinds = torch.from_numpy(vocab.type_of.astype(np.int64))
         self._closers = ~torch.isin(kinds, torch.tensor([TokenType.POSITION, TokenType.PITCH, TokenType.DRUM]))
 
@@ -195,7 +194,7 @@ class Session:
 
     def candidates(self, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
         """For the next token: (its guided logits, the tokens allowed, recent pitches to penalise,
-        whether it is drawn from the whole distribution: a note's length, `choose_tokens`)."""
+        whether it is drawn from the whole distribution: a note's length or a bar's chord, `choose_tokens`)."""
         vocab = self.vocab
         allowed[vocab.eos_id] = False  # the user asked for bars: the song does not end here
         allowed[self._fim_start] = False  # infilling layouts are built by the caller, never sampled
@@ -225,7 +224,7 @@ class Session:
         if GROOVE_SHARE > 0 and slot in self._grooves and state.expect in _GROOVE_STEPS:
             after = _groove_next(self._grooves[slot], state.meta.position, state.last_pitch, vocab)
             logits = self._keep_groove(logits, allowed, after)
-        return logits, allowed, recent, state.expect == Expect.DURATION
+        return logits, allowed, recent, state.expect in _WHOLE_STEPS
 
     def _keep_groove(self, logits: torch.Tensor, allowed: torch.Tensor, after: dict[int, float]) -> torch.Tensor:
         """``logits`` with `GROOVE_SHARE` of the chance given to what the prompt's groove writes
@@ -282,36 +281,32 @@ class Session:
 
 
 _PITCH_NEXT = (Expect.PITCH, Expect.AFTER_NOTE)  # the grammar states in which a pitch may come
+_WHOLE_STEPS = (Expect.DURATION, Expect.CHORD)  # a note's length, a bar's chord: drawn whole (`choose_tokens`)
 _GROOVE_STEPS = (Expect.NOTE_POSITION, Expect.PITCH, Expect.AFTER_NOTE)  # where a drum part's groove is kept
 
 
-def _heard_notes(tokens: np.ndarray, vocab: Vocabulary) -> dict[int, tuple[np.ndarray, int]]:
-    """For each track slot that plays in ``tokens``: the distinct pitches (or drum keys) it
-    plays, and in how many bars."""
+def _prompt_parts(tokens: np.ndarray, vocab: Vocabulary) -> tuple[dict[int, tuple[np.ndarray, int]],
+                                                                   dict[int, list[np.ndarray]]]:  # fmt: skip
+    """What the prompt ``tokens`` play, read once: for each track slot that plays, the
+    distinct pitches (or drum keys) it plays and in how many bars; and for each drum slot
+    that plays in `KIT_BARS` bars, its groove: its hits in each bar it plays, as (position,
+    key) rows in the order they are written."""
     kinds = vocab.type_of[tokens]
     notes = (kinds == TokenType.PITCH) | (kinds == TokenType.DRUM)
     metadata = token_metadata(tokens, vocab)
-    slots, bars = metadata["slot"][notes] - 1, metadata["bar"][notes]
+    slots, bars, positions = (metadata[name][notes] for name in ("slot", "bar", "position"))
+    slots = slots - 1
     pitches = vocab.value_index[tokens[notes]].astype(np.int64)
-    return {int(s): (np.unique(pitches[slots == s]), len(np.unique(bars[slots == s]))) for s in np.unique(slots)}
-
-
-def _grooves(tokens: np.ndarray, vocab: Vocabulary) -> dict[int, list[np.ndarray]]:
-    """For each drum slot that plays in `KIT_BARS` bars of ``tokens``: its hits in each bar
-    it plays (its groove), as (position, key) rows in the order they are written."""
-    kinds = vocab.type_of[tokens]
-    metadata = token_metadata(tokens, vocab)
-    drums = kinds == TokenType.DRUM
-    slots, bars, positions = (metadata[name][drums] for name in ("slot", "bar", "position"))
-    keys = vocab.value_index[tokens[drums]].astype(np.int64)
-    grooves = {}
+    drums = kinds[notes] == TokenType.DRUM
+    heard, grooves = {}, {}
     for slot in np.unique(slots).tolist():
         mine = slots == slot
         played = np.unique(bars[mine])
-        if len(played) >= KIT_BARS:
-            grooves[slot - 1] = [np.stack([positions[mine & (bars == bar)], keys[mine & (bars == bar)]], axis=1)
-                                 for bar in played.tolist()]  # fmt: skip
-    return grooves
+        heard[slot] = (np.unique(pitches[mine]), len(played))
+        if drums[mine].all() and len(played) >= KIT_BARS:
+            grooves[slot] = [np.stack([positions[mine & (bars == bar)], pitches[mine & (bars == bar)]], axis=1)
+                             for bar in played.tolist()]  # fmt: skip
+    return heard, grooves
 
 
 def _groove_next(groove: list[np.ndarray], position: int, key: int, vocab: Vocabulary) -> dict[int, float]:
@@ -369,7 +364,7 @@ def sample_together(sessions: list[Session], allowed: list[torch.Tensor]) -> lis
     logits, allowed, recent, whole = ([item[part] for item in picked] for part in range(4))
     recent = None if all(r is None for r in recent) else recent
     generators = [session.generator for session in sessions]
-    whole_N = torch.tensor(whole) if any(whole) else None  # most steps are not a note's length
+    whole_N = torch.tensor(whole) if any(whole) else None  # most steps are neither a length nor a chord
     return choose_tokens(torch.stack(logits), torch.stack(allowed), sessions[0].sampling, generators, recent, whole_N)
 
 

@@ -16,7 +16,7 @@ from meloformer_core.encoding.grammar import NO_POSITION
 from meloformer_core.encoding.quantize import to_grid
 from meloformer_core.encoding.vocab import TokenType
 from meloformer_core.generation.sampling import SamplingConfig
-from meloformer_core.generation.session import _END, GROOVE_SHARE, Session, _groove_next, _grooves
+from meloformer_core.generation.session import _END, GROOVE_SHARE, Session, _groove_next, _prompt_parts
 from meloformer_core.midi_io import read_midi
 from meloformer_core.music import Song
 from meloformer_core.service import GenerationService, ServiceError, TrackRequest
@@ -216,7 +216,7 @@ def test_the_groove_gives_its_share_to_what_the_drums_played_next(service: Gener
     song, _ = groove_prompt()
     model, vocab = service.bundle.model, service.bundle.vocab
     tokens = encode(song)
-    grooves = _grooves(tokens, vocab)
+    grooves = _prompt_parts(tokens, vocab)[1]
     assert list(grooves) == [0]  # the drums only
     step = vocab.config.steps_per_quarter
     position, drum = vocab.offset[TokenType.POSITION], vocab.offset[TokenType.DRUM]
