@@ -87,13 +87,13 @@ CONTROLS = (
             "freer), higher keeps closer"),
     Control("top_k", "--top-k", "Likeliest ideas only", 0, 1000, 1,
             "Choose each next step among only this many of the model's likeliest ideas (0: no limit; "
-            "a note's length is never limited)", True),
+            "a note's length and a bar's chord are never limited)", True),
     Control("top_p", "--top-p", "Leave out the unlikely", 0.01, 1.0, 0.01,
             "Leave out the model's unlikeliest ideas: keep the likeliest that together make this share of its "
-            "confidence (1: keep all; a note's length is never limited)", True),
+            "confidence (1: keep all; a note's length and a bar's chord are never limited)", True),
     Control("min_p", "--min-p", "Leave out below", 0.0, 0.99, 0.01,
-            "Leave out ideas less likely than this share of the likeliest one (0: off; a note's length is never "
-            "limited)", True),
+            "Leave out ideas less likely than this share of the likeliest one (0: off; a note's length and a "
+            "bar's chord are never limited)", True),
     Control("repetition_penalty", "--repetition-penalty", "Avoid recent pitches", 0.5, 3.0, 0.05,
             "Above 1 avoids the pitches just played (1: off)", True),
 )  # fmt: skip
@@ -107,7 +107,7 @@ assert {c.name for c in CONTROLS} <= {f.name for f in fields(SamplingConfig)}
 # leave the key about as often as the real bars' do; a lower temperature narrows them all
 # (temperature 0.7 and top-p 0.95 before: the classical split's continuations scored 0.969
 # on the distribution measure against the copy's 0.975, this 0.976 and 0.978 with two
-# seeds). No prompt guidance
+# seeds, and 0.977 and 0.975 since chords are drawn whole). No prompt guidance
 # (with guidance 2 the band model replays prompt bars exactly in 26 % of the new bars of
 # classical music, 2.3x as often as the real next bars do; 1.5 still 1.7x); and the most
 # typical of as many takes as fit the time of about one take of a 4-voice chorale
