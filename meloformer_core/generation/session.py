@@ -34,13 +34,6 @@ KIT_BARS = 2
 # prompt's bars. Left alone, the model kept the kit but let a groove's ornaments and the
 # hi-hat under the kick drop: a tenth of the drums' notes (`Session._keep_groove`)
 GROOVE_SHARE = 0.5
-# A song plays its progression again: of the chance of a bar's chord, this share goes to the
-# chord the song played `PROGRESSION_BARS` bars earlier (the prompt's or a generated bar's).
-# Left alone, the model changed chord as often as songs do but seldom to the song's own chords:
-# on band validation its bars shared 0.79 of their pitch classes with the real next bars, with
-# it 0.83, a copy of the prompt 0.88 (`Session._keep_progression`)
-PROGRESSION_SHARE = 0.5
-PROGRESSION_BARS = 8
 _END = 1 << 20  # a groove's "no more hits in this bar"
 
 
@@ -132,9 +125,7 @@ class Session:
         self._fim_end = vocab.offset[TokenType.FIM_END]
         self._fim_start = slice(vocab.offset[TokenType.FIM_GAP], vocab.offset[TokenType.FIM_END])  # GAP and MIDDLE
         self._playable_masks: dict[int, torch.Tensor] = {}
-        parts = (like._heard, like._grooves, like._prompt_chords) if like is not None else _prompt_parts(prompt, vocab)
-        self._heard, self._grooves, self._prompt_chords = parts
-        self._chords = dict(self._prompt_chords)  # bar -> its chord token, the prompt's and then this take's
+        self._heard, self._grooves = (like._heard, like._grooves) if like is not None else _prompt_parts(prompt, vocab)
         kinds = torch.from_numpy(vocab.type_of.astype(np.int64))
         self._closers = ~torch.isin(kinds, torch.tensor([TokenType.POSITION, TokenType.PITCH, TokenType.DRUM]))
 
@@ -161,8 +152,6 @@ class Session:
         self.decoder.feed(token)
         self.bar_tokens.append(token)
         self.history.append(token)
-        if self.vocab.type_of[token] == TokenType.CHORD:
-            self._chords[self.decoder.state.meta.bar] = token
 
     def feed(self, token: int) -> None:
         """Take ``token`` and step this session alone."""
@@ -235,8 +224,6 @@ class Session:
         if GROOVE_SHARE > 0 and slot in self._grooves and state.expect in _GROOVE_STEPS:
             after = _groove_next(self._grooves[slot], state.meta.position, state.last_pitch, vocab)
             logits = self._keep_groove(logits, allowed, after)
-        elif PROGRESSION_SHARE > 0 and state.expect == Expect.CHORD:
-            logits = self._keep_progression(logits, allowed, state.meta.bar)
         return logits, allowed, recent, state.expect in _WHOLE_STEPS
 
     def _keep_groove(self, logits: torch.Tensor, allowed: torch.Tensor, after: dict[int, float]) -> torch.Tensor:
@@ -257,17 +244,6 @@ class Session:
         if not target.sum() > 0:
             return logits
         return torch.log((1 - GROOVE_SHARE) * probs + GROOVE_SHARE * target / target.sum())
-
-    def _keep_progression(self, logits: torch.Tensor, allowed: torch.Tensor, bar: int) -> torch.Tensor:
-        """``logits`` of the chord of ``bar`` with `PROGRESSION_SHARE` of the chance given to
-        the chord the song played `PROGRESSION_BARS` bars earlier, when it knows that bar."""
-        earlier = self._chords.get(bar - PROGRESSION_BARS)
-        if earlier is None or not allowed[earlier]:
-            return logits
-        probs = torch.softmax(logits.float().masked_fill(~allowed, float("-inf")), dim=-1)
-        probs *= 1 - PROGRESSION_SHARE
-        probs[earlier] += PROGRESSION_SHARE
-        return torch.log(probs)
 
     def _playable(self, slot: int) -> torch.Tensor:
         """Every token but the pitches (or drum keys) that the slot's instrument does not play
@@ -309,20 +285,15 @@ _WHOLE_STEPS = (Expect.DURATION, Expect.CHORD)  # a note's length, a bar's chord
 _GROOVE_STEPS = (Expect.NOTE_POSITION, Expect.PITCH, Expect.AFTER_NOTE)  # where a drum part's groove is kept
 
 
-# what a prompt plays, by track slot (`_prompt_parts`): its pitches and bars, its drums' groove; and each bar's chord
-_PromptParts = tuple[dict[int, tuple[np.ndarray, int]], dict[int, list[np.ndarray]], dict[int, int]]
-
-
-def _prompt_parts(tokens: np.ndarray, vocab: Vocabulary) -> _PromptParts:
+def _prompt_parts(tokens: np.ndarray, vocab: Vocabulary) -> tuple[dict[int, tuple[np.ndarray, int]],
+                                                                   dict[int, list[np.ndarray]]]:  # fmt: skip
     """What the prompt ``tokens`` play, read once: for each track slot that plays, the
-    distinct pitches (or drum keys) it plays and in how many bars; for each drum slot
+    distinct pitches (or drum keys) it plays and in how many bars; and for each drum slot
     that plays in `KIT_BARS` bars, its groove: its hits in each bar it plays, as (position,
-    key) rows in the order they are written; and each bar's chord token."""
+    key) rows in the order they are written."""
     kinds = vocab.type_of[tokens]
     notes = (kinds == TokenType.PITCH) | (kinds == TokenType.DRUM)
     metadata = token_metadata(tokens, vocab)
-    is_chord = kinds == TokenType.CHORD
-    chords = dict(zip(metadata["bar"][is_chord].tolist(), tokens[is_chord].tolist(), strict=True))
     slots, bars, positions = (metadata[name][notes] for name in ("slot", "bar", "position"))
     slots = slots - 1
     pitches = vocab.value_index[tokens[notes]].astype(np.int64)
@@ -335,7 +306,7 @@ def _prompt_parts(tokens: np.ndarray, vocab: Vocabulary) -> _PromptParts:
         if drums[mine].all() and len(played) >= KIT_BARS:
             grooves[slot] = [np.stack([positions[mine & (bars == bar)], pitches[mine & (bars == bar)]], axis=1)
                              for bar in played.tolist()]  # fmt: skip
-    return heard, grooves, chords
+    return heard, grooves
 
 
 def _groove_next(groove: list[np.ndarray], position: int, key: int, vocab: Vocabulary) -> dict[int, float]:
