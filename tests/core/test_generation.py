@@ -246,22 +246,6 @@ def test_typicality_prefers_the_take_most_like_the_others() -> None:
     assert typicality_order([take([]), c_major, c_major]) == [1, 2, 0]  # an empty take is the least typical
 
 
-def test_typicality_prefers_the_take_whose_rhythm_is_like_the_others() -> None:
-    """Three takes of the same notes: the one that rattles them off in sixteenths (or holds
-    each for a bar) is the least typical beside two that play quarter notes."""
-    from meloformer_core.encoding.grid import GridSong
-
-    def take(step: int, length: int, shift: int = 0) -> GridSong:
-        pitches = [60, 64, 67, 72] * 4
-        notes = np.array([(0, shift + step * i, p, length, 20) for i, p in enumerate(pitches)], dtype=np.int64)
-        return GridSong(np.arange(0, 97 * step, 96), [(0, 4, 4)], [(0, 1200)], [], [(0, False)], notes)
-
-    quarters, also_quarters = take(24, 24), take(24, 20)
-    sixteenths, held = take(6, 6), take(24, 96, shift=12)
-    assert typicality_order([sixteenths, quarters, also_quarters]) == [1, 2, 0]
-    assert typicality_order([quarters, held, also_quarters])[-1] == 1
-
-
 @settings(max_examples=200, deadline=None)
 @given(bar_lengths=st.lists(st.integers(1, 400), max_size=12), bars=st.integers(1, 64), guided=st.booleans())
 def test_automatic_takes_are_the_most_that_fit_the_budget(bar_lengths: list[int], bars: int, guided: bool) -> None:
