@@ -65,6 +65,14 @@ def burn(stop) -> None:
         sum(range(10_000))
 
 
+def answer(worker: subprocess.Popen, side: str) -> dict:
+    """The worker's next line, read as JSON; a worker that died ends the benchmark in one line."""
+    line = worker.stdout.readline()
+    if not line:
+        raise SystemExit(f"bench/versus.py: the {side} worker stopped (exit status {worker.wait()})")
+    return json.loads(line)
+
+
 def export(rev: str, into: Path) -> None:
     done = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev], capture_output=True)
     if done.returncode != 0:
@@ -103,17 +111,14 @@ def main() -> None:
             workers[side] = subprocess.Popen(
                 command, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
             )
-            line = workers[side].stdout.readline()
-            if not line:
-                raise SystemExit(f"bench/versus.py: the {side} worker failed to start ({root})")
-            started[side] = json.loads(line)
+            started[side] = answer(workers[side], side)
         runs: dict[str, list[dict]] = {"this": [], "rev": []}
         for seed in range(args.seeds):
             for side in ("this", "rev") if seed % 2 == 0 else ("rev", "this"):
                 time.sleep(1.0)  # the other worker's threads stop spinning
                 workers[side].stdin.write(f"{seed}\n")
                 workers[side].stdin.flush()
-                runs[side].append(json.loads(workers[side].stdout.readline()))
+                runs[side].append(answer(workers[side], side))
                 print(f"seed {seed} {side}: {runs[side][-1]}", file=sys.stderr, flush=True)
         for worker in workers.values():
             worker.stdin.close()
