@@ -60,11 +60,6 @@ os._exit(0)  # some revisions leave worker threads that would keep the process a
 """
 
 
-def burn(stop) -> None:
-    while not stop.is_set():
-        sum(range(10_000))
-
-
 def answer(worker: subprocess.Popen, side: str) -> dict:
     """The worker's next line, read as JSON; a worker that died ends the benchmark in one line."""
     line = worker.stdout.readline()
@@ -84,6 +79,7 @@ def export(rev: str, into: Path) -> None:
 
 def main() -> None:
     from generate import song_options  # bench/ is on sys.path when run as a script
+    from threads import burn
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rev", required=True, help="the earlier revision: a commit, tag or branch")
