@@ -255,7 +255,9 @@ def arrange_grid(
 class _TargetRules:
     """What arranging may sample after a bar's kept music: the target tracks' segments and
     the bar's end, never another track, and never the song's metre, key or tempo (a time
-    signature sampled in the middle of a song would move every bar after it)."""
+    signature sampled in the middle of a song would move every bar after it). A kept
+    track's segment is never drawn on: after its last note comes a target or the bar's end
+    (a note sampled there would be heard by the model and then thrown away)."""
 
     closers = (int(TokenType.BAR), int(TokenType.FIM_END))
 
@@ -267,17 +269,23 @@ class _TargetRules:
             return mask
 
         self.track_offset = vocab.offset[TokenType.TRACK]
+        self.targets = targets
         self.sampled = ~of(TokenType.TRACK, TokenType.TIME_SIG, TokenType.KEY, TokenType.TEMPO, TokenType.TEMPO_FINE)
         self.sampled[[self.track_offset + slot for slot in targets]] = True
         self.positions = of(TokenType.POSITION)
         self.closing = of(TokenType.BAR, TokenType.FIM_END)
+        self.leaving = self.closing.clone()  # after a kept track: a target's segment or the bar's end
+        self.leaving[[self.track_offset + slot for slot in targets]] = True
 
     def allowed(self, session: Session, due: set[int]) -> torch.Tensor:
         """The tokens the session may sample next; while ``due`` targets have not opened their
         segment (`presence_plan`), not the bar's end, unless the bar has grown too long."""
         allowed = session.grammar_mask() & self.sampled
-        if session.decoder.state.expect == Expect.CONDUCTOR:  # a POSITION here would open a tempo change
+        state = session.decoder.state
+        if state.expect == Expect.CONDUCTOR:  # a POSITION here would open a tempo change
             allowed &= ~self.positions
+        elif state.meta.slot > 0 and state.meta.slot - 1 not in self.targets:
+            allowed &= self.leaving
         if due and len(session.bar_tokens) < session.bar_limit and (allowed & ~self.closing).any():
             allowed &= ~self.closing
         return allowed

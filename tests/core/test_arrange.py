@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from meloformer_core.encoding import encode
+from meloformer_core.encoding.codec import slice_grid
 from meloformer_core.encoding.grammar import NO_POSITION
 from meloformer_core.encoding.quantize import to_grid
 from meloformer_core.encoding.vocab import TokenType
@@ -47,6 +48,21 @@ def test_kept_tracks_are_identical_and_new_notes_stay_in_their_tracks_and_bars(
             assert bar_of(song, note.start) in (1, 2)  # new notes only in the requested bars
     out.validate()
     assert len(encode(out)) > 0  # the result is a valid, encodable song
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_model_hears_the_kept_tracks_as_they_are(service: GenerationService, seed: int) -> None:
+    """What the model heard while arranging holds the kept tracks' notes and no others: it
+    never adds notes to a kept track's bar, which would be thrown away while the parts it
+    writes answer them (the untrained test model drew on them in most bars)."""
+    from meloformer_core.generation.generate import arrange_grid
+
+    model, vocab = service.bundle.model, service.bundle.vocab
+    grid = to_grid(read_midi(FIXTURES / "drum_groove.mid"), vocab)
+    heard, _ = arrange_grid(model, vocab, grid, {1, 3}, 1, 3, SamplingConfig(seed=seed))
+    kept = slice_grid(grid, 1, 3).notes
+    for slot in (0, 2):
+        assert np.array_equal(heard.notes[heard.notes[:, 0] == slot], kept[kept[:, 0] == slot])
 
 
 def test_arranging_reproduces_with_a_seed_and_covers_the_whole_song_by_default(service: GenerationService) -> None:
