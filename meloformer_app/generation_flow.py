@@ -220,7 +220,7 @@ class GenerationMixin:
             self._keep_take(0)
         else:
             typical = " — the most typical" if self._pending and self._pending["kind"] == "continue" else ""
-            labels = [f"Take {i + 1} (seed {take.seed}){typical if i == 0 else ''}" for i, take in enumerate(takes)]
+            labels = [f"Take {i + 1}{typical if i == 0 else ''}" for i in range(len(takes))]
             self.panel.show_takes(labels)
         summary = takes[0].summary
         decoded = summary.get("takes", 1)

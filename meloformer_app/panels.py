@@ -36,7 +36,7 @@ from meloformer_app.document.model import folded
 from meloformer_app.settings import Settings
 from meloformer_core.gm import PROGRAM_NAMES
 from meloformer_core.music import Track
-from meloformer_core.sampling_settings import CONTROLS, RECOMMENDED, SamplingConfig
+from meloformer_core.sampling_settings import CONTROLS, RECOMMENDED, SamplingConfig, first_take_seed
 
 # the Generate panel's presets: Balanced is the recommended sampling the model was measured with
 RECOMMENDED_PRESET = "Balanced"
@@ -409,7 +409,8 @@ class SamplingPanel(QWidget):
         self.preset.setCurrentIndex(len(PRESETS))
 
     def sampling(self) -> SamplingConfig:
-        return SamplingConfig(**{name: box.value() for name, box in self.controls.items()}, seed=self.seed.value())
+        controls = {name: box.value() for name, box in self.controls.items()}
+        return SamplingConfig(**controls, seed=first_take_seed(self.seed.value()))
 
     def store(self, settings: Settings) -> None:
         for name, box in self.controls.items():

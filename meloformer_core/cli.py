@@ -20,6 +20,7 @@ from meloformer_core.sampling_settings import (
     AUTO_MAX_TAKES,
     RECOMMENDED,
     add_sampling_options,
+    first_take_seed,
     parse_takes,
     sampling_from_options,
 )
@@ -58,7 +59,8 @@ def _roundtrip(args: argparse.Namespace) -> dict:
 
 
 def _sampling(args: argparse.Namespace):
-    return sampling_from_options(args, seed=args.seed, takes=parse_takes(getattr(args, "takes", 1)))  # takes: continue
+    takes = parse_takes(getattr(args, "takes", 1))  # continue only
+    return sampling_from_options(args, seed=first_take_seed(args.seed), takes=takes)
 
 
 def parse_bars(text: str | None) -> tuple[int, int] | None:
@@ -236,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     cont.add_argument("--bars", type=int, default=8, help="bars to add (default 8)")
     cont.add_argument("--takes", default=RECOMMENDED.takes_label, metavar="N|auto",
-                      help="continuations sampled together (seeds SEED, SEED+1, …); OUT gets the one most like the "
+                      help="continuations sampled together, each with its own seed; OUT gets the one most like the "
                            f"others; auto: as many (up to {AUTO_MAX_TAKES}) as fit about the time of one take of a "
                            f"4-voice chorale (default {RECOMMENDED.takes_label})")  # fmt: skip
     cont.add_argument("--write-takes", action="store_true",

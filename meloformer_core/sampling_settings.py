@@ -115,6 +115,14 @@ assert {c.name for c in CONTROLS} <= {f.name for f in fields(SamplingConfig)}
 RECOMMENDED = SamplingConfig(temperature=1.0, min_p=0.1, prompt_guidance=1.0, takes=0)
 
 
+def first_take_seed(seed: int | None) -> int | None:
+    """The seed of the first take for a seed a person chose (`--seed`, the app's Seed box).
+    Take k of the service's seed s is drawn with s + k, so seeds next to each other shared
+    all their takes but one, and the most typical was often the same: the chorale continued
+    alike with seeds 2-5. Each chosen seed now owns `MAX_TAKES` take seeds of its own."""
+    return None if seed is None else seed * MAX_TAKES
+
+
 def parse_takes(text: str | int) -> int:
     """A ``--takes`` option: a number of takes, or ``auto`` (0)."""
     if str(text).strip().lower() == "auto":

@@ -37,6 +37,7 @@ from meloformer_core.model.bundle import BundleError, load_bundle, save_bundle
 from meloformer_core.model.config import named_config
 from meloformer_core.model.transformer import MeloFormer
 from meloformer_core.music import Note, Song, TimeSignature, Track
+from meloformer_core.sampling_settings import MAX_TAKES, first_take_seed
 from meloformer_core.service import GenerationService, TrackRequest
 from tests.conftest import FIXTURES
 
@@ -478,6 +479,26 @@ def test_broken_bundles_get_one_clear_line(bundle_dir: Path, tmp_path: Path) -> 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "meloformer_core.cli", *args], capture_output=True, text=True)
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 2**31 - 2), takes=st.integers(1, MAX_TAKES))
+def test_seeds_next_to_each_other_never_share_a_take(seed: int, takes: int) -> None:
+    first, then = first_take_seed(seed), first_take_seed(seed + 1)
+    assert not {first + k for k in range(takes)} & {then + k for k in range(takes)}
+
+
+@pytest.mark.slow
+def test_the_next_seed_continues_the_chorale_another_way(tmp_path: Path) -> None:
+    """With automatic takes, seeds 2-5 once continued the bundled chorale alike: the most
+    typical of takes they nearly all shared. Each seed a person chooses now has its own."""
+    outs = []
+    for seed in (2, 3, 4):
+        out = tmp_path / f"seed{seed}.mid"
+        result = run("continue", str(FIXTURES / "bach_chorale.mid"), "-o", str(out), "--bars", "4", "--seed", str(seed))
+        assert result.returncode == 0, result.stderr
+        outs.append(read_midi(out))
+    assert outs[0] != outs[1] and outs[1] != outs[2] and outs[0] != outs[2]
 
 
 def test_continue_command_writes_prompt_plus_bars_and_reports_json(bundle_dir: Path, tmp_path: Path) -> None:
