@@ -1,11 +1,12 @@
 """How often continuations of pentatonic tunes leave their scale, for several `SCALE_SHARE`s.
 
 Takes the files of a preprocessed dataset's split whose first 8 bars keep to one pentatonic
-scale (the prompts whose scale `Session._keep_scale` keeps), continues each by 8 bars with the recommended sampling and
-the default model, once per seed and share, and prints per share: the share of new notes
-(drums aside) off the prompt's scale, the model's and the real bars 9-16's, and the mean
-pitch-class overlap with the real bars; for the Chinese tunes (Essen `han*`) and the others
-apart. docs/model-history.md ("Keeping a pentatonic tune's scale") quotes it.
+scale (the prompts whose scale the sampling keeps: `session._scale_bias`), continues each by
+8 bars with the recommended sampling and the default model, once per seed and share, and
+prints per share: the share of new notes (drums aside) off the prompt's scale, the model's
+and the real bars 9-16's, and the mean pitch-class overlap with the real bars; for the
+Chinese tunes (Essen `han*`) and the others apart. docs/model-history.md ("Keeping a
+pentatonic tune's scale") quotes it.
 
     python scripts/scale_check.py DATASET [--split train|valid] [--limit N] [--shares 1,0.3] [--seeds N]
 """

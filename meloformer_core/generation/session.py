@@ -38,7 +38,7 @@ GROOVE_SHARE = 0.5
 # in at least SCALE_NOTES notes over SCALE_BARS bars, keeps its scale: a pitch outside it
 # keeps this share of its chance (0: none). Left alone, the model filled Chinese folk tunes
 # out to seven notes and more: 6.6 % of new notes off the scale where the real bars have
-# 0.4 %. The share was chosen on training tunes (`Session._keep_scale`, scripts/scale_check.py)
+# 0.4 %. The share was chosen on training tunes (`_scale_bias`, scripts/scale_check.py)
 SCALE_SHARE = 0.3
 SCALE_NOTES, SCALE_BARS = 16, 4
 _PENTATONIC = (0, 2, 4, 7, 9)
@@ -135,6 +135,7 @@ class Session:
         self._playable_masks: dict[int, torch.Tensor] = {}
         parts = (like._heard, like._grooves, like._scale) if like is not None else _prompt_parts(prompt, vocab)
         self._heard, self._grooves, self._scale = parts
+        self._scale_bias = _scale_bias(self._scale, vocab)
         kinds = torch.from_numpy(vocab.type_of.astype(np.int64))
         self._closers = ~torch.isin(kinds, torch.tensor([TokenType.POSITION, TokenType.PITCH, TokenType.DRUM]))
 
@@ -233,8 +234,8 @@ class Session:
         if GROOVE_SHARE > 0 and slot in self._grooves and state.expect in _GROOVE_STEPS:
             after = _groove_next(self._grooves[slot], state.meta.position, state.last_pitch, vocab)
             logits = self._keep_groove(logits, allowed, after)
-        if self._scale is not None and slot in self._heard and state.expect in _PITCH_NEXT:
-            logits = self._keep_scale(logits, slot)
+        if self._scale_bias is not None and slot in self._heard and state.expect in _PITCH_NEXT:
+            logits = logits + self._scale_bias  # `_scale_bias`: a drum track's keys are not pitches
         return logits, allowed, recent, state.expect in _WHOLE_STEPS
 
     def _keep_groove(self, logits: torch.Tensor, allowed: torch.Tensor, after: dict[int, float]) -> torch.Tensor:
@@ -255,18 +256,6 @@ class Session:
         if not target.sum() > 0:
             return logits
         return torch.log((1 - GROOVE_SHARE) * probs + GROOVE_SHARE * target / target.sum())
-
-    def _keep_scale(self, logits: torch.Tensor, slot: int) -> torch.Tensor:
-        """``logits`` with the pitches off the prompt's pentatonic scale (`_prompt_parts`)
-        given `SCALE_SHARE` of their chance, for a track that played in the prompt. A drum
-        track's keys are left alone, and so is a track the prompt did not hear (a bass
-        arranged under a pentatonic tune plays the roots of chords off its scale)."""
-        if self.decoder.state.instruments[slot][1] or SCALE_SHARE == 1:
-            return logits
-        first = self.vocab.offset[TokenType.PITCH]
-        logits = logits.clone()
-        logits[first : first + 128][~self._scale] += float(np.log(SCALE_SHARE)) if SCALE_SHARE > 0 else float("-inf")
-        return logits
 
     def _playable(self, slot: int) -> torch.Tensor:
         """Every token but the pitches (or drum keys) that the slot's instrument does not play
@@ -310,12 +299,11 @@ _GROOVE_STEPS = (Expect.NOTE_POSITION, Expect.PITCH, Expect.AFTER_NOTE)  # where
 
 def _prompt_parts(tokens: np.ndarray, vocab: Vocabulary) -> tuple[dict[int, tuple[np.ndarray, int]],
                                                                    dict[int, list[np.ndarray]],
-                                                                   torch.Tensor | None]:  # fmt: skip
+                                                                   np.ndarray | None]:  # fmt: skip
     """What the prompt ``tokens`` play, read once: for each track slot that plays, the
     distinct pitches (or drum keys) it plays and in how many bars; for each drum slot that
     plays in `KIT_BARS` bars, its groove: its hits in each bar it plays, as (position, key)
-    rows in the order they are written; and its pentatonic scale (`pentatonic_scale`) as
-    a mask of the 128 pitches, or None."""
+    rows in the order they are written; and its pentatonic scale (`pentatonic_scale`), or None."""
     kinds = vocab.type_of[tokens]
     notes = (kinds == TokenType.PITCH) | (kinds == TokenType.DRUM)
     metadata = token_metadata(tokens, vocab)
@@ -334,10 +322,22 @@ def _prompt_parts(tokens: np.ndarray, vocab: Vocabulary) -> tuple[dict[int, tupl
     melodic = ~drums
     scale = None
     if melodic.sum() >= SCALE_NOTES and len(np.unique(bars[melodic])) >= SCALE_BARS:
-        classes = pentatonic_scale(pitches[melodic])
-        if classes is not None:
-            scale = torch.from_numpy(np.isin(np.arange(128) % 12, classes))
+        scale = pentatonic_scale(pitches[melodic])
     return heard, grooves, scale
+
+
+def _scale_bias(scale: np.ndarray | None, vocab: Vocabulary) -> torch.Tensor | None:
+    """What keeping the prompt's pentatonic ``scale`` adds to a step's logits (`SCALE_SHARE`):
+    log of the share on the pitches off it, 0 elsewhere; None when nothing is kept. It is
+    added only for tracks that played in the prompt: a track the prompt did not hear (a bass
+    arranged under a pentatonic tune plays the roots of chords off its scale) is left alone,
+    and a drum track's keys are `DRUM` tokens, never touched."""
+    if scale is None or SCALE_SHARE == 1:
+        return None
+    bias = torch.zeros(len(vocab))
+    off = vocab.offset[TokenType.PITCH] + np.flatnonzero(~np.isin(np.arange(128) % 12, scale))
+    bias[torch.from_numpy(off)] = float(np.log(SCALE_SHARE)) if SCALE_SHARE > 0 else float("-inf")
+    return bias
 
 
 def pentatonic_scale(pitches: np.ndarray) -> np.ndarray | None:
