@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from meloformer_core.generation.sampling import (
     top_k_filter,
     top_p_filter,
 )
-from meloformer_core.generation.session import CancelledError, Session, _prompt_parts, prompt_scale
+from meloformer_core.generation.session import CancelledError, Session, _prompt_parts, keep_key, prompt_scale
 from meloformer_core.generation.takes import AUTO_TAKES_BUDGET, STEP_ROWS, auto_takes, typicality_order
 from meloformer_core.midi_io import read_midi
 from meloformer_core.model.bundle import BundleError, load_bundle, save_bundle
@@ -257,6 +258,26 @@ def test_a_tune_in_a_major_key_keeps_its_chords_in_the_key(service: GenerationSe
     # the shipped share leaves about a third of their chance
     assert kept < alone - 0.1
     assert _prompt_parts(encode(_tune(MAJOR_TUNE, drums=True)), vocab)[2].tolist() == sorted(key)
+
+
+@settings(max_examples=60, deadline=None)
+@given(logits=st.lists(st.floats(-8, 8), min_size=3, max_size=40), data=st.data())
+def test_keeping_the_key_leaves_how_often_the_chord_changes_alone(logits: list[float], data) -> None:
+    """Holding the last bar's chord keeps its chance; the moves keep theirs together, and
+    among them an off-key chord loses its share against an in-key one."""
+    count = len(logits)
+    off = data.draw(st.lists(st.booleans(), min_size=count, max_size=count))
+    hold = data.draw(st.none() | st.integers(0, count - 1))
+    bias = torch.where(torch.tensor(off), float(np.log(0.3)), 0.0)
+    before = torch.softmax(torch.tensor(logits, dtype=torch.float64), 0)
+    after = torch.softmax(keep_key(torch.tensor(logits, dtype=torch.float64), bias, hold), 0)
+    moves = [k for k in range(count) if k != hold]
+    if hold is not None:
+        assert after[hold] == pytest.approx(float(before[hold]), abs=1e-6)
+    assert float(after[moves].sum()) == pytest.approx(float(before[moves].sum()), abs=1e-6)
+    for first, second in pairwise(moves):
+        expected = before[first] / before[second] * (0.3 ** off[first]) / (0.3 ** off[second])
+        assert float(after[first] / after[second]) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_a_part_arranged_under_a_pentatonic_tune_is_free_to_leave_its_scale(
