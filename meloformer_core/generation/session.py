@@ -43,11 +43,10 @@ SCALE_SHARE = 0.3
 SCALE_NOTES, SCALE_BARS = 16, 4
 # A prompt whose notes keep to the seven pitch classes of one major scale (or any of its
 # modes), counted the same way, keeps its key in its chords: when a bar moves to another
-# chord, one with a tone outside the scale keeps this share of its chance; the moves
-# together keep theirs, so the harmony moves as often as the model would (`keep_key`).
-# Left alone, the model gave 12.5 % of band bars after such prompts an off-key chord where
-# the real bars have 3.2 %, and 3.6 % of their notes fell off the scale where the real
-# bars have 0.9 %
+# chord, one with a tone outside the scale keeps this share of its chance; holding the
+# chord, and the moves together, keep theirs (`keep_key`). Left alone, the model gave
+# 12.5 % of band bars after such prompts an off-key chord where the real bars have 3.2 %,
+# and 3.6 % of their notes fell off the scale where the real bars have 0.9 %
 KEY_CHORD_SHARE = 0.3
 _PENTATONIC = (0, 2, 4, 7, 9)
 _MAJOR = (0, 2, 4, 5, 7, 9, 11)
@@ -377,9 +376,9 @@ def _key_chord_bias(scale: np.ndarray | None, vocab: Vocabulary) -> torch.Tensor
 def keep_key(chords: torch.Tensor, bias: torch.Tensor, hold: int | None) -> torch.Tensor:
     """The logits ``chords`` of a bar's chord labels with the prompt's key kept: holding the
     last bar's chord (index ``hold``) keeps its chance, and the moves to other chords keep
-    theirs together, shared anew after each got ``bias`` (`_key_chord_bias`). A bias alone
-    made the off-key moves' lost chance the hold's: band continuations then changed chord at
-    84 % of bar lines where the model alone does at 89 % and the real bars at 88 %."""
+    theirs together, shared anew after each got ``bias`` (`_key_chord_bias`): the key
+    chooses where the harmony moves, not whether it moves (a bias alone gave the hold the
+    chance the off-key moves lost)."""
     bias = bias.clone()
     moves = torch.ones_like(bias, dtype=torch.bool)
     if hold is not None:
