@@ -262,7 +262,7 @@ def test_a_tune_in_a_major_key_keeps_its_chords_in_the_key(service: GenerationSe
 
 @settings(max_examples=60, deadline=None)
 @given(logits=st.lists(st.floats(-8, 8), min_size=3, max_size=40), data=st.data())
-def test_keeping_the_key_leaves_how_often_the_chord_changes_alone(logits: list[float], data) -> None:
+def test_keeping_the_key_leaves_the_chance_of_holding_the_chord_alone(logits: list[float], data) -> None:
     """Holding the last bar's chord keeps its chance; the moves keep theirs together, and
     among them an off-key chord loses its share against an in-key one."""
     count = len(logits)
