@@ -52,7 +52,8 @@ def pentatonic_prompts(data: Path, split: str, limit: int, vocab) -> list[tuple[
             continue
         if grid.bar_count < 16:
             continue
-        if session._prompt_parts(encode_grid(slice_grid(grid, 0, 8), vocab), vocab)[2] is not None:
+        scale = session._prompt_parts(encode_grid(slice_grid(grid, 0, 8), vocab), vocab)[2]
+        if scale is not None and len(scale) == len(session._PENTATONIC):  # not a major scale's seven
             picked.append((path, grid))
             if len(picked) == limit:
                 break
