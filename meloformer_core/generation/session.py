@@ -141,14 +141,18 @@ class Session:
         self._fim_end = vocab.offset[TokenType.FIM_END]
         self._fim_start = slice(vocab.offset[TokenType.FIM_GAP], vocab.offset[TokenType.FIM_END])  # GAP and MIDDLE
         self._playable_masks: dict[int, torch.Tensor] = {}
-        parts = (like._heard, like._grooves, like._scale) if like is not None else _prompt_parts(prompt, vocab)
-        self._heard, self._grooves, self._scale = parts
-        self._scale_bias = _scale_bias(self._scale, vocab)
-        self._key_chord_bias = _key_chord_bias(self._scale, vocab)
         chord = vocab.offset[TokenType.CHORD]
         self._chords = slice(chord, chord + vocab.count[TokenType.CHORD])
-        prompt_chords = prompt[vocab.type_of[prompt] == TokenType.CHORD]
-        self._last_chord = int(prompt_chords[-1]) - chord if len(prompt_chords) else None  # in `_chords`
+        if like is not None:  # another take of the same prompt: what was read from it, shared
+            self._heard, self._grooves, self._scale = like._heard, like._grooves, like._scale
+            self._scale_bias, self._key_chord_bias = like._scale_bias, like._key_chord_bias
+            self._last_chord = like._last_chord
+        else:
+            self._heard, self._grooves, self._scale = _prompt_parts(prompt, vocab)
+            self._scale_bias = _scale_bias(self._scale, vocab)
+            self._key_chord_bias = _key_chord_bias(self._scale, vocab)
+            prompt_chords = prompt[vocab.type_of[prompt] == TokenType.CHORD]
+            self._last_chord = int(prompt_chords[-1]) - chord if len(prompt_chords) else None  # in `_chords`
         kinds = torch.from_numpy(vocab.type_of.astype(np.int64))
         self._closers = ~torch.isin(kinds, torch.tensor([TokenType.POSITION, TokenType.PITCH, TokenType.DRUM]))
 
