@@ -1,9 +1,10 @@
 """How real music from other songs scores on the distribution measure, beside the copy and the model.
 
-Reads a `meloformer-eval --records` file and splits its decodable files in two halves
-(even and odd lines). Against the real bars 9-16 of the first half it scores the real bars
-of the second half (real music of other songs of the same corpus), the copy of the first
-half's own prompts, and the model's continuations of the first half and of the second.
+Reads a `meloformer-eval --records` file (of a `--seeds` run, the first seed's files) and
+splits its decodable files in two halves (even and odd lines). Against the real bars 9-16
+of the first half it scores the real bars of the second half (real music of other songs
+of the same corpus), the copy of the first half's own prompts, and the model's
+continuations of the first half and of the second.
 docs/model-history.md ("What real music scores") quotes it.
 
     python scripts/split_halves.py RECORDS.jsonl
@@ -28,7 +29,9 @@ def main() -> None:
     if len(sys.argv) != 2:
         sys.exit(__doc__.strip().splitlines()[-1].strip())
     lines = Path(sys.argv[1]).read_text().splitlines()
-    rows = [row for row in map(json.loads, lines) if row.get("decodable")]
+    records = list(map(json.loads, lines))
+    seed = records[0].get("seed") if records else None
+    rows = [row for row in records if row.get("decodable") and row.get("seed") == seed]
     first, second = rows[::2], rows[1::2]
     reference = pooled(first, "real")
     print(f"{len(first)} and {len(second)} files; against the real bars of the first half:")

@@ -1,7 +1,7 @@
 """`meloformer-eval`: how well a model bundle predicts and continues real music.
 
     meloformer-eval [--model BUNDLE] --data DIR_OF_MIDI [--train-data DATASET] [--bars-prompt 8 --bars-generate 8]
-                    [--seed 0] [--limit N] [--records FILE]
+                    [--seed 0] [--seeds 1] [--limit N] [--records FILE]
     meloformer-eval [--model BUNDLE] --data DATASET [--split valid] [--arrange | --arrange-free]
     sampling: [--temperature T --guidance G --top-k K --top-p P --min-p M --repetition-penalty R --takes N]
     (default: the recommended settings)
@@ -81,12 +81,23 @@ Prints the scalars, then the continuation measures as a table of model | copy | 
 one JSON object as the last line; ``--records`` also writes each file's measures (one JSON
 object a line, with the per-track values and the ``bar_features`` of model, copy and real, from
 which the distribution measure can be computed again). Same seed, same numbers.
+
+The distribution measure draws nothing, so the copy's figure is one number, but the
+model's moves with the sampling seed (by about 0.002 on the classical validation split):
+one seed cannot say whether a model beats the copy by less than that. ``--seeds N``
+continues every file again with seeds ``--seed`` … ``--seed`` + N − 1 and adds
+``distribution_overlap_by_seed``, their mean (``distribution_overlap_seed_mean``) and its
+standard error, ``distribution_overlap_lead_interval`` (a 95 % Student-t interval of the
+mean's lead over the copy: above 0, the model beats the copy whatever the seed's luck) and
+``seeds_behind_copy``; every other measure is the first seed's, and ``--records`` holds
+every seed's files (each with its ``seed``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -211,6 +222,32 @@ def median_interval(values: list[float], seed: int, resamples: int = 2000) -> li
 RECALL_PHRASE_BARS = 4  # the recall probe plays the first 4 bars three times
 
 
+def student_t_quantile(p: float, df: int) -> float:
+    """The ``p`` quantile (0.5 ≤ p < 0.9995) of Student's t distribution with ``df`` degrees of
+    freedom, by integrating its density (to about 1e-4)."""
+    x = np.linspace(0.0, 40.0, 400_001)
+    density = np.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+    density = density * (1 + x * x / df) ** (-(df + 1) / 2)
+    cdf = 0.5 + np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2 * np.diff(x))])
+    return float(np.interp(p, cdf, x))
+
+
+def seed_spread(overlaps: list[float], copy_overlap: float) -> dict:
+    """The distribution measure of the model under several sampling seeds, against the
+    copy's (which draws nothing): each seed's, their mean with its standard error, a 95 %
+    Student-t interval of the mean's lead over the copy, and how many seeds fall behind it."""
+    values = np.asarray(overlaps, dtype=float)
+    mean, stderr = float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
+    lead, half = mean - copy_overlap, student_t_quantile(0.975, len(values) - 1) * stderr
+    return {
+        "distribution_overlap_by_seed": [rounded(value) for value in values],
+        "distribution_overlap_seed_mean": rounded(mean),
+        "distribution_overlap_seed_stderr": rounded(stderr),
+        "distribution_overlap_lead_interval": [rounded(lead - half), rounded(lead + half)],
+        "seeds_behind_copy": int((values < copy_overlap).sum()),
+    }
+
+
 def phrase_thrice(grid: GridSong, bars: int = RECALL_PHRASE_BARS) -> GridSong | None:
     """The first ``bars`` bars played three times in a row (None when the song is shorter or
     the phrase changes tempo, metre or key: its repeats would restate them)."""
@@ -259,15 +296,18 @@ def evaluation_files(data: Path, split: str = "valid") -> tuple[list[Path], Path
 
 def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_prompt: int, bars_generate: int,
              seed: int, limit: int | None, progress: bool = False, split: str = "valid",
-             sampling: SamplingConfig | None = None,
-             arrange: dict | None = None) -> tuple[dict, list[dict]]:  # fmt: skip
+             sampling: SamplingConfig | None = None, arrange: dict | None = None,
+             seeds: int = 1) -> tuple[dict, list[dict]]:  # fmt: skip
     """The report (one dict) and each file's record: likelihood against a bigram, then 8-bar
-    continuations (and ``arrange``) scored beside a copy of the prompt and the real bars."""
+    continuations (and ``arrange``) scored beside a copy of the prompt and the real bars;
+    with ``seeds`` > 1 the continuations again with the next seeds (`seed_spread`)."""
     from meloformer_core.service import GenerationService
 
     sampling = sampling or RECOMMENDED
     if bars_prompt < 1 or bars_generate < 1:
         raise MeloformerError(f"bars to prompt and to generate must be at least 1, not {bars_prompt}, {bars_generate}")
+    if seeds < 1:
+        raise MeloformerError(f"--seeds must be at least 1, not {seeds}")
     files, dataset = evaluation_files(data, split)
     files = files[:limit]
     train_data = train_data or dataset
@@ -290,6 +330,16 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
     bigram_nll = bigram_likelihood(vocab, windows, train_data)
     rows, scores, features = continuations(service, pieces, bars_prompt, bars_generate, sampling, seed, arrange,
                                            progress)  # fmt: skip
+    records = [{**row, "seed": seed} for row in rows]
+    spread = {}
+    if seeds > 1:
+        overlaps = [distribution_overlap(features["real"], features["model"])["mean"]]
+        for extra in range(seed + 1, seed + seeds):
+            more_rows, _, more_features = continuations(service, pieces, bars_prompt, bars_generate, sampling, extra,
+                                                        None, progress)  # fmt: skip
+            overlaps.append(distribution_overlap(more_features["real"], more_features["model"])["mean"])
+            records += [{**row, "seed": extra} for row in more_rows]
+        spread = seed_spread(overlaps, distribution_overlap(features["real"], features["copy"])["mean"])
     return {
         "model": info["name"],
         "files": len(pieces),
@@ -301,7 +351,8 @@ def evaluate(model_dir: Path | None, data: Path, train_data: Path | None, bars_p
         **continuation_report(rows, scores, features, sampling, bars_prompt, seed),
         **(arrange_summary([r for r in rows if r["decodable"]]) if arrange is not None else {}),
         "seed": seed,
-    }, rows
+        **spread,
+    }, records
 
 
 def likelihood(model, vocab, windows: list[np.ndarray], pieces: list[tuple[Path, GridSong]],
@@ -558,6 +609,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bars-prompt", type=int, default=8)
     parser.add_argument("--bars-generate", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1, metavar="N",
+                        help="continue every file with N seeds from --seed and report the distribution measure's "
+                             "mean over them and its lead over the copy (others: the first seed's)")  # fmt: skip
     add_sampling_options(parser)
     parser.add_argument("--takes", default=RECOMMENDED.takes_label, metavar="N|auto",
                         help="continuations sampled per prompt, or auto (as `meloformer continue`); the most typical "
@@ -583,6 +637,7 @@ def main(argv: list[str] | None = None) -> int:
             arrange={"presence": not args.arrange_free, "bass_first": args.arrange_bass_first}
             if args.arrange or args.arrange_free
             else None,
+            seeds=args.seeds,
         )  # fmt: skip
     except MeloformerError as error:
         print(f"meloformer-eval: error: {error}", file=sys.stderr)

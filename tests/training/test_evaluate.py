@@ -16,7 +16,7 @@ from meloformer_core.model.config import named_config
 from meloformer_core.model.transformer import MeloFormer
 from tests.conftest import FIXTURES
 from training.continuation_metrics import FEATURES
-from training.evaluate import SIDE_BY_SIDE, main, median_interval
+from training.evaluate import SIDE_BY_SIDE, main, median_interval, seed_spread, student_t_quantile
 
 KEYS = {"nll_per_token", "bigram_nll_per_token", "decodable_rate", "pitch_class_overlap", "note_density_ratio",
         "polyphony_ratio", "in_scale_rate", "velocity_difference", "empty_rate", "restated_bar_rate",
@@ -93,6 +93,43 @@ def test_eval_sets_the_model_beside_the_copy_and_the_real_bars(random_bundle: Pa
     assert len(groove["track_density_ratios"]) == 4  # drums, bass and two organs play in the real bars
 
 
+def test_more_seeds_report_the_distribution_measure_of_each_and_its_lead_over_the_copy(
+        random_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """``--seeds 2`` is the runs of both seeds in one: each seed's figure is the one its own run gives."""
+    args = ("--model", str(random_bundle), "--data", str(FIXTURES), "--bars-prompt", "3", "--bars-generate", "2",
+            "--quiet")  # fmt: skip
+    records = tmp_path / "records.jsonl"
+    both = report(capsys, *args, "--seed", "3", "--seeds", "2", "--records", str(records))
+    first, second = report(capsys, *args, "--seed", "3"), report(capsys, *args, "--seed", "4")
+    assert both["distribution_overlap_by_seed"] == [first["distribution_overlap"], second["distribution_overlap"]]
+    assert first["distribution_overlap"] != second["distribution_overlap"]  # the seed moves the measure
+    assert both["distribution_overlap"] == first["distribution_overlap"] and both["seed"] == 3
+    assert both["distribution_overlap_seed_mean"] == pytest.approx(
+        (first["distribution_overlap"] + second["distribution_overlap"]) / 2, abs=1e-4
+    )
+    low, high = both["distribution_overlap_lead_interval"]
+    assert low < both["distribution_overlap_seed_mean"] - both["copy_distribution_overlap"] < high
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    files = len(list(FIXTURES.glob("*.mid")))
+    assert [row["seed"] for row in rows] == [3] * files + [4] * files
+    assert main([*args, "--seeds", "0"]) == 1 and "at least 1" in capsys.readouterr().err
+
+
+def test_the_lead_over_the_copy_is_clear_only_when_the_seeds_agree() -> None:
+    assert student_t_quantile(0.975, 1) == pytest.approx(12.706, abs=1e-3)
+    assert student_t_quantile(0.975, 15) == pytest.approx(2.131, abs=1e-3)
+    assert student_t_quantile(0.95, 1000) == pytest.approx(1.646, abs=1e-3)
+    steady = seed_spread([0.978, 0.977, 0.979, 0.978], copy_overlap=0.975)
+    assert steady["distribution_overlap_seed_mean"] == 0.978 and steady["seeds_behind_copy"] == 0
+    low, high = steady["distribution_overlap_lead_interval"]
+    assert 0 < low < 0.003 < high
+    # as far ahead on average, but three seeds of five behind: the interval takes in 0
+    shaky = seed_spread([0.990, 0.970, 0.985, 0.972, 0.973], copy_overlap=0.975)
+    assert shaky["distribution_overlap_seed_mean"] == 0.978 and shaky["seeds_behind_copy"] == 3
+    assert shaky["distribution_overlap_lead_interval"][0] < 0
+    assert shaky["distribution_overlap_by_seed"] == [0.99, 0.97, 0.985, 0.972, 0.973]
+
+
 def test_the_median_interval_brackets_the_median_and_narrows_with_more_files() -> None:
     rng = np.random.default_rng(0)
     few, many = rng.uniform(0.5, 1.0, 20).tolist(), rng.uniform(0.5, 1.0, 500).tolist()
@@ -155,7 +192,8 @@ def test_eval_arranges_drums_and_bass_under_the_lead_and_says_how_much_of_the_pr
 
 def test_split_halves_scores_other_songs_the_copy_and_the_model_from_records(tmp_path: Path) -> None:
     """`scripts/split_halves.py` on a records file: a copy equal to the real bars scores near 1,
-    a model whose bars lie far from them scores low, and an undecodable file is left out."""
+    a model whose bars lie far from them scores low, an undecodable file is left out, and
+    of several seeds only the first is read."""
     import subprocess
     import sys
 
@@ -174,6 +212,7 @@ def test_split_halves_scores_other_songs_the_copy_and_the_model_from_records(tmp
         rows.append({"file": f"{index}.mid", "decodable": True,
                      "bar_features": {"real": real, "copy": real, "model": bars(20.0)}})  # fmt: skip
     rows.insert(3, {"file": "broken.mid", "decodable": False})
+    rows = [{**row, "seed": 5} for row in rows] + [{**row, "seed": 6} for row in rows]  # a `--seeds 2` run
     records = tmp_path / "records.jsonl"
     records.write_text("".join(json.dumps(row) + "\n" for row in rows))
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "split_halves.py"), str(records)],
